@@ -1,0 +1,93 @@
+"""ipar_widgets: IPython Parallel's programming model, with live progress widgets.
+
+``import ipar_widgets as ipp`` offers the names of ipyparallel's public API: ``Cluster``,
+``Client``, views, ``AsyncResult``, ``Reference``, ``interactive``, ``require``,
+``depend``, the errors, ...
+"""
+
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
+
+from . import error
+from ._version import __version__
+from .client.asyncresult import AsyncHubResult, AsyncMapResult, AsyncResult
+from .client.client import Client
+from .client.dependency import Dependency, depend, dependent, require
+from .client.executor import ViewExecutor
+from .client.metadata import Metadata
+from .client.remotefunction import ParallelFunction, RemoteFunction, parallel, remote
+from .client.view import DirectView, LoadBalancedView, View
+from .cluster.cluster import Cluster
+from .error import (
+    AlreadyDisplayedError,
+    CompositeError,
+    DependencyTimeout,
+    EngineError,
+    ImpossibleDependency,
+    InvalidDependency,
+    IPythonError,
+    KernelError,
+    NoEnginesRegistered,
+    RemoteError,
+    TaskAborted,
+    TaskRejectError,
+    TaskTimeout,
+    TimeoutError,
+    UnmetDependency,
+)
+from .protocol.serialize import Reference, interactive, use_cloudpickle, use_dill, use_pickle
+
+version_info = tuple(int(p) for p in __version__.split(".")[:3])
+
+__all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "AlreadyDisplayedError",
+    "AsyncHubResult",
+    "AsyncMapResult",
+    "AsyncResult",
+    "Client",
+    "Cluster",
+    "CompositeError",
+    "Dependency",
+    "DependencyTimeout",
+    "DirectView",
+    "EngineError",
+    "IPythonError",
+    "ImpossibleDependency",
+    "InvalidDependency",
+    "KernelError",
+    "LoadBalancedView",
+    "Metadata",
+    "NoEnginesRegistered",
+    "ParallelFunction",
+    "Reference",
+    "RemoteError",
+    "RemoteFunction",
+    "TaskAborted",
+    "TaskRejectError",
+    "TaskTimeout",
+    "TimeoutError",
+    "UnmetDependency",
+    "View",
+    "ViewExecutor",
+    "__version__",
+    "depend",
+    "dependent",
+    "error",
+    "interactive",
+    "parallel",
+    "remote",
+    "require",
+    "use_cloudpickle",
+    "use_dill",
+    "use_pickle",
+    "version_info",
+]
+
+
+def load_ipython_extension(ip):  # type: ignore[no-untyped-def]
+    """``%load_ext ipar_widgets``: register the parallel magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)

@@ -1,0 +1,1 @@
+"""The user-facing client: Client, views, AsyncResults, remote functions."""

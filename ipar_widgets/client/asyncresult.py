@@ -1,0 +1,508 @@
+"""AsyncResult and AsyncMapResult: the handle on work in flight.
+
+An AsyncResult stands for one or more messages (msg_ids).  The client's I/O thread hands it
+each result as it arrives (:meth:`AsyncResult._deliver`); everything that waits (``get``,
+``wait``, iteration, ``wait_interactive``) waits on one condition variable, so nothing polls.
+It is also a :class:`concurrent.futures.Future` (``result()``, ``add_done_callback``,
+``concurrent.futures.wait``) and awaitable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..error import CompositeError, RemoteError, TaskAborted
+from ..protocol.wire import utcnow
+from .metadata import _DEFAULTS
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
+
+_METADATA_KEYS = frozenset(_DEFAULTS)
+
+
+def _timeout(timeout: float | None) -> float | None:
+    """ipyparallel's convention: None or a negative number waits forever."""
+    if timeout is None or timeout < 0:
+        return None
+    return timeout
+
+
+class AsyncResult(Future):  # type: ignore[type-arg]
+    """The pending (or finished) result of one or more tasks."""
+
+    _single_result: bool
+
+    def __init__(
+        self,
+        client: Client,
+        msg_ids: Sequence[str],
+        fname: str = "unknown",
+        targets: Sequence[int] | int | None = None,
+        *,
+        owner: bool = True,
+        return_exceptions: bool = False,
+        single: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self.msg_ids = list(msg_ids)
+        self._fname = fname
+        if isinstance(targets, int):
+            self._targets: list[int] | None = [targets]
+        else:
+            self._targets = list(targets) if targets is not None else None
+        # one value (not a list) for a single-engine view or a load-balanced apply
+        self._single_result = isinstance(targets, int) if single is None else single
+        self.owner = owner
+        self._return_exceptions = return_exceptions
+        self._cond = threading.Condition()
+        self._results: dict[str, Any] = {}
+        self._arrival: list[str] = []
+        self._n_errors = 0
+        self._sent = threading.Event()
+        self._listeners: list[Callable[[AsyncResult, str], None]] = []
+        self._metadata = [client._metadata_for(m) for m in self.msg_ids]
+        client._track(self)
+
+    # -- delivery (the client's I/O thread) ---------------------------------------------------------
+    def _deliver(self, msg_id: str, result: Any) -> None:
+        with self._cond:
+            if msg_id in self._results:
+                return
+            self._results[msg_id] = result
+            self._arrival.append(msg_id)
+            if isinstance(result, BaseException):
+                self._n_errors += 1
+            complete = len(self._results) == len(self.msg_ids)
+            self._cond.notify_all()
+        for listener in list(self._listeners):
+            try:
+                listener(self, msg_id)
+            except Exception:
+                pass
+        if complete:
+            self._finalize()
+
+    def _finalize(self) -> None:
+        if self.done():
+            return
+        try:
+            value = self._collect(raise_errors=True)
+        except BaseException as exc:
+            self.set_exception(exc)
+        else:
+            self.set_result(value)
+
+    def _set_sent(self) -> None:
+        self._sent.set()
+
+    def add_listener(self, listener: Callable[[AsyncResult, str], None]) -> None:
+        """Call ``listener(ar, msg_id)`` (in the I/O thread) each time a result arrives."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[AsyncResult, str], None]) -> None:
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+
+    # -- assembling results ---------------------------------------------------------------------------
+    def _raw(self) -> list[Any]:
+        with self._cond:
+            return [self._results[m] for m in self.msg_ids]
+
+    def _reconstruct(self, raw: list[Any]) -> Any:
+        if self._single_result:
+            return raw[0]
+        return raw
+
+    def _collect(self, raise_errors: bool) -> Any:
+        raw = self._raw()
+        if raise_errors and self._n_errors:
+            self._raise_errors(raw)
+        return self._reconstruct(raw)
+
+    def _raise_errors(self, raw: list[Any]) -> None:
+        errors = [r for r in raw if isinstance(r, BaseException)]
+        if not errors:
+            return
+        if self._single_result or (len(raw) == 1 and not isinstance(errors[0], RemoteError)):
+            raise errors[0]
+        remote = [e for e in errors if isinstance(e, RemoteError)]
+        if len(remote) != len(errors):
+            raise next(e for e in errors if not isinstance(e, RemoteError))
+        flat: list[RemoteError] = []
+        for err in remote:
+            flat.extend(err.elist if isinstance(err, CompositeError) else [err])
+        raise CompositeError(f"one or more exceptions raised in: {self._fname}", flat)
+
+    # -- waiting ----------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Whether every task has finished."""
+        return len(self._results) == len(self.msg_ids)
+
+    def successful(self) -> bool:
+        """Whether every task finished without error; an AssertionError if not yet finished."""
+        if not self.ready():
+            raise AssertionError("the result is not ready; call successful() once ready() is True")
+        return self._n_errors == 0
+
+    def _predicate(self, return_when: Any) -> Callable[[], bool]:
+        if return_when in (None, ALL_COMPLETED):
+            return self.ready
+        if return_when == FIRST_COMPLETED:
+            return lambda: bool(self._results)
+        if return_when == FIRST_EXCEPTION:
+            return lambda: self._n_errors > 0 or self.ready()
+        raise ValueError(
+            f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION, found {return_when!r}"
+        )
+
+    def wait(self, timeout: float | None = -1, return_when: Any = None) -> Any:
+        """Wait until the tasks finish, or ``timeout`` seconds pass (-1 or None: no limit).
+
+        Returns whether everything finished.  With ``return_when`` (a
+        :mod:`concurrent.futures` constant) it returns ``(done, pending)``: sets of one-task
+        AsyncResults, as :func:`concurrent.futures.wait` does.
+        """
+        condition = self._predicate(return_when)
+        with self._cond:
+            self._cond.wait_for(condition, _timeout(timeout))
+        if return_when is None:
+            return self.ready()
+        parts = self.split()
+        done = {p for p in parts if p.ready()}
+        return done, set(parts) - done
+
+    def get(self, timeout: float | None = -1, return_exceptions: bool | None = None,
+            return_when: Any = None) -> Any:
+        """The result(s) once ready; raises TimeoutError if not ready within ``timeout`` s.
+
+        An error in a task is raised (RemoteError, or CompositeError for several), unless
+        ``return_exceptions`` is true, in which case exceptions take the place of results.
+        With ``return_when=FIRST_EXCEPTION`` the first error is raised as soon as it arrives.
+        """
+        if return_exceptions is None:
+            return_exceptions = self._return_exceptions
+        condition = self._predicate(FIRST_EXCEPTION if return_when == FIRST_EXCEPTION else None)
+        with self._cond:
+            self._cond.wait_for(condition, _timeout(timeout))
+        if not self.ready():
+            if self._n_errors and return_when == FIRST_EXCEPTION and not return_exceptions:
+                with self._cond:
+                    first = next(r for m in self._arrival if isinstance(r := self._results[m], BaseException))
+                raise first
+            raise TimeoutError("Result not ready.")
+        return self._collect(raise_errors=not return_exceptions)
+
+    def get_dict(self, timeout: float | None = -1) -> dict[int, Any]:
+        """The results keyed by engine id; ValueError if an engine ran more than one task."""
+        self.get(timeout)
+        raw = self._raw()
+        engine_ids = [md["engine_id"] for md in self._metadata]
+        out: dict[int, Any] = {}
+        for engine_id, value in zip(engine_ids, raw):
+            if engine_id in out:
+                raise ValueError(
+                    f"Cannot build dict, {engine_ids.count(engine_id)} jobs ran on engine #{engine_id}"
+                )
+            out[engine_id] = value
+        return out
+
+    @property
+    def r(self) -> Any:
+        """``get()``, as a property."""
+        return self.get()
+
+    @property
+    def result_dict(self) -> dict[int, Any]:
+        return self.get_dict()
+
+    # Future interface: result() and exception() come from concurrent.futures.Future.
+    def cancel(self) -> bool:
+        """Abort the tasks that have not started; False if everything already finished."""
+        if self.ready():
+            return False
+        self.abort()
+        return True
+
+    def cancelled(self) -> bool:
+        with self._cond:
+            return any(isinstance(r, TaskAborted) for r in self._results.values())
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    # -- sending ----------------------------------------------------------------------------------
+    @property
+    def sent(self) -> bool:
+        """Whether every message of this result has left the client."""
+        return self._sent.is_set()
+
+    def wait_for_send(self, timeout: float | None = -1) -> bool:
+        return self._sent.wait(_timeout(timeout))
+
+    # -- metadata ---------------------------------------------------------------------------------
+    @property
+    def metadata(self) -> Any:
+        """One Metadata per task (a single one for a single-engine result)."""
+        return self._metadata[0] if self._single_result else self._metadata
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            values = [md[key] for md in self._metadata]
+            return values[0] if self._single_result else values
+        if isinstance(key, (int, slice)):
+            if not self.ready():
+                raise TimeoutError("Result not ready.")
+            value = self.get()
+            if self._single_result:
+                value = [value]
+            return value[key]
+        raise TypeError(f"Invalid key type {type(key).__name__!r}, must be 'int', 'slice', or 'str'")
+
+    def __getattr__(self, key: str) -> Any:
+        if key in _METADATA_KEYS:
+            return self[key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *_METADATA_KEYS]
+
+    # -- timing -----------------------------------------------------------------------------------
+    def _times(self, key: str) -> list[datetime]:
+        return [md[key] for md in self._metadata if md[key] is not None]
+
+    def timedelta(self, start: Any, end: Any, start_key: Callable[..., Any] = min,
+                  end_key: Callable[..., Any] = max) -> float:
+        """Seconds between two timestamps, or sets of them (reduced with start_key/end_key).
+
+        ``start`` and ``end`` are datetimes, lists of datetimes, or metadata key names
+        (``ar.timedelta("submitted", "received")``).
+        """
+        if isinstance(start, str):
+            start = self._times(start)
+        if isinstance(end, str):
+            end = self._times(end)
+        if isinstance(start, (list, tuple)):
+            if not start:
+                raise ValueError("no start timestamps (the tasks have not reached that point)")
+            start = start_key(start)
+        if isinstance(end, (list, tuple)):
+            if not end:
+                raise ValueError("no end timestamps (the tasks have not reached that point)")
+            end = end_key(end)
+        return float((end - start).total_seconds())
+
+    @property
+    def progress(self) -> int:
+        """How many tasks have finished."""
+        return len(self._results)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the first submission; once finished, equal to ``wall_time``."""
+        if self.ready():
+            return self.wall_time
+        submitted = self._times("submitted")
+        if not submitted:
+            return 0.0
+        return (utcnow() - min(submitted)).total_seconds()
+
+    @property
+    def serial_time(self) -> float:
+        """Seconds of computation: the sum of each task's completed minus started (engine clock)."""
+        total = 0.0
+        for md in self._metadata:
+            if md["started"] is not None and md["completed"] is not None:
+                total += (md["completed"] - md["started"]).total_seconds()
+        return total
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds from the first submission to the last result received (client clock)."""
+        if not self.ready():
+            raise TimeoutError("Not ready: wall_time is known once every task has finished.")
+        return self.timedelta("submitted", "received")
+
+    # -- iteration --------------------------------------------------------------------------------
+    def _wait_for_msg(self, msg_id: str) -> Any:
+        with self._cond:
+            self._cond.wait_for(lambda: msg_id in self._results)
+            return self._results[msg_id]
+
+    def _items_of(self, msg_id: str, value: Any) -> list[Any]:
+        if isinstance(value, BaseException):
+            raise value
+        return [value]
+
+    def __iter__(self) -> Iterator[Any]:
+        """Results one by one, each as soon as it and those before it have arrived."""
+        if self._single_result:
+            raise TypeError("AsyncResults with a single result are not iterable.")
+        for msg_id in self.msg_ids:
+            yield from self._items_of(msg_id, self._wait_for_msg(msg_id))
+
+    def __len__(self) -> int:
+        return len(self.msg_ids)
+
+    # -- splitting and joining ----------------------------------------------------------------------
+    def split(self) -> tuple[AsyncResult, ...]:
+        """One AsyncResult per task (for ``concurrent.futures.wait`` and friends)."""
+        if len(self.msg_ids) == 1:
+            return (self,)
+        targets = self._targets or [None] * len(self.msg_ids)  # type: ignore[list-item]
+        return tuple(
+            AsyncResult(self._client, [m], self._fname, [t] if t is not None else None,
+                        owner=False, return_exceptions=self._return_exceptions)
+            for m, t in zip(self.msg_ids, targets)
+        )
+
+    @classmethod
+    def join(cls, *async_results: AsyncResult) -> AsyncResult:
+        """One AsyncResult for the tasks of several (the inverse of :meth:`split`)."""
+        if not async_results:
+            raise ValueError("Must specify at least one AsyncResult to join")
+        if len(async_results) == 1:
+            return async_results[0]
+        first = async_results[0]
+        msg_ids = [m for ar in async_results for m in ar.msg_ids]
+        targets: list[int] | None = []
+        for ar in async_results:
+            if ar._targets is None or targets is None:
+                targets = None
+            else:
+                targets.extend(ar._targets)
+        return AsyncResult(first._client, msg_ids, first._fname, targets, owner=False,
+                           return_exceptions=first._return_exceptions)
+
+    # -- aborting ---------------------------------------------------------------------------------
+    def abort(self) -> None:
+        """Abort the tasks of this result that have not started yet."""
+        if self.ready():
+            raise AssertionError("Can't abort, I am already done!")
+        pending = [m for m in self.msg_ids if m not in self._results]
+        self._client.abort(pending)
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def wait_for_output(self, timeout: float | None = -1) -> bool:
+        """Outputs are complete when each result is: same as ``wait``."""
+        return bool(self.wait(timeout))
+
+    def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
+        """Show the tasks' stdout, stderr, displays and results, labelled by engine.
+
+        ``groupby``: ``"type"`` (all stdout, then all stderr, then displays), ``"engine"``
+        (everything of one engine, then the next) or ``"order"`` (like type, with the i-th
+        display of every engine together).
+        """
+        from .display import display_outputs
+
+        if not self.ready():
+            raise TimeoutError("Result not ready.")
+        display_outputs(self, groupby, result_only)
+
+    def wait_interactive(self, interval: float | None = None, timeout: float | None = -1,
+                         widget: bool | None = None, return_when: Any = ALL_COMPLETED) -> None:
+        """Wait, showing progress: a live widget in a notebook, a text display in a terminal.
+
+        Raises TimeoutError if not done within ``timeout`` seconds.
+        """
+        from ..progress import wait_interactive
+
+        wait_interactive(self, interval=interval, timeout=timeout, widget=widget,
+                         return_when=return_when)
+
+    # -- rendering --------------------------------------------------------------------------------
+    def _status_word(self) -> str:
+        if not self.ready():
+            return "pending"
+        return "finished" if self._n_errors == 0 else "error"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}({self._fname}): {self._status_word()}>"
+
+
+class AsyncMapResult(AsyncResult):
+    """The result of a map: one message per chunk, results flattened back into one list.
+
+    Iterating yields each item as soon as its chunk (and, if ``ordered``, every chunk before
+    it) has arrived.  ``progress`` and ``len`` count items, not messages.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        msg_ids: Sequence[str],
+        chunk_sizes: Sequence[int],
+        fname: str = "unknown",
+        *,
+        ordered: bool = True,
+        joiner: Callable[[list[Any]], Any] | None = None,
+        targets: Sequence[int] | None = None,
+        owner: bool = True,
+        return_exceptions: bool = False,
+    ) -> None:
+        self._chunk_sizes = dict(zip(msg_ids, chunk_sizes))
+        self.ordered = ordered
+        self._joiner = joiner
+        super().__init__(client, msg_ids, fname, targets, owner=owner,
+                         return_exceptions=return_exceptions)
+        self._single_result = False
+
+    def _reconstruct(self, raw: list[Any]) -> Any:
+        if any(isinstance(r, BaseException) for r in raw):
+            flat: list[Any] = []
+            for r in raw:
+                flat.extend([r] if isinstance(r, BaseException) else r)
+            return flat
+        if self._joiner is not None:
+            return self._joiner(raw)
+        return [item for chunk in raw for item in chunk]
+
+    def _items_of(self, msg_id: str, value: Any) -> list[Any]:
+        if isinstance(value, BaseException):
+            raise value
+        return list(value)
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.ordered:
+            yield from super().__iter__()
+            return
+        seen = 0
+        while seen < len(self.msg_ids):
+            with self._cond:
+                self._cond.wait_for(lambda: len(self._arrival) > seen)
+                msg_id = self._arrival[seen]
+                value = self._results[msg_id]
+            seen += 1
+            yield from self._items_of(msg_id, value)
+
+    def __len__(self) -> int:
+        return sum(self._chunk_sizes.values())
+
+    @property
+    def progress(self) -> int:
+        """How many items have finished."""
+        with self._cond:
+            return sum(self._chunk_sizes[m] for m in self._results)
+
+    def split(self) -> tuple[AsyncResult, ...]:
+        return tuple(
+            AsyncMapResult(self._client, [m], [self._chunk_sizes[m]], self._fname,
+                           owner=False, return_exceptions=self._return_exceptions)
+            for m in self.msg_ids
+        )
+
+
+class AsyncHubResult(AsyncResult):
+    """An AsyncResult for tasks fetched from the controller's records (``Client.get_result``),
+    possibly submitted by another client."""

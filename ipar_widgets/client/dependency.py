@@ -1,0 +1,145 @@
+"""Task dependencies: ``after``/``follow`` sets, and function-level ``@depend``/``@require``.
+
+``after`` and ``follow`` (flags of a LoadBalancedView) are evaluated by the controller: a task
+waits until the tasks it names finish (successfully, unless told otherwise), and with
+``follow`` it runs where they ran.  ``@depend`` and ``@require`` are evaluated on the engine
+just before the task runs: if unmet, the engine raises UnmetDependency and the controller
+hands the task to another engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import Any
+
+from ..error import UnmetDependency
+
+__all__ = ["Dependency", "depend", "require", "dependent"]
+
+
+def _msg_ids_of(deps: Any) -> list[str]:
+    from .asyncresult import AsyncResult
+
+    if deps is None:
+        return []
+    if isinstance(deps, (str, AsyncResult, Dependency)):
+        deps = [deps]
+    out: list[str] = []
+    for dep in deps:
+        if isinstance(dep, str):
+            out.append(dep)
+        elif isinstance(dep, AsyncResult):
+            out.extend(dep.msg_ids)
+        elif isinstance(dep, Dependency):
+            out.extend(dep)
+        else:
+            raise TypeError(f"a dependency must be a msg_id, an AsyncResult or a Dependency, found {dep!r}")
+    return out
+
+
+class Dependency(set):  # type: ignore[type-arg]
+    """A set of msg_ids a task depends on.
+
+    ``all``: every one must be met (else any one); ``success``: a task that succeeded meets
+    it; ``failure``: a task that failed meets it.
+    """
+
+    def __init__(self, dependencies: Any = (), all: bool = True, success: bool = True,
+                 failure: bool = False) -> None:
+        super().__init__(_msg_ids_of(dependencies))
+        if not (success or failure):
+            raise ValueError("a Dependency must be met by success, failure, or both")
+        self.all = all
+        self.success = success
+        self.failure = failure
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dependencies": sorted(self), "all": self.all, "success": self.success,
+                "failure": self.failure}
+
+    def __repr__(self) -> str:
+        return f"Dependency({sorted(self)}, all={self.all}, success={self.success}, failure={self.failure})"
+
+
+def as_metadata(value: Any) -> Any:
+    """An after/follow flag as the controller reads it."""
+    if value is None:
+        return None
+    if isinstance(value, Dependency):
+        return value.as_dict()
+    ids = _msg_ids_of(value)
+    return ids or None
+
+
+class dependent:
+    """A function that runs only if ``df(*dargs, **dkwargs)`` is true on the engine."""
+
+    def __init__(self, _wrapped: Callable[..., Any], df: Callable[..., Any], *dargs: Any, **dkwargs: Any) -> None:
+        self.f = _wrapped
+        self.func_name = getattr(_wrapped, "__name__", "dependent")
+        self.df = df
+        self.dargs = dargs
+        self.dkwargs = dkwargs
+        functools.update_wrapper(self, _wrapped)
+
+    def check_dependency(self) -> bool:
+        return bool(self.df(*self.dargs, **self.dkwargs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.check_dependency():
+            raise UnmetDependency(f"the dependency of {self.func_name}() is not met on this engine")
+        return self.f(*args, **kwargs)
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return self.func_name
+
+
+def depend(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], dependent]:
+    """Decorator: run the task only on engines where ``f(*args, **kwargs)`` is true."""
+
+    def wrap(func: Callable[..., Any]) -> dependent:
+        return dependent(func, f, *args, **kwargs)
+
+    return wrap
+
+
+def _require(names: list[str], objects: dict[str, Any]) -> bool:
+    """On the engine: import the modules into the user namespace, add the objects."""
+    namespace = sys.modules["__main__"].__dict__
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            return False
+        namespace[name.split(".")[0]] = sys.modules[name.split(".")[0]] if "." in name else module
+    namespace.update(objects)
+    return True
+
+
+def require(*objects: Any, **mapping: Any) -> Callable[[Callable[..., Any]], dependent]:
+    """Decorator: import these modules (and define these objects) on the engine first.
+
+    Modules are given by name or as module objects; functions positionally are defined under
+    their ``__name__``; anything else by keyword.  An engine where an import fails is
+    skipped (UnmetDependency), so a load-balanced task goes where the module exists.
+    """
+    names: list[str] = []
+    pushed: dict[str, Any] = dict(mapping)
+    for obj in objects:
+        if isinstance(obj, ModuleType):
+            names.append(obj.__name__)
+        elif isinstance(obj, str):
+            names.append(obj)
+        elif callable(obj) and hasattr(obj, "__name__"):
+            pushed[obj.__name__] = obj
+        else:
+            raise TypeError(
+                f"require() takes modules, module names or named functions positionally, found {obj!r}; "
+                "pass other objects by keyword"
+            )
+    return depend(_require, names, pushed)

@@ -1,0 +1,39 @@
+"""Small functions the client sends for engines to run (push, pull, imports).
+
+They are pickled by reference, so engines import them from here; they act on the engine's
+user namespace, which on an engine is ``__main__``'s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+
+def _namespace() -> dict[str, Any]:
+    return sys.modules["__main__"].__dict__
+
+
+def push(ns: dict[str, Any]) -> None:
+    _namespace().update(ns)
+
+
+def pull(names: str | list[str] | tuple[str, ...]) -> Any:
+    namespace = _namespace()
+    if isinstance(names, str):
+        return eval(names, namespace)
+    return [eval(name, namespace) for name in names]
+
+
+def import_module(statement: str) -> None:
+    """Run one import statement (``import x as y``, ``from x import y``) in the namespace."""
+    exec(statement, _namespace())
+
+
+def module_available(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Starting, finding and stopping clusters: the ``Cluster`` API and the ``ipar`` command."""

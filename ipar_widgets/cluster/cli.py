@@ -1,0 +1,265 @@
+"""The ``ipar`` command: start, list, grow and stop clusters; ``ipar demo`` tours the API.
+
+Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from .._version import __version__
+from ..progress.terminal import format_seconds
+from . import control
+from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
+
+
+class CommandError(Exception):
+    """A failure to report to the user (exit code 1)."""
+
+
+def _profile_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default", help="IPython profile of the cluster (default: %(default)s)")
+    p.add_argument("--cluster-id", default="", help="id of the cluster within the profile (default: none)")
+
+
+def _existing_cluster(args: argparse.Namespace) -> ClusterInfo:
+    try:
+        profile_path = paths.profile_dir(args.profile)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not profile_path.is_dir():
+        raise CommandError(
+            f"profile {args.profile!r} does not exist (looked for {profile_path}); "
+            f"start a cluster with: ipar start --profile {args.profile}"
+        )
+    info = find_cluster(args.profile, args.cluster_id)
+    what = f"cluster {args.cluster_id!r}" if args.cluster_id else "cluster"
+    if info is None:
+        raise CommandError(
+            f"no {what} in profile {args.profile!r} (looked in {profile_path / 'security'}); "
+            f"start one with: ipar start --profile {args.profile}"
+        )
+    return info
+
+
+def _running_cluster(args: argparse.Namespace) -> ClusterInfo:
+    info = _existing_cluster(args)
+    if info.state != RUNNING:
+        raise CommandError(
+            f"the cluster in profile {args.profile!r} is {info.state} (controller pid "
+            f"{info.data.get('controller_pid')}); clean up with: ipar stop --profile {args.profile}"
+        )
+    return info
+
+
+# -- ipar start ----------------------------------------------------------------------------------
+def cmd_start(args: argparse.Namespace) -> int:
+    if args.n < 0:
+        raise CommandError(f"-n must be a number of engines >= 0, found {args.n}")
+    try:
+        profile_path = paths.profile_dir(args.profile, create=True)
+        paths.check_cluster_id(args.cluster_id)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    existing = find_cluster(args.profile, args.cluster_id)
+    if existing is not None:
+        if existing.state != STALE:
+            raise CommandError(
+                f"a cluster is already running in profile {args.profile!r} (controller pid "
+                f"{existing.data.get('controller_pid')}, {existing.engines_registered} engines); "
+                f"stop it with: ipar stop --profile {args.profile}"
+            )
+        control.stop_cluster(existing.data)  # leftovers of a crashed cluster
+    extra = [f"--hwm={args.hwm}"] if args.hwm is not None else []
+    proc = control.launch_controller(args.profile, args.cluster_id, args.n, args.ip,
+                                     extra_args=extra, log_level=args.log_level)
+    try:
+        cluster = control.wait_for_cluster_file(profile_path, args.cluster_id, proc)
+        control.wait_for_engines(cluster, args.n, args.engine_timeout)
+    except (control.ClusterError, TimeoutError) as exc:
+        data = paths.read_json(paths.cluster_file(profile_path, args.cluster_id)) if \
+            paths.cluster_file(profile_path, args.cluster_id).exists() else None
+        if data:
+            control.stop_cluster(data)
+        else:
+            proc.kill()
+        raise CommandError(f"the cluster did not start: {exc}") from None
+    where = f"tcp://{cluster['location']}:{cluster['ports']['client']}"
+    cid = f" (cluster id {args.cluster_id!r})" if args.cluster_id else ""
+    print(f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller at {where} "
+          f"(pid {cluster['controller_pid']}).")
+    client_args = f"profile={args.profile!r}" + (f", cluster_id={args.cluster_id!r}" if args.cluster_id else "")
+    print(f"Connect with: rc = ipar_widgets.Client({client_args})")
+    if not args.foreground:
+        return 0
+    print("Running in the foreground; press Ctrl-C to stop the cluster.")
+    stop = {"requested": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop["requested"] and proc.poll() is None:
+        time.sleep(0.1)
+    if proc.poll() is None:
+        print("\nStopping the cluster...")
+        for note in control.stop_cluster(cluster):
+            print(note)
+        proc.wait(10)
+    print("Cluster stopped.")
+    return 0
+
+
+# -- ipar stop -----------------------------------------------------------------------------------
+def cmd_stop(args: argparse.Namespace) -> int:
+    if args.all:
+        clusters = [c for c in find_clusters([args.profile] if args.profile_given else None, query=False)]
+        if not clusters:
+            print("No clusters found.")
+            return 0
+    else:
+        clusters = [_existing_cluster(args)]
+    for info in clusters:
+        notes = control.stop_cluster(info.data, grace=args.grace)
+        for note in notes:
+            print(note)
+        label = f"profile {info.profile!r}" + (f", cluster {info.cluster_id!r}" if info.cluster_id else "")
+        print(f"Stopped the cluster in {label}." if info.state != STALE else
+              f"Removed the files of a cluster that was no longer running ({label}).")
+    return 0
+
+
+# -- ipar list -----------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    clusters = find_clusters([args.profile] if args.profile else None)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in clusters], indent=2))
+        return 0
+    if not clusters:
+        print("No clusters. Start one with: ipar start -n 4")
+        return 0
+    rows = [("PROFILE", "CLUSTER ID", "STATE", "ENGINES", "CONTROLLER", "PID", "UPTIME")]
+    for c in clusters:
+        rows.append((
+            c.profile,
+            c.cluster_id or "-",
+            c.state,
+            f"{c.engines_registered}/{c.engines_requested}" if c.state == RUNNING else "-",
+            c.address,
+            str(c.data.get("controller_pid", "-")),
+            format_seconds(c.uptime) if c.state == RUNNING else "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+# -- ipar engines ----------------------------------------------------------------------------------
+def cmd_engines_add(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise CommandError(f"-n must be at least 1, found {args.n}")
+    info = _running_cluster(args)
+    before = info.engines_registered
+    reply = control.request(info.data, "spawn_request", {"n": args.n}).content
+    try:
+        control.wait_for_engines(info.data, before + args.n, args.engine_timeout)
+    except control.ClusterError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Added {args.n} engine(s); {reply['requested']} requested in profile {args.profile!r}.")
+    return 0
+
+
+def cmd_engines_stop(args: argparse.Namespace) -> int:
+    info = _running_cluster(args)
+    try:
+        control.request(info.data, "shutdown_request", {"targets": args.ids}, timeout=30)
+    except control.ClusterError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Stopped engine(s) {', '.join(map(str, args.ids))} in profile {args.profile!r}.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(n=args.n, profile=args.profile)
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ipar",
+        description="Start, list, grow and stop ipar_widgets clusters.",
+        epilog="Exit codes: 0 success, 1 the operation failed, 2 bad usage.",
+    )
+    parser.add_argument("--version", action="version", version=f"ipar_widgets {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("start", help="start a cluster (returns once its engines are registered)")
+    p.add_argument("-n", type=int, default=4, help="number of engines (default: %(default)s)")
+    _profile_arg(p)
+    p.add_argument("--ip", default="127.0.0.1", help="interface the controller binds; 0.0.0.0 for all (default: %(default)s)")
+    p.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster")
+    p.add_argument("--engine-timeout", type=float, default=60.0, help="seconds to wait for engines to register (default: %(default)s)")
+    p.add_argument("--hwm", type=int, default=None, help="most load-balanced tasks queued per engine (default: 1)")
+    p.add_argument("--log-level", default="INFO", help="log level of the cluster's processes (default: %(default)s)")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("stop", help="stop a cluster: every one of its processes exits")
+    _profile_arg(p)
+    p.add_argument("--all", action="store_true", help="stop every cluster (of --profile if given)")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds before processes are killed (default: %(default)s)")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("list", help="list clusters: profile, id, state, engines, address, uptime")
+    p.add_argument("--profile", default=None, help="only this profile")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+
+    engines = sub.add_parser("engines", help="add or stop engines of a running cluster")
+    esub = engines.add_subparsers(dest="engines_command", metavar="ACTION")
+    esub.required = True
+    p = esub.add_parser("add", help="start more engines")
+    p.add_argument("-n", type=int, default=1, help="number of engines to add (default: %(default)s)")
+    _profile_arg(p)
+    p.add_argument("--engine-timeout", type=float, default=60.0, help="seconds to wait for them to register")
+    p.set_defaults(func=cmd_engines_add)
+    p = esub.add_parser("stop", help="stop engines by id")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID", help="engine id(s)")
+    _profile_arg(p)
+    p.set_defaults(func=cmd_engines_stop)
+
+    p = sub.add_parser("demo", help="start a 4-engine cluster, tour AsyncResults live, stop it")
+    p.add_argument("-n", type=int, default=4, help="number of engines (default: %(default)s)")
+    p.add_argument("--profile", default="ipar-demo", help="profile to use (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.profile_given = "--profile" in (argv if argv is not None else sys.argv)
+    try:
+        code = args.func(args)
+    except CommandError as exc:
+        print(f"ipar {args.command}: error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+

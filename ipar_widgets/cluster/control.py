@@ -1,0 +1,199 @@
+"""Operations on a cluster from outside it: launch its controller, ask it things, stop it.
+
+Shared by the ``ipar`` command, the ``Cluster`` API and the JupyterLab server extension, so
+all three start and stop clusters the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .. import paths
+from ..controller.launcher import tail
+from ..protocol.wire import Message, Wire
+
+
+class ClusterError(RuntimeError):
+    """A cluster operation failed; the message says why and what to do."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def request(cluster: dict[str, Any], msg_type: str, content: dict[str, Any] | None = None,
+            timeout: float = 5.0) -> Message:
+    """Ask a cluster's controller one question over a short-lived connection."""
+    info = paths.read_json(Path(cluster["client_file"]))
+    wire = Wire(info["key"].encode())
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(f"tcp://{info['location']}:{info['ports']['client']}")
+        header, frames = wire.build(msg_type, content, idents=[b"c"])
+        sock.send_multipart(frames)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(remaining * 1000):
+                raise TimeoutError(f"the controller did not answer {msg_type} within {timeout:g} s")
+            msg = wire.decode(sock.recv_multipart())
+            if msg.parent_header.get("msg_id") == header["msg_id"]:
+                break
+    finally:
+        sock.close(linger=0)
+    if msg.content.get("status") == "error":
+        raise ClusterError(str(msg.content.get("evalue", "the controller refused the request")))
+    return msg
+
+
+def launch_controller(profile: str, cluster_id: str = "", n: int = 0, ip: str = "127.0.0.1",
+                      profile_dir: str | None = None, extra_args: list[str] | None = None,
+                      log_level: str = "INFO") -> subprocess.Popen[bytes]:
+    """Start a controller in a session of its own (so Ctrl-C in a terminal does not reach
+    it, and its process group holds the whole cluster)."""
+    profile_path = Path(profile_dir) if profile_dir else paths.profile_dir(profile, create=True)
+    (profile_path / "log").mkdir(parents=True, exist_ok=True)
+    log_path = paths.log_file(profile_path, "controller", cluster_id)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ipar_widgets.controller",
+        f"--profile={profile}",
+        f"--profile-dir={profile_path}",
+        f"--cluster-id={cluster_id}",
+        f"--n={n}",
+        f"--ip={ip}",
+        f"--log-level={log_level}",
+        *(extra_args or []),
+    ]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+def wait_for_cluster_file(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes],
+                          timeout: float = 30.0) -> dict[str, Any]:
+    """Wait until the controller has bound its ports and written its files."""
+    path = paths.cluster_file(profile_path, cluster_id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                data = paths.read_json(path)
+            except ValueError:
+                data = {}
+            if data.get("controller_pid") == proc.pid:
+                return data
+        code = proc.poll()
+        if code is not None:
+            log_path = paths.log_file(profile_path, "controller", cluster_id)
+            raise ClusterError(
+                f"the controller exited with code {code} before it was ready; the end of its log "
+                f"({log_path}):\n{tail(log_path)}"
+            )
+        time.sleep(0.02)
+    proc.kill()
+    raise ClusterError(f"the controller did not start within {timeout:g} s")
+
+
+def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
+    """Wait until ``n`` engines registered; ClusterError (with the failing engine's log) if
+    one exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = request(cluster, "status_request").content
+        if status["engines_registered"] >= n:
+            return dict(status)
+        failures = status.get("launch_failures") or []
+        if failures and status["engines_registered"] + status.get("engines_starting", 0) < n:
+            f = failures[-1]
+            raise ClusterError(
+                f"engine {f['seq']} exited with code {f['returncode']} before registering; the end "
+                f"of its log ({f['log']}):\n{f['log_tail']}"
+            )
+        if time.monotonic() > deadline:
+            logs = sorted(Path(cluster["log_dir"]).glob(
+                f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"))
+            detail = f"\nthe end of {logs[-1]}:\n{tail(logs[-1])}" if logs else ""
+            raise ClusterError(
+                f"only {status['engines_registered']} of {n} engines registered within {timeout:g} s"
+                + detail
+            )
+        time.sleep(0.05)
+
+
+def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
+    """Stop every process of a cluster: ask the controller, then signal its process group
+    if it does not finish in time.  Returns notes on what had to be forced."""
+    notes: list[str] = []
+    pid = int(cluster.get("controller_pid", 0))
+    pgid = int(cluster.get("pgid", pid))
+    if pid and pid_alive(pid):
+        try:
+            request(cluster, "shutdown_request", {"hub": True}, timeout=grace)
+        except (TimeoutError, ClusterError, OSError, ValueError) as exc:
+            notes.append(f"the controller did not stop cleanly ({exc}); stopping its processes")
+        deadline = time.monotonic() + 3
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        if not _group_alive(pgid):
+            break
+        if sig == signal.SIGKILL:
+            notes.append(f"killed processes left in the cluster's process group {pgid}")
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + wait
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    profile_path = Path(cluster["profile_dir"])
+    cid = cluster.get("cluster_id", "")
+    paths.remove_quietly(paths.client_file(profile_path, cid), paths.engine_file(profile_path, cid),
+                         paths.cluster_file(profile_path, cid))
+    return notes
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is in the process group."""
+    if pgid <= 1:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

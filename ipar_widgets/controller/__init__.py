@@ -1,0 +1,1 @@
+"""The controller process: routing, load balancing, task records and engine monitoring."""

@@ -1,0 +1,157 @@
+"""The controller process's entry point: configuration, files, engines, then the poll loop.
+
+Run as ``python -m ipar_widgets.controller --profile-dir=... [--n=4]``; ``ipar start`` and
+``Cluster`` start it in a session of its own and read the files it writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from traitlets import Float, Integer, List, Unicode, default
+from traitlets.config import Application
+
+from .. import paths
+from .._version import __version__
+from .hub import Controller
+from .launcher import LocalLauncher
+
+log = logging.getLogger("ipar_widgets.controller")
+
+
+class ControllerApp(Application):
+    name = "ipar-controller"
+    description = "The controller of an ipar_widgets cluster: routes tasks, watches engines."
+    version = __version__
+
+    profile = Unicode("default", help="Name of the IPython profile the cluster belongs to.").tag(config=True)
+    profile_dir = Unicode(
+        help="Directory of the profile (default: $IPYTHONDIR/profile_<profile>)."
+    ).tag(config=True)
+    cluster_id = Unicode("", help="Id of the cluster within its profile ('' for the default one).").tag(config=True)
+    ip = Unicode(
+        "127.0.0.1",
+        help="Interface to bind; '0.0.0.0' (or '*') accepts engines and clients from any host.",
+    ).tag(config=True)
+    location = Unicode(
+        "",
+        help="Address written into connection files for others to connect to "
+        "(default: the bound ip, or this host's name when binding all interfaces).",
+    ).tag(config=True)
+    n = Integer(0, help="Number of engines to start on this host right away.").tag(config=True)
+    heartbeat_period = Float(0.5, help="Seconds between heartbeat pings to each engine.").tag(config=True)
+    heartbeat_timeout = Float(
+        5.0, help="Seconds without a heartbeat answer after which an engine counts as dead."
+    ).tag(config=True)
+    record_limit = Integer(
+        100_000, help="Most task records kept; past it the oldest finished ones are dropped."
+    ).tag(config=True)
+    record_size_limit = Integer(
+        1 << 30, help="Most bytes of results and outputs kept in task records (default 1 GiB)."
+    ).tag(config=True)
+    hwm = Integer(
+        1,
+        help="Most load-balanced tasks outstanding on one engine (0: no limit). 1 means a task "
+        "goes to the first engine that becomes free.",
+    ).tag(config=True)
+    shutdown_grace = Float(
+        5.0, help="Seconds an engine gets to exit when stopped before it is killed."
+    ).tag(config=True)
+    engine_log_level = Unicode("INFO", help="Log level of the engines this controller starts.").tag(config=True)
+    engine_args = List(Unicode(), help="Extra command-line arguments for local engines.").tag(config=True)
+
+    aliases = {
+        "profile": "ControllerApp.profile",
+        "profile-dir": "ControllerApp.profile_dir",
+        "cluster-id": "ControllerApp.cluster_id",
+        "ip": "ControllerApp.ip",
+        "location": "ControllerApp.location",
+        "n": "ControllerApp.n",
+        "hwm": "ControllerApp.hwm",
+        "heartbeat-timeout": "ControllerApp.heartbeat_timeout",
+        "log-level": "Application.log_level",
+        "engine-log-level": "ControllerApp.engine_log_level",
+    }
+
+    @default("profile_dir")
+    def _default_profile_dir(self) -> str:
+        return str(paths.profile_dir(self.profile))
+
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        return "%(asctime)s.%(msecs)03d [%(name)s] %(levelname)s %(message)s"
+
+    def start(self) -> None:
+        logging.basicConfig(
+            level=self.log_level,
+            format="%(asctime)s.%(msecs)03d [controller] %(levelname)s %(message)s",
+            datefmt="%H:%M:%S",
+            stream=sys.stderr,
+        )
+        profile_path = Path(self.profile_dir)
+        profile_path.mkdir(parents=True, exist_ok=True)
+        for sub in ("security", "log"):
+            (profile_path / sub).mkdir(exist_ok=True)
+        os.chmod(profile_path / "security", 0o700)
+        cid = self.cluster_id
+        client_path = paths.client_file(profile_path, cid)
+        engine_path = paths.engine_file(profile_path, cid)
+        cluster_path = paths.cluster_file(profile_path, cid)
+        key = secrets.token_hex(32).encode()
+        launcher = LocalLauncher(
+            engine_path, profile_path / "log", cid, list(self.engine_args), self.engine_log_level
+        )
+        controller = Controller(
+            key,
+            ip=self.ip,
+            heartbeat_period=self.heartbeat_period,
+            heartbeat_timeout=self.heartbeat_timeout,
+            record_limit=self.record_limit,
+            record_size_limit=self.record_size_limit,
+            hwm=self.hwm,
+            shutdown_grace=self.shutdown_grace,
+            launcher=launcher,
+        )
+        ports = controller.bind()
+        info: dict[str, Any] = controller.connection_info()
+        if self.location:
+            info["location"] = self.location
+        paths.write_private_json(client_path, {**info, "ports": {k: ports[k] for k in ("client", "notify")}})
+        paths.write_private_json(engine_path, {**info, "ports": {k: ports[k] for k in ("engine", "iopub")}})
+        cluster: dict[str, Any] = {
+            "version": __version__,
+            "profile": self.profile,
+            "profile_dir": str(profile_path),
+            "cluster_id": cid,
+            "controller_pid": os.getpid(),
+            "pgid": os.getpgid(0),
+            "ip": info["ip"],
+            "location": info["location"],
+            "ports": ports,
+            "started": time.time(),
+            "n": self.n,
+            "client_file": str(client_path),
+            "engine_file": str(engine_path),
+            "log_dir": str(profile_path / "log"),
+        }
+        paths.write_private_json(cluster_path, cluster)
+        log.info("controller %s listening on %s, ports %s", __version__, info["ip"], ports)
+        controller.install_signal_handlers()
+        try:
+            if self.n:
+                controller.start_engines(self.n)
+            controller.run()
+        finally:
+            # files go first: whoever waits for the cluster to stop watches them and the pid
+            paths.remove_quietly(client_path, engine_path, cluster_path)
+            log.info("controller stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ControllerApp.launch_instance(argv)

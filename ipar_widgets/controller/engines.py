@@ -1,0 +1,122 @@
+"""The controller's view of its engines: ids, socket identities, load and liveness.
+
+An engine connects three sockets to the controller's engine port, each with its own identity
+derived from the engine's uuid: ``s:`` (shell: tasks and replies), ``c:`` (control: abort,
+clear, shutdown, signals, handled even while a task runs) and ``h:`` (heartbeat echo).
+Ids are handed out 0, 1, 2, ... in registration order and never reused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+
+def shell_ident(uuid: str) -> bytes:
+    return b"s:" + uuid.encode()
+
+
+def control_ident(uuid: str) -> bytes:
+    return b"c:" + uuid.encode()
+
+
+def heartbeat_ident(uuid: str) -> bytes:
+    return b"h:" + uuid.encode()
+
+
+class EngineState:
+    """A registered engine."""
+
+    __slots__ = (
+        "id",
+        "uuid",
+        "shell",
+        "control",
+        "heartbeat",
+        "pid",
+        "hostname",
+        "registered_at",
+        "last_pong",
+        "outstanding",
+        "last_assigned",
+        "completed",
+        "failed",
+        "busy_since",
+        "local",
+    )
+
+    def __init__(self, engine_id: int, uuid: str, pid: int, hostname: str, local: bool) -> None:
+        self.id = engine_id
+        self.uuid = uuid
+        self.shell = shell_ident(uuid)
+        self.control = control_ident(uuid)
+        self.heartbeat = heartbeat_ident(uuid)
+        self.pid = pid
+        self.hostname = hostname
+        self.registered_at = time.time()
+        self.last_pong = time.monotonic()
+        #: msg_ids handed to this engine and not yet answered, in the order it runs them
+        self.outstanding: OrderedDict[str, None] = OrderedDict()
+        self.last_assigned = 0.0
+        self.completed = 0
+        self.failed = 0
+        #: controller clock when the task now running started (None when idle)
+        self.busy_since: float | None = None
+        self.local = local
+
+    @property
+    def load(self) -> int:
+        return len(self.outstanding)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "uuid": self.uuid,
+            "pid": self.pid,
+            "hostname": self.hostname,
+            "registered": self.registered_at,
+            "queue": max(0, len(self.outstanding) - 1),
+            "running": next(iter(self.outstanding), None),
+            "completed": self.completed,
+            "failed": self.failed,
+            "local": self.local,
+        }
+
+
+class EngineRegistry:
+    """Registered engines by id and by socket identity."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, EngineState] = {}
+        self.by_ident: dict[bytes, EngineState] = {}
+        self.by_uuid: dict[str, EngineState] = {}
+        self._next_id = 0
+        self.unregistered: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.by_id.values())
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(self.by_id)
+
+    def register(self, uuid: str, pid: int, hostname: str, local: bool) -> EngineState:
+        engine = EngineState(self._next_id, uuid, pid, hostname, local)
+        self._next_id += 1
+        self.by_id[engine.id] = engine
+        self.by_uuid[uuid] = engine
+        for ident in (engine.shell, engine.control, engine.heartbeat):
+            self.by_ident[ident] = engine
+        return engine
+
+    def unregister(self, engine: EngineState, reason: str) -> None:
+        self.by_id.pop(engine.id, None)
+        self.by_uuid.pop(engine.uuid, None)
+        for ident in (engine.shell, engine.control, engine.heartbeat):
+            self.by_ident.pop(ident, None)
+        self.unregistered.append({"id": engine.id, "reason": reason, "at": time.time()})
+        del self.unregistered[:-100]

@@ -1,0 +1,208 @@
+"""Answers to the questions and commands clients send the controller itself (routing ``b"c"``).
+
+Each handler takes the controller, the asking client's identity, the request header and its
+content, and replies with ``<name>_reply``.  A bad request gets an error reply that says what
+was expected and what was found; it never stops the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .records import ABORTED, FINISHED
+
+if TYPE_CHECKING:
+    from .hub import Controller
+
+log = logging.getLogger("ipar_widgets.controller")
+
+Handler = Callable[["Controller", bytes, dict[str, Any], dict[str, Any]], None]
+_handlers: dict[str, Handler] = {}
+
+
+class BadRequest(ValueError):
+    """A request the controller cannot act on; its text is sent back to the client."""
+
+
+def handler(msg_type: str) -> Callable[[Handler], Handler]:
+    def register(f: Handler) -> Handler:
+        _handlers[msg_type] = f
+        return f
+
+    return register
+
+
+def handle(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    msg_type = header["msg_type"]
+    f = _handlers.get(msg_type)
+    reply_type = msg_type.replace("_request", "_reply")
+    if f is None:
+        ctl.reply(client, reply_type, _error(f"unknown request type {msg_type!r}; expected one of "
+                                             f"{', '.join(sorted(_handlers))}"), header)
+        return
+    try:
+        f(ctl, client, header, content)
+    except BadRequest as exc:
+        ctl.reply(client, reply_type, _error(str(exc)), header)
+    except Exception as exc:
+        log.exception("error answering %s", msg_type)
+        ctl.reply(client, reply_type, _error(f"{type(exc).__name__}: {exc}"), header)
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"status": "error", "ename": "ValueError", "evalue": text, "origin": "cluster"}
+
+
+def _engine_ids(ctl: Controller, content: dict[str, Any], key: str = "targets") -> list[int]:
+    targets = content.get(key)
+    if targets is None:
+        return ctl.engines.ids
+    if isinstance(targets, int):
+        targets = [targets]
+    if not isinstance(targets, list) or not all(isinstance(t, int) for t in targets):
+        raise BadRequest(f"'{key}' must be an engine id or a list of them, found {targets!r}")
+    return targets
+
+
+def _msg_ids(content: dict[str, Any]) -> list[str]:
+    ids = content.get("msg_ids")
+    if not isinstance(ids, list) or not all(isinstance(m, str) for m in ids):
+        raise BadRequest(f"'msg_ids' must be a list of message ids, found {ids!r}")
+    return ids
+
+
+@handler("connection_request")
+def _connection(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    ctl.reply(client, "connection_reply",
+              {"status": "ok", "engines": {str(e.id): e.uuid for e in ctl.engines}}, header)
+
+
+@handler("status_request")
+def _status(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    ctl.reply(client, "status_reply", {"status": "ok", **ctl.status()}, header)
+
+
+@handler("queue_request")
+def _queue(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    verbose = bool(content.get("verbose"))
+    engines: dict[str, Any] = {}
+    for engine_id in _engine_ids(ctl, content):
+        engine = ctl.engines.by_id.get(engine_id)
+        if engine is None:
+            raise BadRequest(ctl._unknown_engine(engine_id))
+        queued = list(engine.outstanding)
+        tasks = [m for m in queued if (r := ctl.records.get(m)) is not None and r.balanced]
+        direct = [m for m in queued if m not in set(tasks)]
+        engines[str(engine_id)] = {
+            "queue": direct if verbose else len(direct),
+            "tasks": tasks if verbose else len(tasks),
+            "completed": engine.completed + engine.failed,
+        }
+    unassigned: Any = [r.msg_id for r in ctl.balancer.queue] + [
+        r.msg_id for lst in ctl.balancer.waiting.values() for r in lst
+    ]
+    ctl.reply(client, "queue_reply",
+              {"status": "ok", "engines": engines,
+               "unassigned": unassigned if verbose else len(set(unassigned))}, header)
+
+
+@handler("result_request")
+def _results(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    """Finished tasks' reply and output messages, exactly as the engines signed them."""
+    results: dict[str, Any] = {}
+    buffers: list[Any] = []
+    watch = bool(content.get("watch"))
+    for msg_id in _msg_ids(content):
+        rec = ctl.records.get(msg_id)
+        if rec is None:
+            results[msg_id] = {"status": "unknown"}
+            continue
+        entry = rec.summary()
+        entry["reply"] = rec.finished and rec.reply is not None
+        messages = [rec.reply, *rec.outputs] if entry["reply"] else list(rec.outputs)
+        entry["frames"] = [len(frames) for frames in messages]
+        for frames in messages:
+            buffers.extend(frames)
+        if watch and not rec.finished and client != rec.client and client not in rec.watchers:
+            rec.watchers.append(client)  # forward its reply and outputs to this client too
+        results[msg_id] = entry
+    ctl.reply(client, "result_reply", {"status": "ok", "results": results}, header, buffers)
+
+
+@handler("history_request")
+def _history(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    ctl.reply(client, "history_reply",
+              {"status": "ok", "history": [r.msg_id for r in ctl.records]}, header)
+
+
+@handler("purge_request")
+def _purge(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    msg_ids = content.get("msg_ids")
+    if msg_ids == "all":
+        purged = ctl.records.purge()
+    else:
+        ids = _msg_ids(content) if msg_ids is not None else []
+        engine_ids = content.get("engine_ids") or []
+        if not ids and not engine_ids:
+            raise BadRequest("purge_request needs 'msg_ids' (a list, or 'all') or 'engine_ids'")
+        purged = ctl.records.purge(ids, engine_ids)
+    ctl.reply(client, "purge_reply", {"status": "ok", "purged": purged}, header)
+
+
+@handler("abort_request")
+def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    """Abort tasks that have not started: those waiting in the controller at once, those queued
+    on an engine by telling the engine (it answers them as aborted when it reaches them)."""
+    wanted = set(_msg_ids(content))
+    aborted = []
+    for rec in ctl.balancer.abort(wanted):
+        ctl._fail_task(rec, "TaskAborted", f"task {rec.msg_id} was aborted before it started",
+                       status=ABORTED)
+        aborted.append(rec.msg_id)
+    on_engines: dict[int, list[str]] = {}
+    for msg_id in wanted - set(aborted):
+        rec = ctl.records.get(msg_id)
+        if rec is None or rec.status in FINISHED or rec.engine_id is None:
+            continue
+        on_engines.setdefault(rec.engine_id, []).append(msg_id)
+    for engine_id, ids in on_engines.items():
+        engine = ctl.engines.by_id.get(engine_id)
+        if engine is None:
+            continue
+        _, frames = ctl.wire.build("abort_request", {"msg_ids": ids},
+                                   idents=[engine.control, b"controller"])
+        ctl._send(ctl.engine, frames)
+    ctl.reply(client, "abort_reply",
+              {"status": "ok", "aborted": aborted,
+               "on_engines": {str(k): v for k, v in on_engines.items()}}, header)
+
+
+@handler("shutdown_request")
+def _shutdown(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    if content.get("hub"):
+        ctl.begin_shutdown(client, header)  # replies once everything has stopped
+        return
+    stopped = []
+    for engine_id in _engine_ids(ctl, content):
+        engine = ctl.engines.by_id.get(engine_id)
+        if engine is None:
+            raise BadRequest(ctl._unknown_engine(engine_id))
+        ctl.stop_engine(engine)
+        stopped.append(engine_id)
+    ctl.reply(client, "shutdown_reply", {"status": "ok", "stopped": stopped}, header)
+
+
+@handler("spawn_request")
+def _spawn(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    n = content.get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > 1024:
+        raise BadRequest(f"'n' must be a whole number of engines from 1 to 1024, found {n!r}")
+    if ctl.launcher is None:
+        raise BadRequest("this controller was started without a local engine launcher")
+    if ctl._stopping_since is not None:
+        raise BadRequest("the cluster is shutting down")
+    launched = ctl.start_engines(n)
+    ctl.reply(client, "spawn_reply", {"status": "ok", "launched": launched,
+                                      "requested": ctl.requested_engines}, header)

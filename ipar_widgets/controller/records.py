@@ -1,0 +1,190 @@
+"""The controller's record of every task: who sent it, where it ran, when, and how it ended.
+
+Records let any client, including one that connects later, look a task up by msg_id
+(``Client.get_result``), and feed ``queue_status`` and the activity view.  They are kept until
+purged, bounded by a number of records and a number of bytes: past either bound the oldest
+finished records are dropped; unfinished ones never are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+PENDING = "pending"  # waiting in the controller (load balancing, dependencies)
+RUNNING = "running"  # handed to an engine, no reply yet
+OK = "ok"
+ERROR = "error"
+ABORTED = "aborted"
+FINISHED = frozenset({OK, ERROR, ABORTED})
+
+
+class TaskRecord:
+    """One request sent to an engine, and its outcome."""
+
+    __slots__ = (
+        "msg_id",
+        "client",
+        "msg_type",
+        "balanced",
+        "engine_id",
+        "status",
+        "submitted",
+        "arrived",
+        "dispatched",
+        "started",
+        "completed",
+        "request",
+        "reply",
+        "outputs",
+        "nbytes",
+        "targets",
+        "after",
+        "follow",
+        "retries",
+        "deadline",
+        "blacklist",
+        "success",
+        "failure",
+        "dep_all",
+        "watchers",
+    )
+
+    def __init__(self, msg_id: str, client: bytes, msg_type: str, submitted: str) -> None:
+        self.msg_id = msg_id
+        self.client = client
+        self.msg_type = msg_type
+        self.balanced = False
+        self.engine_id: int | None = None
+        self.status = PENDING
+        self.submitted = submitted  # client clock, ISO string from the request header
+        self.arrived = time.monotonic()  # controller clock
+        self.dispatched: float | None = None  # controller clock, when handed to the engine
+        self.started: str | None = None  # engine clock, from the reply
+        self.completed: str | None = None  # engine clock, from the reply
+        self.request: list[Any] | None = None  # signed frames, kept until the task finishes
+        self.reply: list[Any] | None = None  # signed reply frames, for later clients
+        self.outputs: list[list[Any]] = []  # signed iopub frames published for this task
+        self.nbytes = 0
+        # load-balancing constraints
+        self.targets: frozenset[int] | None = None
+        self.after: list[str] = []
+        self.follow: list[str] = []
+        self.retries = 0
+        self.deadline: float | None = None
+        self.blacklist: set[int] = set()
+        self.success = True
+        self.failure = False
+        self.dep_all = True
+        #: other clients that asked to be sent this task's reply and outputs
+        self.watchers: list[bytes] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able facts about this task that clients and the panel show."""
+        return {
+            "msg_id": self.msg_id,
+            "msg_type": self.msg_type,
+            "status": self.status,
+            "engine_id": self.engine_id,
+            "balanced": self.balanced,
+            "submitted": self.submitted,
+            "started": self.started,
+            "completed": self.completed,
+            "outputs": len(self.outputs),
+        }
+
+
+def frames_size(frames: Iterable[Any]) -> int:
+    total = 0
+    for f in frames:
+        try:
+            total += len(f)
+        except TypeError:
+            total += len(memoryview(f))
+    return total
+
+
+class RecordStore:
+    """Records by msg_id in arrival order, bounded by ``limit`` records and ``size_limit`` bytes."""
+
+    def __init__(self, limit: int, size_limit: int) -> None:
+        self.limit = limit
+        self.size_limit = size_limit
+        self._records: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._bytes = 0
+        self.culled = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._records
+
+    def __iter__(self) -> Iterator[TaskRecord]:
+        return iter(self._records.values())
+
+    def get(self, msg_id: str) -> TaskRecord | None:
+        return self._records.get(msg_id)
+
+    def add(self, record: TaskRecord) -> None:
+        self._records[record.msg_id] = record
+        if len(self._records) > self.limit:
+            self._cull()
+
+    def account(self, record: TaskRecord, nbytes: int) -> None:
+        """Count bytes a record now holds (its reply and outputs)."""
+        record.nbytes += nbytes
+        self._bytes += nbytes
+        if self._bytes > self.size_limit:
+            self._cull()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def _cull(self) -> None:
+        # Drop the oldest finished records until both bounds hold again, with some slack so
+        # that a full store does not cull on every new task.
+        target_n = int(self.limit * 0.9)
+        target_bytes = int(self.size_limit * 0.9)
+        doomed = []
+        n = len(self._records)
+        size = self._bytes
+        for msg_id, rec in self._records.items():
+            if n <= target_n and size <= target_bytes:
+                break
+            if rec.finished:
+                doomed.append(msg_id)
+                n -= 1
+                size -= rec.nbytes
+        for msg_id in doomed:
+            self.remove(msg_id)
+        self.culled += len(doomed)
+
+    def remove(self, msg_id: str) -> TaskRecord | None:
+        rec = self._records.pop(msg_id, None)
+        if rec is not None:
+            self._bytes -= rec.nbytes
+        return rec
+
+    def purge(self, msg_ids: Iterable[str] | None = None, engine_ids: Iterable[int] = ()) -> int:
+        """Forget finished records: the given ones, those of the given engines, or all."""
+        engines = set(engine_ids)
+        if msg_ids is None and not engines:
+            chosen = [m for m, r in self._records.items() if r.finished]
+        else:
+            wanted = set(msg_ids or ())
+            chosen = [
+                m
+                for m, r in self._records.items()
+                if r.finished and (m in wanted or r.engine_id in engines)
+            ]
+        for msg_id in chosen:
+            self.remove(msg_id)
+        return len(chosen)

@@ -1,0 +1,266 @@
+"""Load balancing: hands each balanced task to the least-loaded engine allowed to run it.
+
+A balanced task waits in the controller until its dependencies are met (``after``: tasks that
+must finish first; ``follow``: tasks whose engine it must run on) and an engine has room
+(fewer than ``hwm`` tasks outstanding).  Among the engines with room it picks the one with the
+fewest outstanding tasks, then the one that waited longest, so equal engines take turns.
+Failed tasks with retries left, and tasks whose ``@require``/``@depend`` is unmet on an engine,
+go back in the queue with that engine excluded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .engines import EngineRegistry, EngineState
+from .records import ERROR, OK, RecordStore, TaskRecord
+
+SendTask = Callable[[TaskRecord, EngineState], bool]
+FailTask = Callable[[TaskRecord, str, str], None]
+
+
+def parse_dependency(value: Any) -> tuple[list[str], bool, bool, bool]:
+    """Read an ``after``/``follow`` value: a list of msg_ids or a Dependency dict.
+
+    Returns ``(msg_ids, all, success, failure)``.
+    """
+    if not value:
+        return [], True, True, False
+    if isinstance(value, dict):
+        ids = [str(m) for m in value.get("dependencies", [])]
+        return (
+            ids,
+            bool(value.get("all", True)),
+            bool(value.get("success", True)),
+            bool(value.get("failure", False)),
+        )
+    if isinstance(value, str):
+        return [value], True, True, False
+    return [str(m) for m in value], True, True, False
+
+
+class LoadBalancer:
+    def __init__(
+        self,
+        engines: EngineRegistry,
+        records: RecordStore,
+        send_task: SendTask,
+        fail_task: FailTask,
+        hwm: int = 1,
+    ) -> None:
+        self.engines = engines
+        self.records = records
+        self.send_task = send_task
+        self.fail_task = fail_task
+        self.hwm = hwm
+        self.queue: deque[TaskRecord] = deque()
+        #: dependency msg_id -> tasks waiting for it
+        self.waiting: dict[str, list[TaskRecord]] = {}
+        self._deadlines: list[tuple[float, str]] = []
+
+    # -- intake ---------------------------------------------------------------------------------
+    def submit(self, rec: TaskRecord, metadata: dict[str, Any]) -> None:
+        targets = metadata.get("targets")
+        if targets is not None:
+            rec.targets = frozenset(int(t) for t in targets)
+        rec.retries = int(metadata.get("retries") or 0)
+        timeout = metadata.get("timeout")
+        if timeout and float(timeout) > 0:
+            rec.deadline = rec.arrived + float(timeout)
+            heapq.heappush(self._deadlines, (rec.deadline, rec.msg_id))
+        after, a_all, a_success, a_failure = parse_dependency(metadata.get("after"))
+        follow, f_all, f_success, f_failure = parse_dependency(metadata.get("follow"))
+        rec.after, rec.follow = after, follow
+        # one set of flags per task: ipyparallel's Dependency objects carry the same flags
+        rec.dep_all = a_all if after else f_all
+        rec.success = a_success if after else f_success
+        rec.failure = a_failure if after else f_failure
+        unknown = [m for m in after + follow if m not in self.records]
+        if unknown:
+            self.fail_task(
+                rec,
+                "InvalidDependency",
+                f"task {rec.msg_id} depends on unknown task(s) {', '.join(unknown)}",
+            )
+            return
+        self._consider(rec)
+
+    def _dependency_state(self, rec: TaskRecord) -> str:
+        """'met', 'waiting' or 'impossible' for the task's after+follow dependencies."""
+        deps = rec.after + rec.follow
+        if not deps:
+            return "met"
+        met = impossible = 0
+        for msg_id in deps:
+            dep = self.records.get(msg_id)
+            if dep is None or not dep.finished:
+                continue
+            ok = (dep.status == OK and rec.success) or (dep.status == ERROR and rec.failure)
+            if ok:
+                met += 1
+            else:
+                impossible += 1
+        if rec.dep_all:
+            if impossible:
+                return "impossible"
+            return "met" if met == len(deps) else "waiting"
+        if met:
+            return "met"
+        return "impossible" if impossible == len(deps) else "waiting"
+
+    def _consider(self, rec: TaskRecord) -> None:
+        state = self._dependency_state(rec)
+        if state == "impossible":
+            self.fail_task(
+                rec,
+                "ImpossibleDependency",
+                f"task {rec.msg_id}: its dependencies finished in a way that can never satisfy it",
+            )
+            return
+        if state == "waiting":
+            for msg_id in rec.after + rec.follow:
+                dep = self.records.get(msg_id)
+                if dep is not None and not dep.finished:
+                    self.waiting.setdefault(msg_id, []).append(rec)
+            return
+        self.queue.append(rec)
+        self.dispatch()
+
+    # -- choosing engines -------------------------------------------------------------------------
+    def _allowed(self, rec: TaskRecord) -> set[int] | None:
+        """Engine ids the task may run on, or None for any."""
+        allowed: set[int] | None = None
+        if rec.targets is not None:
+            allowed = set(rec.targets)
+        if rec.follow:
+            places = [self.records.get(m) for m in rec.follow]
+            engine_sets = [{p.engine_id} for p in places if p is not None and p.engine_id is not None]
+            if engine_sets:
+                if rec.dep_all:
+                    where = set.intersection(*engine_sets)
+                else:
+                    where = set.union(*engine_sets)
+                allowed = where if allowed is None else allowed & where
+        if rec.blacklist:
+            base = set(self.engines.by_id) if allowed is None else allowed
+            allowed = base - rec.blacklist
+        return allowed
+
+    def _choose(self, rec: TaskRecord) -> EngineState | None:
+        allowed = self._allowed(rec)
+        best: EngineState | None = None
+        for engine in self.engines.by_id.values():
+            if self.hwm and engine.load >= self.hwm:
+                continue
+            if allowed is not None and engine.id not in allowed:
+                continue
+            if best is None or (engine.load, engine.last_assigned) < (best.load, best.last_assigned):
+                best = engine
+        return best
+
+    def _impossible_reason(self, rec: TaskRecord) -> str | None:
+        allowed = self._allowed(rec)
+        if allowed is None or not self.engines.by_id:
+            return None
+        if allowed & set(self.engines.by_id):
+            return None
+        if rec.follow:
+            return f"task {rec.msg_id} must follow tasks whose engines are gone or excluded"
+        if rec.targets is not None and not (rec.targets - rec.blacklist):
+            return f"task {rec.msg_id}: every engine in its targets was excluded"
+        if rec.targets is not None and not rec.blacklist:
+            return None  # its targets may (re)appear
+        return f"task {rec.msg_id}: no registered engine can run it (excluded: {sorted(rec.blacklist)})"
+
+    def dispatch(self) -> None:
+        """Hand queued tasks to engines while there is room."""
+        if not self.queue:
+            return
+        skipped: list[TaskRecord] = []
+        while self.queue:
+            rec = self.queue.popleft()
+            engine = self._choose(rec)
+            if engine is None:
+                reason = self._impossible_reason(rec)
+                if reason:
+                    self.fail_task(rec, "ImpossibleDependency", reason)
+                    continue
+                skipped.append(rec)
+                if rec.targets is None and not rec.follow and not rec.blacklist:
+                    break  # no room anywhere: later unconstrained tasks would not fit either
+                continue
+            engine.last_assigned = time.monotonic()
+            if not self.send_task(rec, engine):
+                skipped.append(rec)
+                break
+        if skipped:
+            self.queue.extendleft(reversed(skipped))
+
+    # -- outcomes ---------------------------------------------------------------------------------
+    def task_finished(self, rec: TaskRecord) -> None:
+        """A task (balanced or not) finished: wake tasks waiting on it, refill engines."""
+        for waiter in self.waiting.pop(rec.msg_id, ()):
+            if waiter.finished or self._dependency_state(waiter) == "waiting":
+                continue  # still listed under its other unfinished dependencies
+            self._forget_waiter(waiter)
+            self._consider(waiter)
+        self.dispatch()
+
+    def _forget_waiter(self, rec: TaskRecord) -> None:
+        for msg_id in rec.after + rec.follow:
+            lst = self.waiting.get(msg_id)
+            if lst and rec in lst:
+                lst.remove(rec)
+                if not lst:
+                    del self.waiting[msg_id]
+
+    def resubmit(self, rec: TaskRecord, engine_id: int, *, must_avoid: bool) -> None:
+        """Queue a balanced task again after it failed or its dependencies were unmet on
+        ``engine_id``.  A retry avoids that engine when another one can take it; a task whose
+        ``@require``/``@depend`` failed there always avoids it."""
+        others = set(self.engines.by_id) - {engine_id} - rec.blacklist
+        if rec.targets is not None:
+            others &= rec.targets
+        if must_avoid or others:
+            rec.blacklist.add(engine_id)
+        self.queue.appendleft(rec)
+        self.dispatch()
+
+    def abort(self, msg_ids: set[str]) -> list[TaskRecord]:
+        """Remove tasks that have not reached an engine; return them."""
+        removed = [r for r in self.queue if r.msg_id in msg_ids]
+        if removed:
+            self.queue = deque(r for r in self.queue if r.msg_id not in msg_ids)
+        for lst in list(self.waiting.values()):
+            for r in list(lst):
+                if r.msg_id in msg_ids and r not in removed:
+                    removed.append(r)
+        for r in removed:
+            self._forget_waiter(r)
+        return removed
+
+    def expire(self, now: float) -> None:
+        """Fail tasks whose timeout passed before they reached an engine."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, msg_id = heapq.heappop(self._deadlines)
+            rec = self.records.get(msg_id)
+            if rec is None or rec.finished or rec.dispatched is not None:
+                continue
+            self.abort({msg_id})
+            self.fail_task(
+                rec,
+                "TaskTimeout",
+                f"task {msg_id} did not start within its timeout of "
+                f"{rec.deadline - rec.arrived if rec.deadline else 0:g} s",
+            )
+
+    def next_deadline(self) -> float | None:
+        return self._deadlines[0][0] if self._deadlines else None
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue) + sum(len(v) for v in self.waiting.values())

@@ -1,0 +1,1 @@
+"""The engine process: an IPython kernel (ipykernel) that also runs apply requests."""

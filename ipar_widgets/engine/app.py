@@ -1,0 +1,218 @@
+"""The engine process: ipykernel's application with sockets that connect to the controller.
+
+An ordinary kernel binds its sockets and waits for a frontend; an engine reads the
+controller's engine connection file, connects (so it can run on any host that reaches the
+controller), registers to get its id, and then serves like a kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket as socketlib
+import sys
+import time
+import uuid as uuidlib
+from typing import Any
+
+import zmq
+from ipykernel.control import ControlThread
+from ipykernel.iostream import IOPubThread
+from ipykernel.kernelapp import IPKernelApp, kernel_aliases
+from traitlets import Float, Integer, Unicode, default
+
+from ..controller.engines import control_ident, heartbeat_ident, shell_ident
+from ..protocol.wire import Wire
+from .heartbeat import Heartbeat
+from .kernel import EngineKernel
+from .session import CountingSession
+
+log = logging.getLogger("ipar_widgets.engine")
+
+
+class RegistrationFailed(RuntimeError):
+    """The controller did not accept this engine."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its parent (the controller) exits."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(3)
+
+
+class EngineApp(IPKernelApp):
+    name = "ipar-engine"
+    description = "An ipar_widgets engine: an IPython kernel connected to a cluster's controller."
+
+    kernel_class = EngineKernel  # type: ignore[assignment]
+
+    file = Unicode("", help="The controller's engine connection file (ipar-engine*.json).").tag(config=True)
+    uuid = Unicode(help="This engine's unique name (default: a fresh uuid).").tag(config=True)
+    parent_pid = Integer(0, help="Pid of the controller that started this engine (0: none).").tag(config=True)
+    registration_timeout = Float(
+        30.0, help="Seconds to wait for the controller to accept this engine before giving up."
+    ).tag(config=True)
+    controller_timeout = Float(
+        10.0, help="Seconds without a connection to the controller after which the engine exits."
+    ).tag(config=True)
+
+    aliases = {  # type: ignore[assignment]
+        **kernel_aliases,
+        "file": "EngineApp.file",
+        "uuid": "EngineApp.uuid",
+        "parent-pid": "EngineApp.parent_pid",
+        "registration-timeout": "EngineApp.registration_timeout",
+        "controller-timeout": "EngineApp.controller_timeout",
+        "log-level": "Application.log_level",
+    }
+
+    @default("uuid")
+    def _default_uuid(self) -> str:
+        return str(uuidlib.uuid4())
+
+    @default("session")
+    def _default_session(self) -> CountingSession:
+        return CountingSession(parent=self)
+
+    # -- connection: read the controller's file instead of writing our own --------------------------
+    def init_connection_file(self) -> None:
+        if not self.file:
+            raise SystemExit("an engine needs --file=<the controller's ipar-engine*.json>")
+        with open(self.file) as f:
+            info: dict[str, Any] = json.load(f)
+        self._info = info
+        self.session.key = info["key"].encode()
+        self.transport = info.get("transport", "tcp")
+        self.ip = info.get("location") or info.get("ip", "127.0.0.1")
+
+    def _url(self, port_name: str) -> str:
+        return f"{self.transport}://{self.ip}:{self._info['ports'][port_name]}"
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        pass
+
+    def cleanup_connection_file(self) -> None:
+        pass
+
+    def log_connection_info(self) -> None:
+        log.info("engine %s connecting to %s", self.uuid, self._url("engine"))
+
+    def init_poller(self) -> None:
+        # The controller is this engine's parent; the heartbeat watchdog covers remote ones.
+        if self.parent_pid:
+            die_with_parent(self.parent_pid)
+
+    # -- sockets --------------------------------------------------------------------------------------
+    def init_sockets(self) -> None:
+        self.context = context = zmq.Context()
+        shell = context.socket(zmq.DEALER)
+        shell.identity = shell_ident(self.uuid)
+        shell.linger = 1000
+        shell.sndhwm = shell.rcvhwm = 0
+        shell.connect(self._url("engine"))
+        self.shell_socket = shell
+        self.stdin_socket = context.socket(zmq.ROUTER)  # engines take no input(); never bound
+        self.init_control(context)
+        self.init_iopub(context)
+
+    def init_control(self, context: zmq.Context[Any]) -> None:
+        control = context.socket(zmq.DEALER)
+        control.identity = control_ident(self.uuid)
+        control.linger = 1000
+        control.connect(self._url("engine"))
+        self.control_socket = control
+        self.debugpy_socket = context.socket(zmq.STREAM)
+        self.debug_shell_socket = context.socket(zmq.DEALER)
+        self.control_thread = ControlThread(daemon=True)
+        self.shell_channel_thread = None  # no subshells: one shell runs the tasks
+
+    def init_iopub(self, context: zmq.Context[Any]) -> None:
+        iopub = context.socket(zmq.PUB)
+        iopub.linger = 1000
+        iopub.sndhwm = 0
+        iopub.connect(self._url("iopub"))
+        self.iopub_socket = iopub
+        self.iopub_thread = IOPubThread(iopub, pipe=True, session=self.session)
+        self.iopub_thread.start()
+        self.iopub_socket = self.iopub_thread.background_socket
+
+    def init_heartbeat(self) -> None:
+        self.heartbeat_echo = Heartbeat(
+            self._url("engine"), heartbeat_ident(self.uuid), self.controller_timeout
+        )
+        self.heartbeat_echo.start()
+        self.engine_id = self.register()
+
+    def register(self) -> int:
+        """Send registration_request on the shell socket and wait for our id."""
+        wire = Wire(self.session.key, session=self.session.session)
+        content = {"uuid": self.uuid, "pid": os.getpid(), "hostname": socketlib.gethostname()}
+        _, frames = wire.build("registration_request", content)
+        self.shell_socket.send_multipart(frames)
+        deadline = time.monotonic() + self.registration_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.shell_socket.poll(remaining * 1000):
+                raise RegistrationFailed(
+                    f"the controller at {self._url('engine')} did not answer the registration "
+                    f"within {self.registration_timeout:g} s"
+                )
+            msg = wire.decode(self.shell_socket.recv_multipart())
+            if msg.msg_type == "registration_reply":
+                break
+        if msg.content.get("status") != "ok":
+            raise RegistrationFailed(f"the controller refused this engine: {msg.content}")
+        engine_id = int(msg.content["id"])
+        log.info("registered as engine %d", engine_id)
+        return engine_id
+
+    # -- kernel ----------------------------------------------------------------------------------------
+    def init_kernel(self) -> None:
+        super().init_kernel()
+        kernel = self.kernel
+        kernel.engine_id = self.engine_id
+        kernel.session.iopub_streams = (self.iopub_thread, self.iopub_socket)
+        prefix = f"engine.{self.engine_id}."
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "topic"):
+                stream.topic = (prefix + "stream." + stream.name).encode()
+        self.displayhook.topic = (prefix + "execute_result").encode()
+
+    def init_shell(self) -> None:
+        super().init_shell()
+        shell = self.shell
+        if shell is not None:
+            prefix = f"engine.{self.engine_id}."
+            shell.displayhook.topic = (prefix + "execute_result").encode()
+            shell.display_pub.topic = (prefix + "display_data").encode()
+            shell.user_ns["__ipar_engine_id__"] = self.engine_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s.%(msecs)03d [engine] %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.__stderr__,
+    )
+    app = EngineApp.instance()
+    try:
+        app.initialize(argv)
+    except RegistrationFailed as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    app.start()
+
+
+

@@ -1,0 +1,71 @@
+"""The engine's heartbeat: echoes the controller's pings, and ends the engine when the
+controller is gone.
+
+The echo runs inside libzmq (``zmq.proxy`` from the socket to itself), without the GIL, so a
+task that holds the GIL in C code for minutes does not make its engine look dead.  A watchdog
+thread reads the socket's connection events: when the connection to the controller has been
+down for ``controller_timeout`` seconds, the engine exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+log = logging.getLogger("ipar_widgets.engine")
+
+
+class Heartbeat:
+    def __init__(self, url: str, identity: bytes, controller_timeout: float) -> None:
+        # its own context: the echo must not wait behind the kernel's I/O threads
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.identity = identity
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        )
+        self.socket.connect(url)
+        self.controller_timeout = controller_timeout
+
+    def start(self) -> None:
+        threading.Thread(target=self._echo, name="ipar-heartbeat", daemon=True).start()
+        threading.Thread(target=self._watch, name="ipar-watchdog", daemon=True).start()
+
+    def _echo(self) -> None:
+        try:
+            zmq.proxy(self.socket, self.socket)
+        except zmq.ZMQError:
+            pass  # the context was terminated: the engine is exiting
+
+    def _watch(self) -> None:
+        down_since: float | None = None
+        poller = zmq.Poller()
+        poller.register(self.monitor, zmq.POLLIN)
+        while True:
+            try:
+                ready = poller.poll(500)
+            except zmq.ZMQError:
+                return
+            if ready:
+                try:
+                    event: dict[str, Any] = recv_monitor_message(self.monitor)
+                except zmq.ZMQError:
+                    return
+                if event["event"] == zmq.EVENT_DISCONNECTED:
+                    down_since = down_since or time.monotonic()
+                    log.warning("lost the connection to the controller")
+                elif event["event"] in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                    down_since = None
+            if down_since is not None and time.monotonic() - down_since > self.controller_timeout:
+                log.error(
+                    "the controller has been unreachable for %.0f s; this engine exits",
+                    self.controller_timeout,
+                )
+                os._exit(3)

@@ -1,0 +1,221 @@
+"""The engine's kernel: ipykernel's IPythonKernel plus apply requests, aborts and namespace
+clearing.
+
+Execute requests take ipykernel's usual path (magics, display, rich outputs, tracebacks).
+Apply requests (a pickled function with its arguments) take a short path: no busy/idle status
+messages, no date parsing, the reply sent straight on the socket.  Code still runs in the
+IPython shell's namespace with its output streams, display hooks and formatted tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import zmq
+from ipykernel.ipkernel import IPythonKernel
+from traitlets import Integer
+
+from ..protocol.serialize import dumps, unpack_apply
+from ..protocol.wire import InvalidMessage, Wire, split_routing, unpack, utcnow_iso
+
+
+class EngineKernel(IPythonKernel):
+    """An IPython kernel that is also an ipar_widgets engine."""
+
+    engine_id = Integer(-1, help="The id the controller gave this engine.")
+    implementation = "ipar_widgets.engine"
+
+    # apply_request is not listed: dispatch_shell takes it before ipykernel's handler table
+    control_msg_types = [
+        *IPythonKernel.control_msg_types,
+        "abort_request",
+        "clear_request",
+        "signal_request",
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wire = Wire(self.session.key, session=self.session.session)
+        self.aborted: set[str] = set()
+        self._aborted_lock = threading.Lock()
+
+    # -- message topics carry the engine id, so clients know who published -------------------------
+    def _topic(self, topic: str) -> bytes:
+        return f"engine.{self.engine_id}.{topic}".encode()
+
+    # -- dispatch -----------------------------------------------------------------------------------
+    async def dispatch_shell(self, msg: list[Any], /, subshell_id: str | None = None,  # type: ignore[override]
+                             *, concurrent: bool = False) -> None:
+        try:
+            idents, delim = split_routing(msg)
+            header = unpack(msg[delim + 2]) if len(msg) > delim + 2 else {}
+        except (InvalidMessage, ValueError) as exc:
+            self.log.error("dropped a malformed shell message: %s", exc)
+            return
+        msg_type = header.get("msg_type")
+        if msg_type == "apply_request":
+            self._apply(idents, msg, delim, header)
+            return
+        if msg_type == "execute_request" and self._take_aborted(header.get("msg_id", "")):
+            if not self.wire.verify(msg, delim + 1):
+                self.log.error("dropped an execute_request with an invalid signature")
+                return
+            self._reply_aborted(idents, header, "execute_reply")
+            return
+        await super().dispatch_shell(msg, subshell_id, concurrent=concurrent)
+
+    def _take_aborted(self, msg_id: str) -> bool:
+        with self._aborted_lock:
+            if msg_id in self.aborted:
+                self.aborted.discard(msg_id)
+                return True
+        return False
+
+    def _send_reply(self, idents: list[bytes], msg_type: str, content: dict[str, Any],
+                    parent: dict[str, Any], metadata: dict[str, Any], buffers: list[Any] = ()) -> None:  # type: ignore[assignment]
+        _, frames = self.wire.build(msg_type, content, parent=parent, metadata=metadata,
+                                    idents=idents, buffers=buffers)
+        stream = self.shell_stream
+        assert stream is not None
+        # Through the stream, not the raw socket: a raw send would consume the edge-triggered
+        # "readable" signal of a task that arrived meanwhile, and the stream would never wake.
+        stream.send_multipart(frames, copy=False)
+        stream.flush(zmq.POLLOUT)
+
+    def _reply_aborted(self, idents: list[bytes], header: dict[str, Any], reply_type: str) -> None:
+        now = utcnow_iso()
+        method = "apply" if reply_type == "apply_reply" else "execute"
+        self._send_reply(
+            idents,
+            reply_type,
+            {
+                "status": "aborted",
+                "ename": "TaskAborted",
+                "evalue": f"task {header.get('msg_id')} was aborted before it started",
+                "engine_info": {"engine_id": self.engine_id, "method": method},
+                "origin": "cluster",
+            },
+            header,
+            {"engine_id": self.engine_id, "status": "aborted", "started": None,
+             "completed": now, "outputs": 0},
+        )
+
+    # -- apply ---------------------------------------------------------------------------------------
+    def _apply(self, idents: list[bytes], frames: list[Any], delim: int, header: dict[str, Any]) -> None:
+        if not self.wire.verify(frames, delim + 1):
+            self.log.error("dropped an apply_request with a missing or invalid signature")
+            return
+        msg_id = header.get("msg_id", "")
+        if self._take_aborted(msg_id):
+            self._reply_aborted(idents, header, "apply_reply")
+            return
+        try:
+            parent_header = unpack(frames[delim + 3])
+            request_md = unpack(frames[delim + 4])
+            content = unpack(frames[delim + 5])
+        except ValueError as exc:
+            self.log.error("dropped an apply_request whose JSON does not decode: %s", exc)
+            return
+        request = {
+            "header": header,
+            "parent_header": parent_header,
+            "metadata": request_md,
+            "content": content,
+            "msg_id": msg_id,
+            "msg_type": "apply_request",
+        }
+        self.set_parent(idents, request, channel="shell")
+        shell = self.shell
+        assert shell is not None
+        started = utcnow_iso()
+        result_frames: list[Any] = []
+        self.pre_handler_hook()
+        try:
+            f, args, kwargs = unpack_apply(content, frames[delim + 6 :], shell.user_ns)
+            result = list(map(f, *args)) if content.get("map") else f(*args, **kwargs)
+            result_frames = dumps(result, f"the result of {getattr(f, '__name__', 'the task')}()")
+            reply: dict[str, Any] = {"status": "ok"}
+        except BaseException:  # KeyboardInterrupt (interrupted task) included
+            reply = self._error_content("apply")
+        finally:
+            self.post_handler_hook()
+        for stream in (sys.stdout, sys.stderr):
+            # flushing hands off to the IOPub thread and waits: only worth it with output pending
+            if getattr(stream, "_buffers", True):
+                stream.flush()
+        metadata = {
+            "engine_id": self.engine_id,
+            "status": reply["status"],
+            "started": started,
+            "completed": utcnow_iso(),
+            "outputs": self.session.take_count(msg_id),  # type: ignore[attr-defined]
+        }
+        self._send_reply(idents, "apply_reply", reply, header, metadata, result_frames)
+
+    def _error_content(self, method: str) -> dict[str, Any]:
+        etype, evalue, tb = sys.exc_info()
+        # skip this module's own frame, so the traceback starts in the user's function
+        if tb is not None and tb.tb_frame.f_code.co_filename == __file__ and tb.tb_next is not None:
+            tb = tb.tb_next
+        shell = self.shell
+        try:
+            assert shell is not None and etype is not None
+            stb = shell.InteractiveTB.structured_traceback(etype, evalue, tb)
+        except Exception:
+            import traceback
+
+            stb = traceback.format_exception(etype, evalue, tb)
+        return {
+            "status": "error",
+            "ename": etype.__name__ if etype else "Exception",
+            "evalue": str(evalue),
+            "traceback": stb,
+            "engine_info": {"engine_id": self.engine_id, "method": method, "pid": os.getpid()},
+        }
+
+    # -- execute metadata ------------------------------------------------------------------------------
+    def init_metadata(self, parent: dict[str, Any]) -> dict[str, Any]:
+        md = super().init_metadata(parent)
+        md.update({"engine_id": self.engine_id, "started": utcnow_iso()})
+        return md
+
+    def finish_metadata(self, parent: dict[str, Any], metadata: dict[str, Any],
+                        reply_content: dict[str, Any]) -> dict[str, Any]:
+        md = super().finish_metadata(parent, metadata, reply_content)
+        md["completed"] = utcnow_iso()
+        md["outputs"] = self.session.take_count(parent["header"]["msg_id"])  # type: ignore[attr-defined]
+        if reply_content.get("status") == "error":
+            reply_content.setdefault("engine_info", {"engine_id": self.engine_id, "method": "execute"})
+        return md
+
+    # -- control channel -----------------------------------------------------------------------------
+    def abort_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
+        """Mark tasks queued on this engine as aborted; they are answered when reached."""
+        msg_ids = parent["content"].get("msg_ids") or []
+        with self._aborted_lock:
+            self.aborted.update(msg_ids)
+        self.session.send(stream, "abort_reply", {"status": "ok", "msg_ids": msg_ids}, parent, ident)
+
+    def clear_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
+        """Reset the engine's namespace (``Client.clear``)."""
+        shell = self.shell
+        assert shell is not None
+        shell.reset(new_session=False)
+        self.session.send(stream, "clear_reply", {"status": "ok"}, parent, ident)
+
+    def signal_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
+        """Send a signal to this engine's process (``Client.send_signal``)."""
+        signum = parent["content"].get("signum")
+        try:
+            sig = signal.Signals(signum if isinstance(signum, int) else signal.Signals[str(signum)])
+        except (KeyError, ValueError):
+            self.session.send(stream, "signal_reply",
+                              {"status": "error", "ename": "ValueError",
+                               "evalue": f"unknown signal {signum!r}"}, parent, ident)
+            return
+        self.session.send(stream, "signal_reply", {"status": "ok", "signum": int(sig)}, parent, ident)
+        os.kill(os.getpid(), sig)

@@ -1,0 +1,39 @@
+"""The engine's jupyter_client Session, which counts the IOPub messages each request causes.
+
+Every reply carries that count (``metadata["outputs"]``), so a client hands out a result only
+once all of the task's output has arrived, although outputs and replies travel on different
+sockets.  Counting here catches every publisher (print, display, the display hook, errors)
+because they all send through the session.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from jupyter_client.session import Session
+
+
+class CountingSession(Session):
+    """A Session that counts the IOPub messages sent per parent request."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._counts: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        self.iopub_streams: tuple[Any, ...] = ()
+
+    def send(self, stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        msg = super().send(stream, msg_or_type, *args, **kwargs)
+        if msg is not None and any(stream is s for s in self.iopub_streams):
+            if msg["header"]["msg_type"] != "status":
+                parent_id = msg["parent_header"].get("msg_id")
+                if parent_id:
+                    with self._count_lock:
+                        self._counts[parent_id] = self._counts.get(parent_id, 0) + 1
+        return msg
+
+    def take_count(self, msg_id: str) -> int:
+        """How many IOPub messages ``msg_id`` caused so far; forget the request."""
+        with self._count_lock:
+            return self._counts.pop(msg_id, 0)

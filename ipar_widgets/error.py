@@ -1,0 +1,298 @@
+"""Exceptions raised by ipar_widgets.
+
+The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` keeps working)::
+
+    Exception
+    ├── IPythonError                 base of every ipar_widgets error
+    │   └── KernelError              something went wrong on an engine or in the cluster
+    │       ├── EngineError          an engine died or stopped answering while it held a task
+    │       ├── NoEnginesRegistered  a request needs engines and none are registered
+    │       ├── TaskAborted          the task was aborted before it ran
+    │       ├── TaskTimeout          the task did not start within its ``timeout``
+    │       ├── TaskRejectError      the scheduler refused the task (no engine may run it)
+    │       ├── UnmetDependency      the task's dependencies are not met on this engine
+    │       │   └── ImpossibleDependency    they can never be met on any engine
+    │       │       ├── DependencyTimeout   they were not met within the timeout
+    │       │       └── InvalidDependency   a dependency refers to an unknown task
+    │       └── RemoteError          the task raised: carries ename, evalue, traceback, engine
+    │           ├── CompositeError   several tasks raised: carries every RemoteError
+    │           └── AlreadyDisplayedError  the error was already shown (``%px``)
+    ├── TimeoutError (builtin)       a wait ran out of time (``error.TimeoutError`` is the builtin)
+    └── SerializationError (TypeError)  a function or argument could not be pickled
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "IPythonError",
+    "KernelError",
+    "EngineError",
+    "NoEnginesRegistered",
+    "TaskAborted",
+    "TaskTimeout",
+    "TaskRejectError",
+    "UnmetDependency",
+    "ImpossibleDependency",
+    "DependencyTimeout",
+    "InvalidDependency",
+    "RemoteError",
+    "CompositeError",
+    "AlreadyDisplayedError",
+    "TimeoutError",
+    "SerializationError",
+    "collect_exceptions",
+    "wrap_exception",
+    "unwrap_exception",
+]
+
+TimeoutError = builtins.TimeoutError
+
+
+class IPythonError(Exception):
+    """Base of every exception ipar_widgets raises on purpose."""
+
+
+class KernelError(IPythonError):
+    """Something went wrong on an engine or in the cluster."""
+
+
+class EngineError(KernelError):
+    """An engine died or stopped answering while it held a task."""
+
+
+class NoEnginesRegistered(KernelError):
+    """A request needs engines and the controller has none registered."""
+
+    def __str__(self) -> str:
+        base = super().__str__() or "This operation requires engines."
+        return base + " Try: rc.wait_for_engines(n), or start some with: ipar engines add -n 2"
+
+
+class TaskAborted(KernelError):
+    """The task was aborted (``ar.abort()``, ``rc.abort()``) before it started."""
+
+
+class TaskTimeout(KernelError):
+    """The task did not start within the ``timeout`` it was submitted with."""
+
+
+class TaskRejectError(KernelError):
+    """The scheduler refused the task because no registered engine may run it."""
+
+
+class UnmetDependency(KernelError):
+    """The task's dependencies are not met on the engine that received it."""
+
+
+class ImpossibleDependency(UnmetDependency):
+    """The task's dependencies can never be met on any engine."""
+
+
+class DependencyTimeout(ImpossibleDependency):
+    """The task's dependencies were not met within its timeout."""
+
+
+class InvalidDependency(ImpossibleDependency):
+    """A dependency names a task the controller does not know."""
+
+
+class SerializationError(TypeError):
+    """A function, argument or result could not be pickled; the message names the object."""
+
+
+def _engine_label(engine_info: Mapping[str, Any] | None) -> str:
+    if not engine_info:
+        return "[Engine Exception]"
+    engine_id = engine_info.get("engine_id", "?")
+    method = engine_info.get("method", "?")
+    return f"[{engine_id}:{method}]"
+
+
+class RemoteError(KernelError):
+    """An exception raised by a task on an engine.
+
+    ``ename`` and ``evalue`` are the remote exception's type name and text, ``traceback`` the
+    remote traceback as IPython formatted it (lines, possibly with ANSI colours) and
+    ``engine_info`` a dict with at least ``engine_id`` and ``method`` (``apply``/``execute``).
+    """
+
+    engine_id: int | None = None
+    method: str | None = None
+
+    def __init__(
+        self,
+        ename: str,
+        evalue: str,
+        traceback: str | list[str] = "",
+        engine_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ename = ename
+        self.evalue = evalue
+        if isinstance(traceback, list):
+            traceback = "\n".join(traceback)
+        self.traceback = traceback
+        self.engine_info = dict(engine_info or {})
+        self.engine_id = self.engine_info.get("engine_id")
+        self.method = self.engine_info.get("method")
+        super().__init__(ename, evalue, traceback, self.engine_info)
+
+    def __repr__(self) -> str:
+        return f"<Remote[{self.engine_id}]:{self.ename}({self.evalue})>"
+
+    def __str__(self) -> str:
+        return f"{_engine_label(self.engine_info)} {self.ename}: {self.evalue}"
+
+    def render_traceback(self) -> list[str]:
+        """The traceback lines to show for this error (the remote traceback, or ename: evalue)."""
+        if self.traceback:
+            return self.traceback.splitlines()
+        return [f"{self.ename}: {self.evalue}"]
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython calls this instead of formatting the local frames, so a remote error reads
+        # like a local one: a header naming the engine, then the engine's own traceback.
+        return [_engine_label(self.engine_info), *self.render_traceback()]
+
+    def print_traceback(self) -> None:
+        print("\n".join(self._render_traceback_()))
+
+    def raise_exception(self) -> None:
+        raise self
+
+
+class CompositeError(RemoteError):
+    """Several tasks raised; ``elist`` holds every :class:`RemoteError`.
+
+    Its text and rendering show the first :attr:`tb_limit` tracebacks and count the rest.
+    """
+
+    tb_limit = 4
+
+    def __init__(self, message: str, elist: list[RemoteError]) -> None:
+        self.msg = message
+        self.elist = list(elist)
+        first = self.elist[0] if self.elist else None
+        KernelError.__init__(self, message, self.elist)
+        self.ename = first.ename if first else "CompositeError"
+        self.evalue = first.evalue if first else message
+        self.traceback = first.traceback if first else ""
+        self.engine_info = dict(first.engine_info) if first else {}
+        self.engine_id = first.engine_id if first else None
+        self.method = first.method if first else None
+
+    def __str__(self) -> str:
+        lines = [f"{self.msg} ({len(self.elist)} error{'s' if len(self.elist) != 1 else ''})"]
+        for err in self.elist[: self.tb_limit]:
+            lines.append(str(err))
+        more = len(self.elist) - self.tb_limit
+        if more > 0:
+            lines.append(f"... {more} more exception{'s' if more != 1 else ''} ...")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"CompositeError({len(self.elist)} errors)"
+
+    def render_traceback(self, excid: int | None = None) -> list[str]:
+        if excid is not None:
+            return self.elist[excid]._render_traceback_()
+        lines: list[str] = []
+        for err in self.elist[: self.tb_limit]:
+            lines.extend(err._render_traceback_())
+            lines.append("")
+        more = len(self.elist) - self.tb_limit
+        if more > 0:
+            lines.append(f"... {more} more exception{'s' if more != 1 else ''} ...")
+        lines.append(f"{len(self.elist)} errors")
+        return lines
+
+    def _render_traceback_(self) -> list[str]:
+        return self.render_traceback()
+
+    def print_traceback(self, excid: int | None = None) -> None:
+        print("\n".join(self.render_traceback(excid)))
+
+    def raise_exception(self, excid: int = 0) -> None:
+        """Raise the ``excid``-th remote error on its own."""
+        raise self.elist[excid]
+
+
+class AlreadyDisplayedError(RemoteError):
+    """A RemoteError whose traceback the parallel magics already printed."""
+
+    def __init__(self, original: RemoteError | CompositeError) -> None:
+        self.original_error = original
+        RemoteError.__init__(
+            self, original.ename, original.evalue, original.traceback, original.engine_info
+        )
+
+    def __str__(self) -> str:
+        return "tracebacks above"
+
+    def render_traceback(self) -> list[str]:
+        count = len(getattr(self.original_error, "elist", [self.original_error]))
+        return [f"{count} errors"] if count != 1 else ["1 error"]
+
+    def _render_traceback_(self) -> list[str]:
+        return self.render_traceback()
+
+
+def collect_exceptions(results: Iterable[Any] | Mapping[Any, Any], method: str) -> Any:
+    """Raise a CompositeError if any result is a RemoteError; otherwise return the results."""
+    values = list(results.values()) if isinstance(results, Mapping) else list(results)
+    errors = [r for r in values if isinstance(r, RemoteError)]
+    if not errors:
+        return results
+    flat: list[RemoteError] = []
+    for err in errors:
+        flat.extend(err.elist if isinstance(err, CompositeError) else [err])
+    raise CompositeError(f"one or more exceptions raised in: {method}", flat)
+
+
+def wrap_exception(engine_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Describe the exception being handled as the content of an error reply."""
+    etype, evalue, tb = sys.exc_info()
+    import traceback as tb_mod
+
+    return {
+        "status": "error",
+        "ename": etype.__name__ if etype else "Exception",
+        "evalue": str(evalue),
+        "traceback": tb_mod.format_exception(etype, evalue, tb),
+        "engine_info": dict(engine_info or {}),
+    }
+
+
+_KNOWN = {
+    "EngineError": EngineError,
+    "TaskAborted": TaskAborted,
+    "TaskTimeout": TaskTimeout,
+    "TaskRejectError": TaskRejectError,
+    "UnmetDependency": UnmetDependency,
+    "ImpossibleDependency": ImpossibleDependency,
+    "DependencyTimeout": DependencyTimeout,
+    "InvalidDependency": InvalidDependency,
+    "NoEnginesRegistered": NoEnginesRegistered,
+}
+
+
+def unwrap_exception(content: Mapping[str, Any]) -> Exception:
+    """Turn the content of an error reply into the exception the client raises.
+
+    Errors the cluster itself produced (an engine died, a task was aborted, a dependency can
+    never be met) become their own classes, with the text the controller wrote; anything the
+    user's code raised becomes a :class:`RemoteError`.
+    """
+    ename = str(content.get("ename", "Exception"))
+    evalue = str(content.get("evalue", ""))
+    engine_info = content.get("engine_info") or {}
+    if content.get("origin") == "cluster" and ename in _KNOWN:
+        err = _KNOWN[ename](evalue)
+        err.engine_info = dict(engine_info)  # type: ignore[attr-defined]
+        err.engine_id = engine_info.get("engine_id")  # type: ignore[attr-defined]
+        return err
+    return RemoteError(ename, evalue, content.get("traceback") or "", engine_info)

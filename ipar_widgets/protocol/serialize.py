@@ -1,0 +1,242 @@
+"""Pickling of functions, arguments and results into message buffers.
+
+Frames use pickle protocol 5: large buffers (numpy arrays, bytearrays, memoryviews) travel as
+separate zero-copy frames next to the pickle stream instead of being copied into it.
+
+Functions defined interactively (module ``__main__``, as in a notebook or with
+:func:`interactive`) are sent as their code, defaults and closure only; on the engine they are
+rebuilt with the engine's namespace as their globals, so a global name resolves to what the
+engine has (``id`` scattered to each engine, a module imported there).  This is ipyparallel's
+behaviour, and it also keeps client globals (locks, large arrays) out of every message.
+Everything else goes through cloudpickle, so lambdas, closures and classes travel too.
+:func:`use_cloudpickle` switches interactive functions to cloudpickle's capture-by-value.
+"""
+
+from __future__ import annotations
+
+import io
+import marshal
+import pickle
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+
+from ..error import SerializationError
+
+#: buffers smaller than this stay inside the pickle stream (a frame costs more than a copy)
+OOB_THRESHOLD = 64 * 1024
+
+_state = {"interactive_by_value": False}
+
+
+def use_cloudpickle() -> None:
+    """Capture interactive functions' globals by value (cloudpickle) instead of resolving them
+    in each engine's namespace."""
+    _state["interactive_by_value"] = True
+
+
+def use_pickle() -> None:
+    """Restore the default: interactive functions resolve globals in the engine's namespace."""
+    _state["interactive_by_value"] = False
+
+
+use_dill = use_cloudpickle  # dill's purpose (capture by value) is served by cloudpickle
+
+
+class Reference:
+    """A name (or expression) evaluated in each engine's namespace when a task runs.
+
+    Use it as an argument, inside a list/tuple/dict argument, or as the function itself:
+    ``dv.apply(f, ipp.Reference("x"))`` passes each engine's own ``x``.
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"Reference takes a name (str), found {type(name).__name__}")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Reference: {self.name!r}>"
+
+    def get_object(self, namespace: dict[str, Any] | None = None) -> Any:
+        """Evaluate the name in ``namespace`` (the engine's user namespace)."""
+        return eval(self.name, namespace if namespace is not None else {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Reference, (self.name,))
+
+
+def interactive(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a function defined in a module as interactive: its globals resolve on the engine."""
+    f.__module__ = "__main__"
+    return f
+
+
+# -- interactive functions ------------------------------------------------------------------
+class _EmptyCell:
+    """Stands for a closure cell that has no value yet."""
+
+    def __reduce__(self) -> str:
+        return "_EMPTY_CELL"
+
+
+_EMPTY_CELL = _EmptyCell()
+
+
+def _cell_contents(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an unassigned cell (a name used before its definition)
+        return _EMPTY_CELL
+
+
+def _rebuild_function(code: bytes, name: str, n_cells: int) -> types.FunctionType:
+    """Create an interactive function whose globals are this process's ``__main__``."""
+    namespace = sys.modules["__main__"].__dict__
+    cells = tuple(types.CellType() for _ in range(n_cells)) if n_cells else None
+    return types.FunctionType(marshal.loads(code), namespace, name, None, cells)
+
+
+def _set_function_state(f: types.FunctionType, state: tuple[Any, ...]) -> None:
+    qualname, defaults, kwdefaults, cell_values, fdict, doc = state
+    f.__qualname__ = qualname
+    f.__defaults__ = defaults
+    f.__kwdefaults__ = kwdefaults
+    f.__doc__ = doc
+    if fdict:
+        f.__dict__.update(fdict)
+    f.__module__ = "__main__"
+    for cell, value in zip(f.__closure__ or (), cell_values):
+        if value is not _EMPTY_CELL:
+            cell.cell_contents = value
+
+
+def _reduce_interactive(f: types.FunctionType) -> tuple[Any, ...]:
+    closure = f.__closure__ or ()
+    state = (
+        f.__qualname__,
+        f.__defaults__,
+        f.__kwdefaults__,
+        tuple(_cell_contents(c) for c in closure),
+        dict(f.__dict__) if f.__dict__ else None,
+        f.__doc__,
+    )
+    # The 6-tuple form sets the state after the skeleton is memoized, so a function that
+    # refers to itself through its closure (recursion) pickles without infinite recursion.
+    return (
+        _rebuild_function,
+        (marshal.dumps(f.__code__), f.__name__, len(closure)),
+        state,
+        None,
+        None,
+        _set_function_state,
+    )
+
+
+class _Pickler(cloudpickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        if (
+            type(obj) is types.FunctionType
+            and obj.__module__ == "__main__"
+            and not _state["interactive_by_value"]
+        ):
+            return _reduce_interactive(obj)
+        return super().reducer_override(obj)
+
+
+# -- objects --------------------------------------------------------------------------------
+def _describe(obj: Any) -> str:
+    text = repr(obj)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} (a {type(obj).__module__}.{type(obj).__qualname__})"
+
+
+def dumps(obj: Any, what: str = "object") -> list[Any]:
+    """Pickle ``obj`` into ``[stream, *out_of_band_buffers]``.
+
+    ``what`` names the object in the error raised when it cannot be pickled.
+    """
+    buffers: list[Any] = [None]
+
+    def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
+        view = buf.raw()
+        if view.nbytes < OOB_THRESHOLD:
+            return True  # in-band
+        buffers.append(view)
+        return False
+
+    stream = io.BytesIO()
+    try:
+        _Pickler(stream, protocol=5, buffer_callback=keep_large_out_of_band).dump(obj)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot serialize {what}: {_describe(obj)} could not be pickled ({type(exc).__name__}: {exc})"
+        ) from exc
+    buffers[0] = stream.getvalue()
+    return buffers
+
+
+def loads(frames: Sequence[Any]) -> Any:
+    """Inverse of :func:`dumps`; buffers are used in place (no copy)."""
+    return pickle.loads(frames[0], buffers=frames[1:])
+
+
+# -- apply requests --------------------------------------------------------------------------
+def pack_function(f: Any) -> list[Any]:
+    """Pickle a task's function once (a map reuses the frames for every chunk)."""
+    if not callable(f) and not isinstance(f, Reference):
+        raise TypeError(f"expected a callable to run on the engines, found {_describe(f)}")
+    return dumps(f, f"the function {getattr(f, '__qualname__', f)!r}")
+
+
+def pack_arguments(args: Sequence[Any], kwargs: dict[str, Any], fname: str = "f") -> list[Any]:
+    """Pickle a task's arguments; the error names the argument that failed."""
+    try:
+        return dumps((tuple(args), kwargs), "arguments")
+    except SerializationError:
+        for i, arg in enumerate(args):
+            dumps(arg, f"argument {i} of {fname}()")
+        for key, value in kwargs.items():
+            dumps(value, f"keyword argument {key!r} of {fname}()")
+        raise
+
+
+def pack_apply(
+    function_frames: list[Any], args: Sequence[Any], kwargs: dict[str, Any], fname: str = "f"
+) -> tuple[dict[str, Any], list[Any]]:
+    """Return ``(content, buffers)`` of an apply_request."""
+    arg_frames = pack_arguments(args, kwargs, fname)
+    return {"fn_frames": len(function_frames)}, [*function_frames, *arg_frames]
+
+
+def _resolve(value: Any, namespace: dict[str, Any]) -> Any:
+    if isinstance(value, Reference):
+        return value.get_object(namespace)
+    return value
+
+
+def _resolve_one_level(value: Any, namespace: dict[str, Any]) -> Any:
+    if isinstance(value, Reference):
+        return value.get_object(namespace)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Reference) for v in value):
+        return type(value)(_resolve(v, namespace) for v in value)
+    if isinstance(value, dict) and any(isinstance(v, Reference) for v in value.values()):
+        return {k: _resolve(v, namespace) for k, v in value.items()}
+    return value
+
+
+def unpack_apply(
+    content: dict[str, Any], buffers: Sequence[Any], namespace: dict[str, Any]
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """Rebuild ``(f, args, kwargs)`` on the engine, resolving References in ``namespace``."""
+    n_fn = int(content.get("fn_frames", 1))
+    f = loads(buffers[:n_fn])
+    args, kwargs = loads(buffers[n_fn:])
+    f = _resolve(f, namespace)
+    args = tuple(_resolve_one_level(a, namespace) for a in args)
+    kwargs = {k: _resolve_one_level(v, namespace) for k, v in kwargs.items()}
+    return f, args, kwargs

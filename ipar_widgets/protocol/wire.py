@@ -1,0 +1,267 @@
+"""Signed Jupyter wire messages: building, signing, verifying and splitting multipart frames.
+
+Every message between clients, the controller and engines uses the Jupyter wire format::
+
+    [routing frames..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
+
+where the signature is the hex HMAC-SHA256 of the four JSON parts, keyed with the cluster's
+shared key.  jupyter_client's ``Session`` reads and writes exactly this format (engines use it
+for everything the IPython kernel sends), but it also parses every date with dateutil and keeps
+a replay history, which costs more than the transport itself; this module is the lean codec
+used on the hot paths of the controller and the client.  Dates stay ISO strings until someone
+asks for a ``datetime`` (:func:`parse_date`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import zmq
+
+DELIM = b"<IDS|MSG>"
+PROTOCOL_VERSION = "5.4"
+
+Frame = bytes | zmq.Frame | memoryview
+
+
+class InvalidMessage(ValueError):
+    """A multipart message that is not a well-formed, correctly signed Jupyter message."""
+
+
+def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def utcnow_iso() -> str:
+    """The current UTC time in the ISO 8601 form Jupyter messages carry."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def parse_date(value: str | datetime | None) -> datetime | None:
+    """Parse an ISO 8601 date from a message (``Z`` suffix accepted) into an aware datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if value.endswith("Z"):  # jupyter_client writes UTC as "Z", which 3.10 cannot parse
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.decode("utf8", "replace")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} object is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default)
+_EMPTY_DICT = b"{}"
+
+
+def pack(obj: dict[str, Any] | None) -> bytes:
+    """Encode one JSON part of a message."""
+    if not obj:
+        return _EMPTY_DICT
+    return _encoder.encode(obj).encode("utf8", "surrogateescape")
+
+
+def unpack(data: Frame) -> dict[str, Any]:
+    """Decode one JSON part of a message."""
+    if isinstance(data, zmq.Frame):
+        data = data.bytes
+    elif isinstance(data, memoryview):
+        data = data.tobytes()
+    if data == _EMPTY_DICT:
+        return {}
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise InvalidMessage(f"expected a JSON object in a message part, found {type(obj).__name__}")
+    return obj
+
+
+def as_bytes(frame: Frame) -> bytes:
+    """The bytes of a frame received with ``copy=False`` (or already bytes)."""
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, zmq.Frame):
+        return frame.bytes
+    return bytes(frame)
+
+
+def split_routing(frames: Sequence[Frame]) -> tuple[list[bytes], int]:
+    """Return the routing frames before the delimiter and the delimiter's index.
+
+    Raises :class:`InvalidMessage` when there is no delimiter.
+    """
+    idents: list[bytes] = []
+    for i, frame in enumerate(frames):
+        raw = as_bytes(frame)
+        if raw == DELIM:
+            return idents, i
+        idents.append(raw)
+    raise InvalidMessage("no <IDS|MSG> delimiter in the message")
+
+
+class Message:
+    """One decoded message; JSON parts are dicts, buffers stay zero-copy frames."""
+
+    __slots__ = ("idents", "header", "parent_header", "metadata", "content", "buffers", "frames")
+
+    def __init__(
+        self,
+        idents: list[bytes],
+        header: dict[str, Any],
+        parent_header: dict[str, Any],
+        metadata: dict[str, Any],
+        content: dict[str, Any],
+        buffers: list[Any],
+        frames: list[Any] | None = None,
+    ) -> None:
+        self.idents = idents
+        self.header = header
+        self.parent_header = parent_header
+        self.metadata = metadata
+        self.content = content
+        self.buffers = buffers
+        #: the signed frames from the delimiter on, for forwarding a message unchanged
+        self.frames = frames
+
+    @property
+    def msg_id(self) -> str:
+        return self.header.get("msg_id", "")
+
+    @property
+    def msg_type(self) -> str:
+        return self.header.get("msg_type", "")
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.parent_header.get("msg_id")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The nested dict form jupyter_client uses (``msg["header"]``, ``msg["content"]``...)."""
+        return {
+            "header": self.header,
+            "parent_header": self.parent_header,
+            "metadata": self.metadata,
+            "content": self.content,
+            "buffers": self.buffers,
+            "msg_id": self.msg_id,
+            "msg_type": self.msg_type,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Message {self.msg_type} {self.msg_id}>"
+
+
+class Wire:
+    """Signs, builds and verifies messages for one session (one client, controller or engine).
+
+    ``key`` is the shared HMAC key of the cluster; an empty key disables signing, as in
+    jupyter_client, but clusters started by ipar_widgets always have one.
+    """
+
+    def __init__(self, key: bytes, *, session: str | None = None, username: str | None = None):
+        self.key = key
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256) if key else None
+        self.session = session or str(uuid.uuid4())
+        self.username = username or os.environ.get("USER", "username")
+        self._counter = itertools.count()
+        self._id_prefix = f"{self.session[:8]}{os.getpid():x}"
+
+    # -- building -----------------------------------------------------------------------------
+    def new_msg_id(self) -> str:
+        """A message id unique to this session, cheaper than a fresh UUID per message."""
+        return f"{self._id_prefix}_{next(self._counter)}"
+
+    def header(self, msg_type: str, msg_id: str | None = None) -> dict[str, Any]:
+        return {
+            "msg_id": msg_id or self.new_msg_id(),
+            "msg_type": msg_type,
+            "username": self.username,
+            "session": self.session,
+            "date": utcnow_iso(),
+            "version": PROTOCOL_VERSION,
+        }
+
+    def sign(self, parts: Sequence[Frame]) -> bytes:
+        if self._hmac is None:
+            return b""
+        h = self._hmac.copy()
+        for part in parts:
+            h.update(part)
+        return h.hexdigest().encode()
+
+    def build(
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        *,
+        parent: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        header: dict[str, Any] | None = None,
+        idents: Sequence[bytes] = (),
+        buffers: Sequence[Any] = (),
+    ) -> tuple[dict[str, Any], list[Any]]:
+        """Return ``(header, frames)`` ready for ``send_multipart``."""
+        header = header or self.header(msg_type)
+        parts = [pack(header), pack(parent), pack(metadata), pack(content)]
+        frames: list[Any] = [*idents, DELIM, self.sign(parts), *parts, *buffers]
+        return header, frames
+
+    # -- reading ------------------------------------------------------------------------------
+    def verify(self, frames: Sequence[Frame], start: int) -> bool:
+        """Check the signature of a message whose signature frame is at ``start``."""
+        if self._hmac is None:
+            return True
+        if len(frames) < start + 5:
+            return False
+        signature = as_bytes(frames[start])
+        if not signature:
+            return False
+        h = self._hmac.copy()
+        for part in frames[start + 1 : start + 5]:
+            h.update(part)
+        return hmac.compare_digest(signature, h.hexdigest().encode())
+
+    def decode(self, frames: Sequence[Frame], *, content: bool = True) -> Message:
+        """Split, verify and decode a multipart message; raise InvalidMessage if it is not one."""
+        idents, delim = split_routing(frames)
+        if len(frames) < delim + 6:
+            raise InvalidMessage(
+                f"expected at least 6 frames after the routing frames, found {len(frames) - delim}"
+            )
+        if not self.verify(frames, delim + 1):
+            raise InvalidMessage("missing or invalid HMAC signature")
+        try:
+            header = unpack(frames[delim + 2])
+            parent = unpack(frames[delim + 3])
+            metadata = unpack(frames[delim + 4])
+            body = unpack(frames[delim + 5]) if content else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidMessage(f"a JSON part of the message does not decode: {exc}") from exc
+        if "msg_type" not in header or "msg_id" not in header:
+            raise InvalidMessage("the header has no msg_type or msg_id")
+        return Message(
+            idents,
+            header,
+            parent,
+            metadata,
+            body,
+            list(frames[delim + 6 :]),
+            list(frames[delim:]),
+        )
