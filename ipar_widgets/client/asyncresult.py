@@ -421,7 +421,26 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         wait_interactive(self, interval=interval, timeout=timeout, widget=widget,
                          return_when=return_when)
 
+    def display(self) -> Any:
+        """Show a live progress widget and return at once (the non-blocking wait_interactive)."""
+        from ..widgets.progress import display_progress
+
+        return display_progress(self)
+
+    def timeline(self) -> Any:
+        """A Gantt-style chart of the tasks: one row per engine, one bar per task."""
+        from ..widgets.timeline import timeline
+
+        return timeline(self)
+
     # -- rendering --------------------------------------------------------------------------------
+    def _repr_html_(self) -> str | None:
+        try:
+            from ..widgets.html import asyncresult_html
+        except ImportError:
+            return None
+        return asyncresult_html(self)
+
     def _status_word(self) -> str:
         if not self.ready():
             return "pending"
