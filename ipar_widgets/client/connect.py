@@ -9,20 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..processes import pid_alive
 
 
 class ClusterNotFound(OSError):
     """No running cluster matches the profile / cluster id / file given."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _candidates(profile_path: Path, cluster_id: str | None) -> list[Path]:
@@ -100,7 +91,7 @@ def load_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         except (OSError, ValueError):
             cluster = {}
         pid = cluster.get("controller_pid")
-        if isinstance(pid, int) and not _pid_alive(pid):
+        if isinstance(pid, int) and not pid_alive(pid):
             raise ClusterNotFound(
                 f"the cluster in {cluster_path.parent.parent} is not running (its controller, "
                 f"pid {pid}, is gone); clean up with: ipar stop --profile {cluster.get('profile', 'default')}"

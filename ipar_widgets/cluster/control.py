@@ -18,26 +18,12 @@ import zmq
 
 from .. import paths
 from ..controller.launcher import tail
+from ..processes import group_alive, pid_alive
 from ..protocol.wire import Message, Wire
 
 
 class ClusterError(RuntimeError):
     """A cluster operation failed; the message says why and what to do."""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def request(cluster: dict[str, Any], msg_type: str, content: dict[str, Any] | None = None,
@@ -154,11 +140,12 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
             request(cluster, "shutdown_request", {"hub": True}, timeout=grace)
         except (TimeoutError, ClusterError, OSError, ValueError) as exc:
             notes.append(f"the controller did not stop cleanly ({exc}); stopping its processes")
-        deadline = time.monotonic() + 3
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        else:  # it answered once its engines were gone; give it a moment to exit
+            deadline = time.monotonic() + 3
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
     for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-        if not _group_alive(pgid):
+        if not group_alive(pgid):
             break
         if sig == signal.SIGKILL:
             notes.append(f"killed processes left in the cluster's process group {pgid}")
@@ -167,33 +154,10 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
         except (ProcessLookupError, PermissionError):
             break
         deadline = time.monotonic() + wait
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.02)
     profile_path = Path(cluster["profile_dir"])
     cid = cluster.get("cluster_id", "")
     paths.remove_quietly(paths.client_file(profile_path, cid), paths.engine_file(profile_path, cid),
                          paths.cluster_file(profile_path, cid))
     return notes
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is in the process group."""
-    if pgid <= 1:
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False

@@ -78,7 +78,7 @@ class Controller:
         self._stopping_since: float | None = None
         self._shutdown_waiters: list[tuple[bytes, dict[str, Any]]] = []
         self._dropped = 0
-        self._last_drop_log = 0.0
+        self._last_drop_log: dict[tuple[str, str], float] = {}
         self.counts = {"submitted": 0, "ok": 0, "error": 0, "aborted": 0}
 
     # -- setup ------------------------------------------------------------------------------------
@@ -189,16 +189,14 @@ class Controller:
 
     def _drop(self, sock: zmq.Socket[Any], why: str) -> None:
         self._dropped += 1
+        name = {id(self.client): "client", id(self.engine): "engine", id(self.iopub): "iopub"}
+        port = name.get(id(sock), "?")
         now = time.monotonic()
-        if now - self._last_drop_log > 1.0:  # a flood of garbage must not flood the log
-            name = {id(self.client): "client", id(self.engine): "engine", id(self.iopub): "iopub"}
-            log.warning(
-                "dropped a message on the %s port: %s (%d dropped so far)",
-                name.get(id(sock), "?"),
-                why,
-                self._dropped,
-            )
-            self._last_drop_log = now
+        # a flood of garbage must not flood the log: each kind of problem once a second
+        if now - self._last_drop_log.get((port, why), 0.0) > 1.0:
+            log.warning("dropped a message on the %s port: %s (%d dropped so far)", port, why,
+                        self._dropped)
+            self._last_drop_log[(port, why)] = now
 
     # -- sending ----------------------------------------------------------------------------------
     def _send(self, sock: zmq.Socket[Any], frames: list[Any]) -> bool:
