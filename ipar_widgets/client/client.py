@@ -20,7 +20,7 @@ from ..error import (
     unwrap_exception,
 )
 from ..protocol import serialize
-from ..protocol.wire import InvalidMessage, Message, Wire, parse_date, utcnow
+from ..protocol.wire import InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
 from .asyncresult import AsyncHubResult, AsyncResult
 from .connect import find_client_file, load_connection_file
 from .display import ExecuteReply
@@ -119,6 +119,9 @@ class Client:
             ) from None
         with self._lock:
             self._engines.update({int(k): v for k, v in reply.content["engines"].items()})
+        from ..magics import _register_magics_if_ipython  # inside IPython: %px for this client
+
+        _register_magics_if_ipython(self)
 
     # -- engines ----------------------------------------------------------------------------------
     @property
@@ -281,6 +284,8 @@ class Client:
 
     def _build_task(self, route: bytes, msg_type: str, content: dict[str, Any], buffers: Sequence[Any],
                     metadata: dict[str, Any] | None = None, engine_id: int | None = None) -> tuple[str, list[Any]]:
+        if self._closed:
+            raise RuntimeError("this client is closed")
         header = self.session.header(msg_type)
         _, frames = self.session.build(msg_type, content, header=header, metadata=metadata,
                                        idents=[route], buffers=buffers)
@@ -369,7 +374,7 @@ class Client:
             self._complete(msg_id, result)
 
     def _on_notify(self, frames: list[Any]) -> None:
-        topic = frames[0].bytes if len(frames) else b""
+        topic = as_bytes(frames[0]) if len(frames) else b""
         try:
             msg = self.session.decode(frames)
         except InvalidMessage as exc:
@@ -602,13 +607,16 @@ class Client:
         another client: their results and outputs come from the controller's records."""
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
+        # one msg_id (or history index) gives a single value; a list gives a list
+        single = isinstance(indices_or_msg_ids, (str, int)) or (
+            isinstance(indices_or_msg_ids, AsyncResult) and indices_or_msg_ids._single_result)
         msg_ids = self._jobs(indices_or_msg_ids)
         local = all(m in self.results or m in self._trackers for m in msg_ids)
         if local:
-            ar: AsyncResult = AsyncResult(self, msg_ids, owner=owner)
+            ar: AsyncResult = AsyncResult(self, msg_ids, owner=owner, single=single)
         else:
             self._fetch_records(msg_ids)
-            ar = AsyncHubResult(self, msg_ids, owner=owner)
+            ar = AsyncHubResult(self, msg_ids, owner=owner, single=single)
         if block if block is not None else self.block:
             ar.wait()
         return ar

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Iterable
 from types import ModuleType
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..error import UnmetDependency
 
-__all__ = ["Dependency", "depend", "require", "dependent"]
+__all__ = ["Dependency", "depend", "require", "dependent", "required"]
 
 
 def _msg_ids_of(deps: Any) -> list[str]:
@@ -94,10 +95,6 @@ class dependent:
             raise UnmetDependency(f"the dependency of {self.func_name}() is not met on this engine")
         return self.f(*args, **kwargs)
 
-    @property
-    def __name__(self) -> str:  # type: ignore[override]
-        return self.func_name
-
 
 def depend(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], dependent]:
     """Decorator: run the task only on engines where ``f(*args, **kwargs)`` is true."""
@@ -108,17 +105,33 @@ def depend(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[Callab
     return wrap
 
 
-def _require(names: list[str], objects: dict[str, Any]) -> bool:
-    """On the engine: import the modules into the user namespace, add the objects."""
-    namespace = sys.modules["__main__"].__dict__
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            return False
-        namespace[name.split(".")[0]] = sys.modules[name.split(".")[0]] if "." in name else module
-    namespace.update(objects)
-    return True
+class required(dependent):
+    """A function that runs only where its modules import; they (and the pushed objects) are
+    defined in the engine's namespace and in the function's own globals first."""
+
+    def __init__(self, _wrapped: Callable[..., Any], names: list[str], objects: dict[str, Any]) -> None:
+        super().__init__(_wrapped, _imports_available, names)
+        self.names = names
+        self.objects = objects
+
+    def check_dependency(self) -> bool:
+        modules: dict[str, Any] = {}
+        for name in self.names:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                return False
+            top = name.split(".")[0]
+            modules[top] = sys.modules[top]
+        for namespace in (sys.modules["__main__"].__dict__, getattr(self.f, "__globals__", None)):
+            if namespace is not None:
+                namespace.update(modules)
+                namespace.update(self.objects)
+        return True
+
+
+def _imports_available(names: list[str]) -> bool:
+    return all(importlib.util.find_spec(n.split(".")[0]) is not None for n in names)
 
 
 def require(*objects: Any, **mapping: Any) -> Callable[[Callable[..., Any]], dependent]:
@@ -142,4 +155,8 @@ def require(*objects: Any, **mapping: Any) -> Callable[[Callable[..., Any]], dep
                 f"require() takes modules, module names or named functions positionally, found {obj!r}; "
                 "pass other objects by keyword"
             )
-    return depend(_require, names, pushed)
+
+    def wrap(f: Callable[..., Any]) -> dependent:
+        return required(f, names, pushed)
+
+    return wrap

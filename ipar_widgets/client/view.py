@@ -356,26 +356,31 @@ class DirectView(View):
 
         With ``local=False`` the modules are imported on the engines only.
         """
+        import sys
+
         real_import = builtins.__import__
-        view = self
+        user_globals = sys._getframe(2).f_globals  # the frame with the `with` statement
+        busy = threading.local()
 
         def remote_import(name: str, globals: Any = None, locals: Any = None,
                           fromlist: Any = (), level: int = 0) -> Any:
             module = real_import(name, globals, locals, fromlist, level) if local else None
-            import sys
-
-            caller = sys._getframe(1).f_globals.get("__name__")
-            if level == 0 and caller != "importlib._bootstrap":
-                if fromlist:
-                    statement = f"from {name} import {', '.join(fromlist)}"
-                    names = ", ".join(fromlist)
-                    if not quiet:
-                        print(f"importing {names} from {name} on engine(s)")
-                else:
-                    statement = f"import {name}"
-                    if not quiet:
-                        print(f"importing {name} on engine(s)")
-                view._apply(engine_side.import_module, (statement,), {}).get()
+            # only the user's own import statements travel; imports made while sending don't
+            if globals is not user_globals or level != 0 or getattr(busy, "on", False):
+                return module if local else real_import(name, globals, locals, fromlist, level)
+            if fromlist:
+                statement = f"from {name} import {', '.join(fromlist)}"
+                message = f"importing {', '.join(fromlist)} from {name} on engine(s)"
+            else:
+                statement = f"import {name}"
+                message = f"importing {name} on engine(s)"
+            if not quiet:
+                print(message)
+            busy.on = True
+            try:
+                self._apply(engine_side.import_module, (statement,), {}).get()
+            finally:
+                busy.on = False
             return module
 
         builtins.__import__ = remote_import

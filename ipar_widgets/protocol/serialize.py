@@ -15,7 +15,9 @@ Everything else goes through cloudpickle, so lambdas, closures and classes trave
 from __future__ import annotations
 
 import io
+import linecache
 import marshal
+import os
 import pickle
 import sys
 import types
@@ -100,8 +102,19 @@ def _rebuild_function(code: bytes, name: str, n_cells: int) -> types.FunctionTyp
     return types.FunctionType(marshal.loads(code), namespace, name, None, cells)
 
 
+def _cell_source(filename: str) -> list[str] | None:
+    """The source lines of a notebook cell (in linecache, not on disk), to show in tracebacks."""
+    entry = linecache.cache.get(filename)
+    if entry is None or os.path.exists(filename):
+        return None
+    return list(entry[2])
+
+
 def _set_function_state(f: types.FunctionType, state: tuple[Any, ...]) -> None:
-    qualname, defaults, kwdefaults, cell_values, fdict, doc = state
+    qualname, defaults, kwdefaults, cell_values, fdict, doc, source = state
+    if source is not None:
+        filename = f.__code__.co_filename
+        linecache.cache.setdefault(filename, (sum(map(len, source)), None, source, filename))
     f.__qualname__ = qualname
     f.__defaults__ = defaults
     f.__kwdefaults__ = kwdefaults
@@ -123,6 +136,7 @@ def _reduce_interactive(f: types.FunctionType) -> tuple[Any, ...]:
         tuple(_cell_contents(c) for c in closure),
         dict(f.__dict__) if f.__dict__ else None,
         f.__doc__,
+        _cell_source(f.__code__.co_filename),
     )
     # The 6-tuple form sets the state after the skeleton is memoized, so a function that
     # refers to itself through its closure (recursion) pickles without infinite recursion.

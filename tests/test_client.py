@@ -1,0 +1,171 @@
+"""The Client: targets, bookkeeping, control of engines, other clients' tasks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from conftest import wait_until
+
+import ipar_widgets as ipp
+
+
+def test_ids_views_and_targets(rc) -> None:  # type: ignore[no-untyped-def]
+    assert rc.ids == [0, 1, 2, 3] and len(rc) == 4
+    assert repr(rc[0]) == "<DirectView 0>"
+    assert rc[:].targets == [0, 1, 2, 3]
+    assert rc[[0, 2]].targets == [0, 2]
+    assert rc[::2].targets == [0, 2]
+    assert rc[-1].targets == 3
+    assert rc.direct_view().targets == "all"
+    assert rc.load_balanced_view([1, 2]).targets == [1, 2]
+    assert [v.targets for v in rc] == [0, 1, 2, 3]
+    with pytest.raises(IndexError, match=r"No such engine: 9 \(registered engines: \[0, 1, 2, 3\]\)"):
+        rc[9]
+    with pytest.raises(TypeError):
+        rc["x"]
+    pids = rc[[1, 3]].apply_sync(os.getpid)
+    assert len(pids) == 2 and rc[1].apply_sync(os.getpid) == pids[0]
+
+
+def test_bookkeeping_metadata_results_outstanding_history(rc) -> None:  # type: ignore[no-untyped-def]
+    ar = rc[0].apply_async(time.sleep, 0.3)
+    msg_id = ar.msg_ids[0]
+    assert msg_id in rc.outstanding and rc.history[-1] == msg_id
+    assert rc.metadata[msg_id]["engine_id"] == 0
+    assert rc.wait([ar], timeout=0.01) is False
+    assert rc.wait(msg_id, timeout=10) is True
+    assert msg_id not in rc.outstanding
+    assert rc.metadata[msg_id]["status"] == "ok"  # kept after completion
+    fetched = rc.get_result(msg_id)
+    assert fetched.get(timeout=10) is None and fetched.metadata.engine_id == 0
+    assert msg_id in rc.hub_history()
+    rc.purge_results(msg_id)
+    assert msg_id not in rc.metadata and msg_id not in rc.hub_history()
+
+
+def test_get_result_of_another_clients_task(rc, shared_cluster) -> None:  # type: ignore[no-untyped-def]
+    other = ipp.Client(url_file=shared_cluster.cluster.client_file)
+    try:
+        def talk(t: float) -> str:
+            import time
+
+            print("hello from the task")
+            time.sleep(t)
+            return "answer"
+
+        done = rc[2].apply_async(talk, 0.0)
+        done.get(timeout=10)
+        theirs = other.get_result(done.msg_ids[0])
+        assert isinstance(theirs, ipp.AsyncHubResult)
+        assert theirs.get(timeout=10) == "answer"
+        assert theirs.metadata.engine_id == 2 and theirs.stdout == "hello from the task\n"
+
+        running = rc[1].apply_async(talk, 1.0)
+        wait_until(lambda: rc.queue_status()[1]["queue"] == 1, 5, what="the task to run")
+        pending = other.get_result(running.msg_ids[0], block=False)
+        assert not pending.ready()
+        assert pending.get(timeout=10) == "answer"
+        assert running.get(timeout=10) == "answer"
+        assert pending.stdout == "hello from the task\n"
+        with pytest.raises(KeyError, match="no record of task 'nope'"):
+            other.get_result("nope")
+    finally:
+        other.close()
+
+
+def test_queue_status(rc) -> None:  # type: ignore[no-untyped-def]
+    blocker = rc[0].apply_async(time.sleep, 0.5)
+    queued = rc[0].apply_async(lambda: 1)
+    wait_until(lambda: rc.queue_status(0)["queue"] == 2, 5, what="two tasks on engine 0")
+    status = rc.queue_status(verbose=True)
+    assert status[0]["queue"] == [blocker.msg_ids[0], queued.msg_ids[0]]
+    assert status["unassigned"] == []
+    assert set(status) == {0, 1, 2, 3, "unassigned"}
+    queued.get(timeout=10)
+    assert rc.queue_status(0)["queue"] == 0
+
+
+def test_abort_by_jobs_and_targets(rc) -> None:  # type: ignore[no-untyped-def]
+    rc[3].apply_async(time.sleep, 0.5)
+    victims = [rc[3].apply_async(lambda i=i: i) for i in range(3)]
+    rc.abort(targets=[3])
+    for v in victims:
+        with pytest.raises(ipp.TaskAborted):
+            v.get(timeout=10)
+    view = rc.load_balanced_view(targets=[2])
+    view.apply_async(time.sleep, 0.5)
+    lb_victim = view.apply_async(lambda: "no")
+    rc.abort(lb_victim)
+    with pytest.raises(ipp.TaskAborted, match="aborted before it started"):
+        lb_victim.get(timeout=10)
+
+
+def test_clear_resets_namespaces(rc) -> None:  # type: ignore[no-untyped-def]
+    rc[:].push({"temp": 1}, block=True)
+    rc.clear(targets=[0, 1])
+    has = rc[:].apply_sync(ipp.interactive(lambda: "temp" in globals()))
+    assert has == [False, False, True, True]
+
+
+def test_send_signal_interrupts_a_running_task(rc) -> None:  # type: ignore[no-untyped-def]
+    ar = rc[1].apply_async(time.sleep, 30)
+    wait_until(lambda: rc.queue_status(1)["queue"] == 1, 5, what="the task to start")
+    time.sleep(0.2)  # the sleep must have begun on the engine, not just been queued
+    rc.send_signal(signal.SIGINT, targets=[1])
+    with pytest.raises(ipp.RemoteError) as info:
+        ar.get(timeout=10)
+    assert info.value.ename == "KeyboardInterrupt"
+    assert rc[1].apply_sync(lambda: "alive") == "alive"
+
+
+def test_thread_safety_of_submission(rc) -> None:  # type: ignore[no-untyped-def]
+    view = rc.load_balanced_view()
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            results.append(view.map_sync(lambda x, k=k: x + k, range(50)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(r[0] for r in results) == [0, 1000, 2000, 3000]
+    assert all(r == list(range(r[0], r[0] + 50)) for r in results)
+
+
+def test_wait_for_engines_times_out_and_shutdown(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=2)
+    rc = handle.rc
+    with pytest.raises(TimeoutError, match="2 engine\\(s\\) registered of the 3 waited for"):
+        rc.wait_for_engines(3, timeout=0.3)
+    rc.shutdown(targets=[1])
+    assert rc.ids == [0]
+    wait_until(lambda: rc.status()["engines_registered"] == 1, 5, what="engine 1 to stop")
+    rc.shutdown(hub=True)
+    wait_until(lambda: not handle.cluster._running(), 10, what="the controller to exit")
+    rc.close()
+    with pytest.raises(RuntimeError, match="this client is closed"):
+        rc.load_balanced_view().apply_async(lambda: 1)
+
+
+def test_controller_not_answering_gives_a_clear_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    import psutil
+
+    handle = make_cluster(n=0)
+    controller = psutil.Process(handle.pid)
+    controller.suspend()
+    try:
+        with pytest.raises(TimeoutError, match="did not answer within 0.5 s; is the cluster running"):
+            ipp.Client(url_file=handle.cluster.client_file, timeout=0.5)
+    finally:
+        controller.resume()
