@@ -64,7 +64,7 @@ def test_metadata_before_during_and_after(rc) -> None:  # type: ignore[no-untype
     assert md.started is None and md.completed is None and md.received is None
     assert gate["status"] is None and not gate.ready()
     with pytest.raises(TimeoutError, match="wall_time is known once"):
-        gate.wall_time
+        _ = gate.wall_time
     assert 0 <= gate.elapsed < 0.6
     gate.get(timeout=10)
     assert md.status == "ok" and gate.ready() and gate.successful()
@@ -135,9 +135,10 @@ def test_unordered_map_yields_in_completion_order(ids_scattered) -> None:  # typ
 
 
 def test_map_reduce_rms(rc) -> None:  # type: ignore[no-untyped-def]
-    import numpy as np
     from functools import reduce
     from math import sqrt
+
+    import numpy as np
 
     lview = rc.load_balanced_view()
     X = np.linspace(0, 100)

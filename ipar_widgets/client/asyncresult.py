@@ -511,13 +511,11 @@ class AsyncMapResult(AsyncResult):
         if self.ordered:
             yield from super().__iter__()
             return
-        seen = 0
-        while seen < len(self.msg_ids):
+        for seen in range(len(self.msg_ids)):
             with self._cond:
-                self._cond.wait_for(lambda: len(self._arrival) > seen)
+                self._cond.wait_for(lambda n=seen: len(self._arrival) > n)
                 msg_id = self._arrival[seen]
                 value = self._results[msg_id]
-            seen += 1
             yield from self._items_of(msg_id, value)
 
     def __len__(self) -> int:

@@ -18,6 +18,8 @@ from typing import Any
 
 import zmq
 
+from ..protocol.wire import readable, send_frames
+
 log = logging.getLogger("ipar_widgets.client")
 
 Handler = Callable[[list[Any]], None]
@@ -125,7 +127,7 @@ class Transport:
             self._wake_sent = False
         for frames, on_sent in batch:
             try:
-                self.requests.send_multipart(frames, copy=False)
+                send_frames(self.requests, frames)
             except zmq.ZMQError as exc:
                 log.error("could not send a message to the controller: %s", exc)
                 continue
@@ -137,10 +139,9 @@ class Transport:
 
     def _drain(self, sock: zmq.Socket[Any], handler: Handler) -> None:
         for _ in range(1000):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not readable(sock):
                 return
+            frames = sock.recv_multipart(copy=False)
             try:
                 handler(frames)
             except Exception:

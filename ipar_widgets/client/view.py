@@ -483,7 +483,17 @@ class LoadBalancedView(View):
              max_outstanding: int | str = "auto", return_exceptions: bool = False) -> Iterator[Any]:
         """Lazy parallel ``map``: reads the inputs as it goes (generators, even endless ones)
         with at most ``max_outstanding`` tasks in flight (default: one per engine), and yields
-        results in order or, with ``ordered=False``, as they finish."""
+        results in order or, with ``ordered=False``, as they finish.  The iterator's
+        ``display()`` shows a live progress widget over its tasks."""
+        from ..progress.imap import TaskStream
+
+        stream = TaskStream(self.client, getname(f), sequences)
+        return stream.attach(self._imap(f, sequences, ordered, max_outstanding, return_exceptions,
+                                        stream.add))
+
+    def _imap(self, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
+              max_outstanding: int | str, return_exceptions: bool,
+              on_submit: Callable[[AsyncResult], None]) -> Iterator[Any]:
         if not sequences:
             raise TypeError("imap() needs at least one iterable")
         if max_outstanding == "auto":
@@ -514,6 +524,7 @@ class LoadBalancedView(View):
             client._send_tasks([frames], ar)
             self._record(ar)
             pending.append(ar)
+            on_submit(ar)
             if not ordered:
                 ar.add_done_callback(on_done)
             return True

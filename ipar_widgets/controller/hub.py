@@ -28,7 +28,16 @@ from typing import Any
 
 import zmq
 
-from ..protocol.wire import DELIM, InvalidMessage, Wire, as_bytes, unpack, utcnow_iso
+from ..protocol.wire import (
+    DELIM,
+    InvalidMessage,
+    Wire,
+    as_bytes,
+    readable,
+    send_frames,
+    unpack,
+    utcnow_iso,
+)
 from . import queries
 from .engines import EngineRegistry, EngineState, shell_ident
 from .launcher import LocalLauncher
@@ -176,10 +185,9 @@ class Controller:
     def _drain(self, sock: zmq.Socket[Any], handler: Callable[[list[Any]], None]) -> None:
         # Handle what is waiting in batches, so one busy socket cannot starve the others.
         for _ in range(256):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not readable(sock):
                 return
+            frames = sock.recv_multipart(copy=False)
             try:
                 handler(frames)
             except InvalidMessage as exc:
@@ -201,7 +209,7 @@ class Controller:
     # -- sending ----------------------------------------------------------------------------------
     def _send(self, sock: zmq.Socket[Any], frames: list[Any]) -> bool:
         try:
-            sock.send_multipart(frames, copy=False)
+            send_frames(sock, frames)
             return True
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
@@ -455,10 +463,10 @@ class Controller:
             prefix = rec.client
         else:
             prefix = b"*"
-        self.notify.send_multipart([prefix + b"\x00" + topic, *frames[1:]], copy=False)
+        send_frames(self.notify, [prefix + b"\x00" + topic, *frames[1:]])
         if rec is not None:
             for watcher in rec.watchers:
-                self.notify.send_multipart([watcher + b"\x00" + topic, *frames[1:]], copy=False)
+                send_frames(self.notify, [watcher + b"\x00" + topic, *frames[1:]])
 
     # -- liveness ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:

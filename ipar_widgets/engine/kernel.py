@@ -9,18 +9,21 @@ IPython shell's namespace with its output streams, display hooks and formatted t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
 import threading
+from functools import partial
 from typing import Any
 
 import zmq
 from ipykernel.ipkernel import IPythonKernel
+from ipykernel.utils import _async_in_context
 from traitlets import Integer
 
 from ..protocol.serialize import dumps, unpack_apply
-from ..protocol.wire import InvalidMessage, Wire, split_routing, unpack, utcnow_iso
+from ..protocol.wire import InvalidMessage, Wire, send_frames, split_routing, unpack, utcnow_iso
 
 
 class EngineKernel(IPythonKernel):
@@ -48,6 +51,39 @@ class EngineKernel(IPythonKernel):
         return f"engine.{self.engine_id}.{topic}".encode()
 
     # -- dispatch -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        # Take the shell socket's messages ourselves: apply requests run right here, in the
+        # stream's receive callback (no asyncio task, no lock, no status messages); anything
+        # else, or anything arriving while an asynchronous request is in flight, takes
+        # ipykernel's usual path, in arrival order.
+        self._ipykernel_shell_handler = _async_in_context(partial(self.shell_main, None))
+        self._in_flight = 0
+        assert self.shell_stream is not None
+        self.shell_stream.on_recv(self._on_shell_message, copy=False)
+
+    def _on_shell_message(self, msg: list[Any]) -> None:
+        if not self._in_flight and not self._main_asyncio_lock.locked():
+            try:
+                idents, delim = split_routing(msg)
+                header = unpack(msg[delim + 2]) if len(msg) > delim + 2 else {}
+            except (InvalidMessage, ValueError) as exc:
+                self.log.error("dropped a malformed shell message: %s", exc)
+                return
+            if header.get("msg_type") == "apply_request":
+                # the stream re-checks the socket after this callback returns, so replying
+                # on the raw socket here cannot swallow the wake-up of a later message
+                self._apply(idents, msg, delim, header, raw_socket=True)
+                return
+        self._in_flight += 1
+        future = asyncio.ensure_future(self._ipykernel_shell_handler(msg))
+        future.add_done_callback(self._async_done)
+
+    def _async_done(self, future: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        if not future.cancelled() and future.exception() is not None:
+            self.log.error("error handling a shell message", exc_info=future.exception())
+
     async def dispatch_shell(self, msg: list[Any], /, subshell_id: str | None = None,  # type: ignore[override]
                              *, concurrent: bool = False) -> None:
         try:
@@ -76,17 +112,23 @@ class EngineKernel(IPythonKernel):
         return False
 
     def _send_reply(self, idents: list[bytes], msg_type: str, content: dict[str, Any],
-                    parent: dict[str, Any], metadata: dict[str, Any], buffers: list[Any] = ()) -> None:  # type: ignore[assignment]
+                    parent: dict[str, Any], metadata: dict[str, Any], buffers: list[Any] = (),  # type: ignore[assignment]
+                    raw_socket: bool = False) -> None:
         _, frames = self.wire.build(msg_type, content, parent=parent, metadata=metadata,
                                     idents=idents, buffers=buffers)
         stream = self.shell_stream
         assert stream is not None
-        # Through the stream, not the raw socket: a raw send would consume the edge-triggered
-        # "readable" signal of a task that arrived meanwhile, and the stream would never wake.
+        if raw_socket:
+            send_frames(stream.socket, frames)
+            return
+        # Outside the stream's receive callback, send through the stream: a raw send would
+        # consume the edge-triggered "readable" signal of a task that arrived meanwhile, and
+        # the stream would never wake for it.
         stream.send_multipart(frames, copy=False)
         stream.flush(zmq.POLLOUT)
 
-    def _reply_aborted(self, idents: list[bytes], header: dict[str, Any], reply_type: str) -> None:
+    def _reply_aborted(self, idents: list[bytes], header: dict[str, Any], reply_type: str,
+                       raw_socket: bool = False) -> None:
         now = utcnow_iso()
         method = "apply" if reply_type == "apply_reply" else "execute"
         self._send_reply(
@@ -102,16 +144,18 @@ class EngineKernel(IPythonKernel):
             header,
             {"engine_id": self.engine_id, "status": "aborted", "started": None,
              "completed": now, "outputs": 0},
+            raw_socket=raw_socket,
         )
 
     # -- apply ---------------------------------------------------------------------------------------
-    def _apply(self, idents: list[bytes], frames: list[Any], delim: int, header: dict[str, Any]) -> None:
+    def _apply(self, idents: list[bytes], frames: list[Any], delim: int, header: dict[str, Any],
+               raw_socket: bool = False) -> None:
         if not self.wire.verify(frames, delim + 1):
             self.log.error("dropped an apply_request with a missing or invalid signature")
             return
         msg_id = header.get("msg_id", "")
         if self._take_aborted(msg_id):
-            self._reply_aborted(idents, header, "apply_reply")
+            self._reply_aborted(idents, header, "apply_reply", raw_socket)
             return
         try:
             parent_header = unpack(frames[delim + 3])
@@ -154,7 +198,7 @@ class EngineKernel(IPythonKernel):
             "completed": utcnow_iso(),
             "outputs": self.session.take_count(msg_id),  # type: ignore[attr-defined]
         }
-        self._send_reply(idents, "apply_reply", reply, header, metadata, result_frames)
+        self._send_reply(idents, "apply_reply", reply, header, metadata, result_frames, raw_socket)
 
     def _error_content(self, method: str) -> dict[str, Any]:
         etype, evalue, tb = sys.exc_info()

@@ -25,12 +25,15 @@ class CountingSession(Session):
 
     def send(self, stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         msg = super().send(stream, msg_or_type, *args, **kwargs)
-        if msg is not None and any(stream is s for s in self.iopub_streams):
-            if msg["header"]["msg_type"] != "status":
-                parent_id = msg["parent_header"].get("msg_id")
-                if parent_id:
-                    with self._count_lock:
-                        self._counts[parent_id] = self._counts.get(parent_id, 0) + 1
+        if (
+            msg is not None
+            and any(stream is s for s in self.iopub_streams)
+            and msg["header"]["msg_type"] != "status"
+        ):
+            parent_id = msg["parent_header"].get("msg_id")
+            if parent_id:
+                with self._count_lock:
+                    self._counts[parent_id] = self._counts.get(parent_id, 0) + 1
         return msg
 
     def take_count(self, msg_id: str) -> int:

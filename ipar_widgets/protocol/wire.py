@@ -32,6 +32,42 @@ PROTOCOL_VERSION = "5.4"
 Frame = bytes | zmq.Frame | memoryview
 
 
+_base_send = zmq.backend.Socket.send
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_COPY_THRESHOLD = zmq.COPY_THRESHOLD
+
+
+def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], noblock: bool = False) -> None:
+    """``sock.send_multipart(frames)`` without pyzmq's per-frame Python conveniences.
+
+    pyzmq's ``send_multipart`` costs about 20 us for a Jupyter message here, ten times the
+    sends themselves; this is the hot path of every process.  Small frames are copied (cheaper
+    than tracking them), large ones and zmq Frames are sent without a copy.
+    """
+    base = _NOBLOCK if noblock else 0
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        flags = base if i == last else base | _SNDMORE
+        if isinstance(frame, bytes):
+            _base_send(sock, frame, flags, len(frame) < _COPY_THRESHOLD, False)
+        elif isinstance(frame, zmq.Frame):
+            _base_send(sock, frame, flags, False, False)
+        else:
+            view = memoryview(frame)
+            _base_send(sock, view, flags, view.nbytes < _COPY_THRESHOLD, False)
+
+
+_base_get = zmq.backend.Socket.get
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
+def readable(sock: zmq.Socket[Any]) -> bool:
+    """Whether a message waits on ``sock`` (cheaper than a non-blocking recv that raises)."""
+    return bool(_base_get(sock, _EVENTS) & _POLLIN)
+
+
 class InvalidMessage(ValueError):
     """A multipart message that is not a well-formed, correctly signed Jupyter message."""
 
