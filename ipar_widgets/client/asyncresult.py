@@ -360,23 +360,11 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         if len(self.msg_ids) == 1:
             return (self,)
         targets = self._targets or [None] * len(self.msg_ids)  # type: ignore[list-item]
-        return self._adopt(tuple(
+        return tuple(
             AsyncResult(self._client, [m], self._fname, [t] if t is not None else None,
                         owner=False, return_exceptions=self._return_exceptions)
             for m, t in zip(self.msg_ids, targets)
-        ))
-
-    def _adopt(self, parts: tuple[AsyncResult, ...]) -> tuple[AsyncResult, ...]:
-        """Hand results this AsyncResult already holds to new AsyncResults of its tasks (an
-        owning AsyncResult keeps results out of the client's cache, so they would not find
-        them there)."""
-        with self._cond:
-            known = dict(self._results)
-        for part in parts:
-            for msg_id in part.msg_ids:
-                if msg_id in known:
-                    part._deliver(msg_id, known[msg_id])
-        return parts
+        )
 
     @classmethod
     def join(cls, *async_results: AsyncResult) -> AsyncResult:
@@ -393,11 +381,8 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                 targets = None
             else:
                 targets.extend(ar._targets)
-        joined = AsyncResult(first._client, msg_ids, first._fname, targets, owner=False,
-                             return_exceptions=first._return_exceptions)
-        for ar in async_results:
-            ar._adopt((joined,))
-        return joined
+        return AsyncResult(first._client, msg_ids, first._fname, targets, owner=False,
+                           return_exceptions=first._return_exceptions)
 
     # -- aborting ---------------------------------------------------------------------------------
     def abort(self) -> None:
@@ -528,11 +513,11 @@ class AsyncMapResult(AsyncResult):
             return sum(self._chunk_sizes[m] for m in self._results)
 
     def split(self) -> tuple[AsyncResult, ...]:
-        return self._adopt(tuple(
+        return tuple(
             AsyncMapResult(self._client, [m], [self._chunk_sizes[m]], self._fname,
                            owner=False, return_exceptions=self._return_exceptions)
             for m in self.msg_ids
-        ))
+        )
 
 
 class AsyncHubResult(AsyncResult):

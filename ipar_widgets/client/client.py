@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -93,6 +94,9 @@ class Client:
         self.outstanding: set[str] = set()
         self.history: list[str] = []
         self._trackers: dict[str, list[AsyncResult]] = {}
+        #: msg_id -> the AsyncResult that owns its result (results it owns are not in .results)
+        self._owners: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
+        self._handing_out: dict[str, Any] = {}
         self._queries: dict[str, Future[Message]] = {}
         self._output_counts: dict[str, int] = {}
         self._held: dict[str, tuple[Any, int, float]] = {}
@@ -256,13 +260,25 @@ class Client:
             md = self.metadata.setdefault(msg_id, Metadata(msg_id=msg_id))
         return md
 
+    def _known_result(self, msg_id: str) -> tuple[bool, Any]:
+        """``(True, result)`` if this client holds the task's result (call with the lock)."""
+        if msg_id in self.results:
+            return True, self.results[msg_id]
+        if msg_id in self._handing_out:
+            return True, self._handing_out[msg_id]
+        owner = self._owners.get(msg_id)
+        if owner is not None and msg_id in owner._results:
+            return True, owner._results[msg_id]
+        return False, None
+
     def _track(self, ar: AsyncResult) -> None:
         """Register an AsyncResult for its msg_ids; results already here are delivered now."""
         ready = []
         with self._lock:
             for msg_id in ar.msg_ids:
-                if msg_id in self.results:
-                    ready.append((msg_id, self.results[msg_id]))
+                known, value = self._known_result(msg_id)
+                if known:
+                    ready.append((msg_id, value))
                 else:
                     self._trackers.setdefault(msg_id, []).append(ar)
         for msg_id, value in ready:
@@ -354,10 +370,19 @@ class Client:
             self._held.pop(msg_id, None)
             self.outstanding.discard(msg_id)
             trackers = self._trackers.pop(msg_id, ())
-            if not any(t.owner for t in trackers):
+            owner = next((t for t in trackers if t.owner), None)
+            if owner is None:
                 self.results[msg_id] = result
+            else:
+                # The owning AsyncResult keeps the result; while it is being handed out (and
+                # afterwards, through the owner) an AsyncResult made now still finds it.
+                self._owners[msg_id] = owner
+                self._handing_out[msg_id] = result
         for ar in trackers:
             ar._deliver(msg_id, result)
+        if owner is not None:
+            with self._lock:
+                self._handing_out.pop(msg_id, None)
 
     def _next_deadline(self) -> float | None:
         with self._lock:
@@ -611,7 +636,8 @@ class Client:
         single = isinstance(indices_or_msg_ids, (str, int)) or (
             isinstance(indices_or_msg_ids, AsyncResult) and indices_or_msg_ids._single_result)
         msg_ids = self._jobs(indices_or_msg_ids)
-        local = all(m in self.results or m in self._trackers for m in msg_ids)
+        with self._lock:
+            local = all(m in self._trackers or self._known_result(m)[0] for m in msg_ids)
         if local:
             ar: AsyncResult = AsyncResult(self, msg_ids, owner=owner, single=single)
         else:

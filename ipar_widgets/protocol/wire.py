@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import zmq
 
 DELIM = b"<IDS|MSG>"
@@ -104,26 +105,35 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} object is not JSON serializable")
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default)
 _EMPTY_DICT = b"{}"
+# orjson (de)serializes a message part several times faster than the json module, which
+# matters because every message is packed or unpacked in each process it crosses.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def pack(obj: dict[str, Any] | None) -> bytes:
     """Encode one JSON part of a message."""
     if not obj:
         return _EMPTY_DICT
-    return _encoder.encode(obj).encode("utf8", "surrogateescape")
+    try:
+        return orjson.dumps(obj, default=_json_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        # what orjson refuses (integers beyond 64 bits, say) the json module may still take
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default).encode(
+            "utf8", "surrogateescape"
+        )
 
 
 def unpack(data: Frame) -> dict[str, Any]:
     """Decode one JSON part of a message."""
     if isinstance(data, zmq.Frame):
         data = data.bytes
-    elif isinstance(data, memoryview):
-        data = data.tobytes()
     if data == _EMPTY_DICT:
         return {}
-    obj = json.loads(data)
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"a JSON part of the message does not decode: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidMessage(f"expected a JSON object in a message part, found {type(obj).__name__}")
     return obj
