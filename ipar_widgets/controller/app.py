@@ -60,6 +60,12 @@ class ControllerApp(Application):
         help="Most load-balanced tasks outstanding on one engine (0: no limit). 1 means a task "
         "goes to the first engine that becomes free.",
     ).tag(config=True)
+    pipeline_threshold = Float(
+        0.005,
+        help="Seconds: when the last 16 load-balanced tasks each came back faster than this, "
+        "an engine may hold one task more than hwm, so streams of tiny tasks do not wait for "
+        "the round trip to the controller (0 turns it off).",
+    ).tag(config=True)
     shutdown_grace = Float(
         5.0, help="Seconds an engine gets to exit when stopped before it is killed."
     ).tag(config=True)
@@ -74,6 +80,7 @@ class ControllerApp(Application):
         "location": "ControllerApp.location",
         "n": "ControllerApp.n",
         "hwm": "ControllerApp.hwm",
+        "pipeline-threshold": "ControllerApp.pipeline_threshold",
         "heartbeat-timeout": "ControllerApp.heartbeat_timeout",
         "log-level": "Application.log_level",
         "engine-log-level": "ControllerApp.engine_log_level",
@@ -115,6 +122,7 @@ class ControllerApp(Application):
             record_limit=self.record_limit,
             record_size_limit=self.record_size_limit,
             hwm=self.hwm,
+            pipeline_threshold=self.pipeline_threshold,
             shutdown_grace=self.shutdown_grace,
             launcher=launcher,
         )

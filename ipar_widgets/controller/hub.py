@@ -64,6 +64,7 @@ class Controller:
         record_limit: int = 100_000,
         record_size_limit: int = 1 << 30,
         hwm: int = 1,
+        pipeline_threshold: float = 0.005,
         shutdown_grace: float = 5.0,
         launcher: LocalLauncher | None = None,
     ) -> None:
@@ -77,7 +78,8 @@ class Controller:
         self.context = zmq.Context()
         self.engines = EngineRegistry()
         self.records = RecordStore(record_limit, record_size_limit)
-        self.balancer = LoadBalancer(self.engines, self.records, self._send_task, self._fail_task, hwm)
+        self.balancer = LoadBalancer(self.engines, self.records, self._send_task, self._fail_task, hwm,
+                                     pipeline_threshold)
         self.started_at = time.time()
         self.requested_engines = 0
         self.ports: dict[str, int] = {}

@@ -51,12 +51,16 @@ class LoadBalancer:
         send_task: SendTask,
         fail_task: FailTask,
         hwm: int = 1,
+        pipeline_threshold: float = 0.005,
     ) -> None:
         self.engines = engines
         self.records = records
         self.send_task = send_task
         self.fail_task = fail_task
         self.hwm = hwm
+        self.pipeline_threshold = pipeline_threshold
+        #: how long the last balanced tasks took, dispatch to reply (controller clock)
+        self.recent: deque[float] = deque(maxlen=16)
         self.queue: deque[TaskRecord] = deque()
         #: dependency msg_id -> tasks waiting for it
         self.waiting: dict[str, list[TaskRecord]] = {}
@@ -150,11 +154,31 @@ class LoadBalancer:
             allowed = base - rec.blacklist
         return allowed
 
+    @property
+    def capacity(self) -> int:
+        """Most tasks an engine may hold now (0: no limit).
+
+        When the last 16 balanced tasks each came back within ``pipeline_threshold``, the
+        work is a stream of tiny tasks: an engine may then hold one more, so it never sits
+        idle waiting for the round trip to the controller.  One slow task turns that off, so
+        a long task never makes a short one wait behind it.
+        """
+        if not self.hwm:
+            return 0
+        if (
+            self.pipeline_threshold > 0
+            and len(self.recent) == self.recent.maxlen
+            and max(self.recent) < self.pipeline_threshold
+        ):
+            return self.hwm + 1
+        return self.hwm
+
     def _choose(self, rec: TaskRecord) -> EngineState | None:
         allowed = self._allowed(rec)
         best: EngineState | None = None
+        capacity = self.capacity
         for engine in self.engines.by_id.values():
-            if self.hwm and engine.load >= self.hwm:
+            if capacity and engine.load >= capacity:
                 continue
             if allowed is not None and engine.id not in allowed:
                 continue
@@ -203,6 +227,8 @@ class LoadBalancer:
     # -- outcomes ---------------------------------------------------------------------------------
     def task_finished(self, rec: TaskRecord) -> None:
         """A task (balanced or not) finished: wake tasks waiting on it, refill engines."""
+        if rec.balanced and rec.dispatched is not None:
+            self.recent.append(time.monotonic() - rec.dispatched)
         for waiter in self.waiting.pop(rec.msg_id, ()):
             if waiter.finished or self._dependency_state(waiter) == "waiting":
                 continue  # still listed under its other unfinished dependencies
