@@ -1,19 +1,44 @@
-"""An immutable picture of an AsyncResult's progress, which every display renders.
+"""An immutable picture of a job's progress, which every display renders.
 
 The terminal line, the notebook widget and the static HTML are pure functions of a
 :class:`Snapshot`, so they agree, can be tested without a kernel, and can be throttled freely.
+A :class:`ProgressTracker` makes snapshots of one job cheaply: each finished task is folded
+into running totals once, when it arrives, so a snapshot costs a walk over the unfinished
+tasks only.
+
+Counts are in items (a map's elements, however they were chunked), times in seconds.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..error import TaskAborted
 from ..protocol.wire import utcnow
 
 if TYPE_CHECKING:
     from ..client.asyncresult import AsyncResult
+
+__all__ = [
+    "Snapshot",
+    "EngineRow",
+    "FirstError",
+    "Placement",
+    "ProgressTracker",
+    "take_snapshot",
+    "estimate_eta",
+    "STRAGGLER_FACTOR",
+    "ETA_MIN_TASKS",
+]
+
+#: a task running this many times the median task time is shown as a straggler
+STRAGGLER_FACTOR = 3.0
+#: finished tasks needed before an ETA is shown
+ETA_MIN_TASKS = 3
 
 
 @dataclass(frozen=True)
@@ -23,37 +48,57 @@ class EngineRow:
     engine_id: int
     done: int = 0
     failed: int = 0
+    aborted: int = 0
     running: int = 0
     busy_time: float = 0.0
-    current_for: float | None = None  # seconds the task now running has run
+    current_for: float | None = None  # seconds the task it runs now has run
     straggler: bool = False
     last_stdout: str = ""
 
 
 @dataclass(frozen=True)
+class FirstError:
+    """The first task that failed (in order of arrival), as the displays show it."""
+
+    engine_id: int | None
+    ename: str
+    evalue: str
+    traceback: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """Counts are in items (a map's elements), times in seconds."""
+    """A job's state at one moment.
+
+    ``done`` counts items that succeeded, ``failed`` those whose task raised, ``aborted``
+    those whose task was aborted before it ran; ``running`` items are in a task an engine is
+    running, ``pending`` the rest.  ``eta`` is (low, likely, high) seconds left, or None until
+    enough tasks finished to estimate it.
+    """
 
     fname: str
     total: int
-    done: int
-    failed: int
-    running: int
-    pending: int
-    elapsed: float
-    serial_time: float
-    ready: bool
-    eta: tuple[float, float, float] | None = None  # (low, likely, high) seconds left
+    done: int = 0
+    failed: int = 0
+    aborted: int = 0
+    running: int = 0
+    pending: int = 0
+    elapsed: float = 0.0
+    serial_time: float = 0.0
+    ready: bool = False
+    eta: tuple[float, float, float] | None = None
     engines: tuple[EngineRow, ...] = ()
     engines_total: int = 0
-    first_error: dict[str, Any] | None = None
-    errors: int = 0
-    aborted: int = 0
+    first_error: FirstError | None = None
+    failed_tasks: int = 0  # tasks (not items) that raised, aborted ones excluded
+    median_task_time: float | None = None
+    wall_time: float | None = None  # once ready: first submission to last result
+    taken_at: datetime = field(default_factory=utcnow, compare=False)
 
     @property
     def finished(self) -> int:
         """Items that finished, well or not."""
-        return self.done + self.failed
+        return self.done + self.failed + self.aborted
 
     @property
     def fraction(self) -> float:
@@ -62,9 +107,10 @@ class Snapshot:
     @property
     def speedup(self) -> float | None:
         """Serial time over wall time so far: how many engines' worth of work ran at once."""
-        if self.elapsed <= 0 or self.serial_time <= 0:
+        wall = self.wall_time if self.wall_time is not None else self.elapsed
+        if wall <= 0 or self.serial_time <= 0:
             return None
-        return self.serial_time / self.elapsed
+        return self.serial_time / wall
 
     @property
     def rate(self) -> float | None:
@@ -75,131 +121,285 @@ class Snapshot:
 
     @property
     def busy_engines(self) -> int:
+        """Engines running one of this job's tasks now."""
         return sum(1 for e in self.engines if e.running)
 
+    @property
+    def state(self) -> str:
+        """``running``, ``done`` (all succeeded), ``failed`` or ``aborted``."""
+        if not self.ready:
+            return "running"
+        if self.failed:
+            return "failed"
+        if self.aborted:
+            return "aborted"
+        return "done"
 
-def _seconds(start: Any, end: Any) -> float | None:
+
+@dataclass(frozen=True)
+class Placement:
+    """What the controller knows and the client does not: which task each engine runs now.
+
+    ``running`` maps engine id to the msg_id it runs (None when idle), ``busy_for`` to the
+    seconds it has run it; :func:`ipar_widgets.progress.placement.query_placement` asks.
+    """
+
+    running: dict[int, str | None] = field(default_factory=dict)
+    busy_for: dict[int, float | None] = field(default_factory=dict)
+
+
+def estimate_eta(
+    durations: list[float], remaining: int, workers: int
+) -> tuple[float, float, float] | None:
+    """Seconds left as (low, likely, high), from the per-item durations of finished tasks.
+
+    ``remaining`` items run ``workers`` at a time.  The likely value uses the median duration,
+    the range the quartiles (the middle half of the tasks seen so far).  None until
+    ``ETA_MIN_TASKS`` tasks have finished.
+    """
+    if remaining <= 0:
+        return (0.0, 0.0, 0.0)
+    if len(durations) < ETA_MIN_TASKS:
+        return None
+    waves = remaining / max(1, workers)
+    median = statistics.median(durations)
+    if len(durations) >= 4:
+        low, _, high = statistics.quantiles(durations, n=4, method="inclusive")
+    else:
+        low, high = min(durations), max(durations)
+    return (waves * max(0.0, low), waves * median, waves * max(median, high))
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
-    return float((end - start).total_seconds())
+    return (end - start).total_seconds()
 
 
-def estimate_eta(durations: list[float], remaining: int, workers: int) -> tuple[float, float, float] | None:
-    """Seconds left as (low, likely, high), from the durations of finished tasks.
+def _last_line(text: str) -> str:
+    stripped = text.rstrip("\n")
+    return stripped[stripped.rfind("\n") + 1 :] if stripped else ""
 
-    Needs at least 3 finished tasks; remaining tasks run ``workers`` at a time.  The range
-    spreads the likely value by the tasks' own variability (quartiles).
+
+def _error_of(value: BaseException, engine_id: int | None) -> FirstError:
+    tb = getattr(value, "traceback", "") or ""
+    return FirstError(
+        engine_id=getattr(value, "engine_id", None) if engine_id is None else engine_id,
+        ename=str(getattr(value, "ename", type(value).__name__)),
+        evalue=str(getattr(value, "evalue", value)),
+        traceback=tb if isinstance(tb, str) else "\n".join(tb),
+    )
+
+
+class _EngineTotals:
+    __slots__ = ("done", "failed", "aborted", "busy", "stdout")
+
+    def __init__(self) -> None:
+        self.done = self.failed = self.aborted = 0
+        self.busy = 0.0
+        self.stdout = ""
+
+
+class ProgressTracker:
+    """Makes snapshots of one job (an AsyncResult, or anything with the same few internals:
+    ``msg_ids``, ``_metadata``, ``_results``, ``_arrival``, ``_cond``, ``_fname``,
+    ``_client``, optionally ``_chunk_sizes``; :class:`~ipar_widgets.progress.imap.TaskStream`
+    is one).  Safe to use from any thread; one lock serialises snapshots.
     """
-    if len(durations) < 3 or remaining <= 0:
-        return (0.0, 0.0, 0.0) if remaining <= 0 and durations else None
-    workers = max(1, workers)
-    waves = remaining / workers
-    median = statistics.median(durations)
-    q = statistics.quantiles(durations, n=4) if len(durations) >= 4 else [min(durations), median, max(durations)]
-    low, high = q[0], q[-1]
-    return (waves * low, waves * median, waves * high)
 
+    def __init__(self, ar: Any, engines_total: int | None = None) -> None:
+        self.ar = ar
+        self._engines_total = engines_total
+        self._lock = threading.Lock()
+        self._folded = 0  # how many of ar._arrival are in the totals below
+        self._index: dict[str, int] = {}
+        self._engines: dict[int, _EngineTotals] = {}
+        self._done = self._failed = self._aborted = self._failed_tasks = 0
+        self._serial = 0.0
+        self._durations: list[float] = []
+        self._first_error: FirstError | None = None
+        self._first_submitted: datetime | None = None
+        self._unfinished: list[int] = []
+        self._known = 0  # tasks of the job seen so far (a TaskStream grows)
 
-def take_snapshot(ar: AsyncResult, engines_total: int | None = None) -> Snapshot:
-    """Read an AsyncResult's current state (safe to call from any thread)."""
-    with ar._cond:
-        results = dict(ar._results)
-    sizes: dict[str, int] = getattr(ar, "_chunk_sizes", {})
-    now = utcnow()
-    rows: dict[int, dict[str, Any]] = {}
-    done = failed = running = aborted = errors = 0
-    serial = 0.0
-    durations: list[float] = []
-    first_error: dict[str, Any] | None = None
-    seen_running: set[int] = set()
-    submitted = []
-    for msg_id, md in zip(ar.msg_ids, ar._metadata):
-        n = sizes.get(msg_id, 1)
-        engine_id = md["engine_id"]
-        row = rows.setdefault(engine_id, {"done": 0, "failed": 0, "running": 0, "busy": 0.0,
-                                          "current": None, "stdout": ""}) if engine_id is not None else None
-        if md["submitted"] is not None:
-            submitted.append(md["submitted"])
-        if row is not None and md["stdout"]:
-            lines = md["stdout"].rstrip("\n").splitlines()
-            if lines:
-                row["stdout"] = lines[-1]
-        if msg_id in results:
+    # -- folding finished tasks in --------------------------------------------------------------
+    def _sync_tasks(self) -> None:
+        msg_ids = self.ar.msg_ids
+        for i in range(self._known, len(msg_ids)):
+            self._index[msg_ids[i]] = i
+            self._unfinished.append(i)
+            submitted = self.ar._metadata[i]["submitted"]
+            if submitted is not None and (
+                self._first_submitted is None or submitted < self._first_submitted
+            ):
+                self._first_submitted = submitted
+        self._known = len(msg_ids)
+
+    def _engine(self, engine_id: int) -> _EngineTotals:
+        row = self._engines.get(engine_id)
+        if row is None:
+            row = self._engines[engine_id] = _EngineTotals()
+        return row
+
+    def _fold(self, arrived: list[str], results: dict[str, Any]) -> None:
+        sizes: dict[str, int] = getattr(self.ar, "_chunk_sizes", None) or {}
+        for msg_id in arrived:
+            i = self._index.get(msg_id)
+            if i is None:
+                continue
+            md = self.ar._metadata[i]
+            n = sizes.get(msg_id, 1)
+            engine_id = md["engine_id"]
+            row = self._engine(engine_id) if engine_id is not None else None
             took = _seconds(md["started"], md["completed"])
             if took is not None:
-                serial += took
-                durations.append(took / max(1, n))
+                self._serial += took
+                self._durations.append(took / max(1, n))
                 if row is not None:
-                    row["busy"] += took
+                    row.busy += took
             value = results[msg_id]
-            if isinstance(value, BaseException):
-                failed += n
-                errors += 1
-                if md["status"] == "aborted":
-                    aborted += n
+            if isinstance(value, TaskAborted) or md["status"] == "aborted":
+                self._aborted += n
                 if row is not None:
-                    row["failed"] += n
-                if first_error is None:
-                    first_error = {
-                        "engine_id": engine_id,
-                        "ename": getattr(value, "ename", type(value).__name__),
-                        "evalue": getattr(value, "evalue", str(value)),
-                        "traceback": getattr(value, "traceback", "") or str(value),
-                    }
+                    row.aborted += n
+            elif isinstance(value, BaseException):
+                self._failed += n
+                self._failed_tasks += 1
+                if row is not None:
+                    row.failed += n
+                if self._first_error is None:
+                    self._first_error = _error_of(value, engine_id)
             else:
-                done += n
+                self._done += n
                 if row is not None:
-                    row["done"] += n
-        elif engine_id is not None and engine_id not in seen_running:
-            # the oldest unfinished task an engine holds is the one it runs now
-            seen_running.add(engine_id)
-            running += n
-            if row is not None:
-                row["running"] += n
-                started = md["started"] or md["submitted"]
-                row["current"] = _seconds(started, now)
-    total = len(ar)
-    pending = max(0, total - done - failed - running)
-    elapsed = _seconds(min(submitted), now) if submitted and not ar.ready() else None
-    if elapsed is None:
-        try:
-            elapsed = ar.elapsed
-        except Exception:
-            elapsed = 0.0
-    median = statistics.median(durations) if durations else None
-    engine_rows = tuple(
-        EngineRow(
-            engine_id=eid,
-            done=r["done"],
-            failed=r["failed"],
-            running=r["running"],
-            busy_time=r["busy"],
-            current_for=r["current"],
-            straggler=bool(median and r["current"] and r["current"] > 3 * median and len(durations) >= 3),
-            last_stdout=r["stdout"],
+                    row.done += n
+            if row is not None and md["stdout"]:
+                row.stdout = _last_line(md["stdout"]) or row.stdout
+
+    # -- the snapshot -------------------------------------------------------------------------
+    def snapshot(self, placement: Placement | None = None, *, per_engine: bool = True) -> Snapshot:
+        """The job's state now.  ``placement`` (from the controller) tells which task each
+        engine runs; without it, a direct task counts as running when it is the oldest
+        unfinished one of its engine.  ``per_engine=False`` skips the engine rows (the terminal
+        needs none), which makes the snapshot cost independent of the unfinished tasks."""
+        ar = self.ar
+        with self._lock:
+            self._sync_tasks()
+            with ar._cond:
+                arrived = ar._arrival[self._folded :]
+                results = {m: ar._results[m] for m in arrived}
+                ready = ar.ready()
+            self._folded += len(arrived)
+            self._fold(arrived, results)
+            return self._build(placement, ready, per_engine)
+
+    def _build(self, placement: Placement | None, ready: bool, per_engine: bool) -> Snapshot:
+        ar = self.ar
+        sizes: dict[str, int] = getattr(ar, "_chunk_sizes", None) or {}
+        total = len(ar)
+        now = utcnow()
+        median = statistics.median(self._durations) if self._durations else None
+        running_items = 0
+        live: dict[int, dict[str, Any]] = {}
+        if per_engine or placement is not None:
+            running_ids = {m: e for e, m in placement.running.items() if m} if placement else {}
+            still: list[int] = []
+            results = ar._results
+            for i in self._unfinished:
+                msg_id = ar.msg_ids[i]
+                if msg_id in results:
+                    continue
+                still.append(i)
+                md = ar._metadata[i]
+                engine_id = running_ids.get(msg_id, md["engine_id"])
+                if engine_id is None:
+                    continue
+                slot = live.setdefault(engine_id, {"running": 0, "since": None, "stdout": ""})
+                if md["stdout"]:
+                    slot["stdout"] = _last_line(md["stdout"]) or slot["stdout"]
+                runs_now = (
+                    (msg_id in running_ids) if placement is not None else slot["since"] is None
+                )
+                if runs_now and not slot["running"]:
+                    slot["running"] = sizes.get(msg_id, 1)
+                    running_items += slot["running"]
+                    busy_for = placement.busy_for.get(engine_id) if placement is not None else None
+                    if busy_for is None:
+                        busy_for = _seconds(md["started"] or md["submitted"], now)
+                    slot["since"] = busy_for
+            self._unfinished = still
+        rows: list[EngineRow] = []
+        if per_engine:
+            engine_ids = sorted(set(self._engines) | set(live))
+            for engine_id in engine_ids:
+                totals = self._engines.get(engine_id) or _EngineTotals()
+                slot = live.get(engine_id, {"running": 0, "since": None, "stdout": ""})
+                current = slot["since"] if slot["running"] else None
+                straggler = bool(
+                    current is not None
+                    and median is not None
+                    and len(self._durations) >= ETA_MIN_TASKS
+                    and current > STRAGGLER_FACTOR * median * max(1, slot["running"])
+                )
+                rows.append(
+                    EngineRow(
+                        engine_id=engine_id,
+                        done=totals.done,
+                        failed=totals.failed,
+                        aborted=totals.aborted,
+                        running=slot["running"],
+                        busy_time=totals.busy,
+                        current_for=current,
+                        straggler=straggler,
+                        last_stdout=slot["stdout"] or totals.stdout,
+                    )
+                )
+        finished = self._done + self._failed + self._aborted
+        pending = max(0, total - finished - running_items)
+        wall = None
+        if ready:
+            received = [md["received"] for md in ar._metadata if md["received"] is not None]
+            if received and self._first_submitted is not None:
+                wall = max(0.0, (max(received) - self._first_submitted).total_seconds())
+        elapsed = (
+            wall
+            if wall is not None
+            else (
+                max(0.0, (now - self._first_submitted).total_seconds())
+                if self._first_submitted
+                else 0.0
+            )
         )
-        for eid, r in sorted(rows.items())
-    )
-    if engines_total is None:
-        engines_total = len(ar._client.ids)
-    eta = None if ar.ready() else estimate_eta(durations, total - done - failed, engines_total)
-    return Snapshot(
-        fname=ar._fname,
-        total=total,
-        done=done,
-        failed=failed,
-        running=running,
-        pending=pending,
-        elapsed=max(0.0, elapsed),
-        serial_time=serial,
-        ready=ar.ready(),
-        eta=eta,
-        engines=engine_rows,
-        engines_total=engines_total,
-        first_error=first_error,
-        errors=errors,
-        aborted=aborted,
-    )
+        engines_total = self._engines_total
+        if engines_total is None:
+            engines_total = len(ar._client.ids)
+        workers = max(1, min(engines_total or 1, total - finished or 1))
+        eta = None if ready else estimate_eta(self._durations, total - finished, workers)
+        return Snapshot(
+            fname=ar._fname,
+            total=total,
+            done=self._done,
+            failed=self._failed,
+            aborted=self._aborted,
+            running=running_items,
+            pending=pending,
+            elapsed=elapsed,
+            serial_time=self._serial,
+            ready=ready,
+            eta=eta,
+            engines=tuple(rows),
+            engines_total=engines_total,
+            first_error=self._first_error,
+            failed_tasks=self._failed_tasks,
+            median_task_time=median,
+            wall_time=wall,
+            taken_at=now,
+        )
 
 
-__all__ = ["Snapshot", "EngineRow", "take_snapshot", "estimate_eta"]
+def take_snapshot(
+    ar: AsyncResult, engines_total: int | None = None, placement: Placement | None = None
+) -> Snapshot:
+    """One snapshot of ``ar`` now (a fresh tracker: for repeated snapshots keep a
+    :class:`ProgressTracker`)."""
+    return ProgressTracker(ar, engines_total).snapshot(placement)

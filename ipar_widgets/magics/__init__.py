@@ -1,0 +1,93 @@
+"""The parallel magics: ``%px``, ``%%px``, ``%pxresult``, ``%pxconfig`` and ``%autopx``.
+
+They act on one DirectView per suffix.  Three ways to get them, as with ipyparallel:
+
+- a ``Client`` created inside IPython activates ``rc.activate()`` for itself when no client
+  has: a blocking view of *all* engines, evaluated at each execution (engines added later
+  are included), not the frozen ``rc[:]``;
+- ``view.activate(suffix)`` / ``rc.activate(targets, suffix)`` for any view, under
+  ``%px<suffix>`` names;
+- ``%load_ext ipar_widgets``, which connects to the default profile's cluster at first use
+  (or binds to the first Client created after it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .parallel import ParallelMagics
+
+__all__ = ["activate", "load_ipython_extension"]
+
+log = logging.getLogger("ipar_widgets.magics")
+
+# the magics of each shell, by suffix
+_registry: weakref.WeakKeyDictionary[Any, dict[str, ParallelMagics]] = weakref.WeakKeyDictionary()
+
+
+def _shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _install(shell: Any, view: Any, suffix: str) -> ParallelMagics:
+    from .parallel import ParallelMagics
+
+    magics = _registry.setdefault(shell, {}).get(suffix)
+    if magics is None:
+        magics = ParallelMagics(shell, view, suffix)
+        _registry[shell][suffix] = magics
+    elif view is not None:
+        magics.bind(view)  # keeps %pxconfig settings, the last result and %autopx
+    magics.register()
+    return magics
+
+
+def activate(view: Any, suffix: str = "") -> None:
+    """Point ``%px<suffix>`` and its siblings at ``view``."""
+    shell = _shell()
+    if shell is None:
+        raise RuntimeError(
+            "the parallel magics (%px, %%px, %autopx, ...) work in IPython only; "
+            "outside it, use view.execute(code) and ar.display_outputs()"
+        )
+    if not hasattr(view, "execute"):
+        raise TypeError(
+            f"the parallel magics run code on chosen engines, which needs a DirectView "
+            f"(rc[:], rc.direct_view()), not a {type(view).__name__}"
+        )
+    _install(shell, view, suffix)
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext ipar_widgets``: the magics, connected at first use unless a view is active."""
+    magics = _registry.get(ip, {}).get("")
+    if magics is None:
+        _install(ip, None, "")
+
+
+def _register_magics_if_ipython(client: Any) -> None:
+    """Called at the end of ``Client.__init__``: inside IPython, the first client (or the first
+    after the active one was closed) activates the magics.  Cheap, and never raises."""
+    try:
+        if "IPython" not in sys.modules:
+            return
+        shell = _shell()
+        if shell is None:
+            return
+        magics = _registry.get(shell, {}).get("")
+        if magics is None:
+            if "px" in shell.magics_manager.magics["line"]:
+                return  # another library's %px (ipyparallel's): leave it
+        elif magics._view is not None and not getattr(magics._view.client, "_closed", False):
+            return
+        client.activate()
+    except Exception:
+        log.debug("could not register the parallel magics", exc_info=True)

@@ -1,0 +1,231 @@
+"""Waiting for a blocking %px: one loop that shows outputs as they arrive and a progress line,
+and turns Ctrl-C into a signal to the engines.
+
+The client's I/O thread only queues what arrives (:class:`OutputFeed`); everything shown is
+shown from the thread running the magic, so the kernel files each output under the right cell
+and the frontend gets a bounded number of updates per second.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+import time
+from typing import Any
+
+from ..client.asyncresult import AsyncResult
+from ..client.display import ExecuteReply
+from ..error import CompositeError, RemoteError
+from ..progress.snapshot import take_snapshot
+from .text import as_remote_error, error_lines, interrupt_text, progress_text
+
+_WAKE = object()
+#: seconds between two refreshes of the live display (more when many engines print at once)
+REFRESH = 0.1
+#: seconds between two refreshes of the progress line
+PROGRESS_REFRESH = 0.5
+
+
+class OutputFeed:
+    """Queues a client's output messages from before a submission until :meth:`close`.
+
+    Listening starts before the code is sent, so not even the first output of a fast engine
+    can slip past; messages of other tasks are dropped by the consumer.
+    """
+
+    def __init__(self, client: Any, outputs: bool) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self._client = client
+        self._outputs = outputs
+        if outputs:
+            client.add_output_listener(self._on_output)
+
+    def _on_output(
+        self, engine_id: int | None, msg_id: str | None, msg_type: str, content: dict[str, Any]
+    ) -> None:
+        if msg_id is not None:
+            self.queue.put((engine_id, msg_id, msg_type, content))
+
+    def wake(self, *_: Any) -> None:
+        self.queue.put(_WAKE)
+
+    def take(self, timeout: float) -> list[Any]:
+        """Everything queued, waiting up to ``timeout`` seconds for the first item."""
+        try:
+            items = [self.queue.get(timeout=max(0.0, timeout))]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def close(self) -> None:
+        if self._outputs:
+            self._client.remove_output_listener(self._on_output)
+
+
+class LiveOutputs:
+    """What the loop drives while outputs stream; the kernel and terminal forms fill in how
+    streams, displays and results are shown.  Tracebacks go to stderr in both: the first
+    ``CompositeError.tb_limit`` whole, then one line each."""
+
+    def __init__(self, labelled: bool) -> None:
+        self.labelled = labelled
+        self.errors_shown = 0
+
+    def output(self, engine_id: int, msg_type: str, content: dict[str, Any]) -> None:
+        if msg_type == "stream":
+            self.stream(engine_id, content.get("name", "stdout"), content.get("text", ""))
+        elif msg_type in ("display_data", "update_display_data"):
+            self.display(engine_id, content, update=msg_type == "update_display_data")
+        elif msg_type == "clear_output":
+            self.clear(engine_id)
+        elif msg_type == "error":
+            self.error(
+                RemoteError(
+                    content.get("ename", "Exception"),
+                    content.get("evalue", ""),
+                    content.get("traceback") or "",
+                    {"engine_id": engine_id, "method": "execute"},
+                )
+            )
+
+    def result(self, engine_id: int, value: Any, error_seen: bool) -> None:
+        """An engine finished: show its ``Out[...]``, or its error if no traceback came."""
+        if isinstance(value, ExecuteReply):
+            if value.metadata["execute_result"] is not None:
+                self.show_result(engine_id, value)
+        elif isinstance(value, BaseException) and not error_seen:
+            self.error(as_remote_error(value, engine_id))
+
+    def error(self, error: RemoteError) -> None:
+        full = self.errors_shown < CompositeError.tb_limit
+        print("\n".join(error_lines(error, full)), file=sys.stderr)
+        self.errors_shown += 1
+
+    def stream(self, engine_id: int, name: str, text: str) -> None:
+        raise NotImplementedError
+
+    def display(self, engine_id: int, content: dict[str, Any], update: bool) -> None:
+        raise NotImplementedError
+
+    def clear(self, engine_id: int) -> None:
+        """An engine cleared its output; kept by default (printed text cannot be taken back)."""
+
+    def show_result(self, engine_id: int, reply: ExecuteReply) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def finish(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+class EnginesInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a blocking %px: the engines were signalled.  Shown as one line, since
+    the local frames (the magic waiting) say nothing useful."""
+
+    def __init__(self, text: str, engine_ids: list[int]) -> None:
+        super().__init__(text)
+        self.text = text
+        self.engine_ids = engine_ids
+
+    def _render_traceback_(self) -> list[str]:
+        return [self.text]
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def wait_for_cell(
+    ar: AsyncResult,
+    feed: OutputFeed,
+    *,
+    outputs: LiveOutputs | None,
+    progress: Any,
+    name: str,
+    progress_after: float,
+    signum: int,
+) -> None:
+    """Wait until every task of ``ar`` finished, showing outputs (if ``outputs``) as they
+    arrive and, after ``progress_after`` seconds (negative: never), a progress line.
+
+    On KeyboardInterrupt, sends ``signum`` (0: nothing) to the engines still running and
+    raises :class:`EnginesInterrupted` saying so.
+    """
+    msg_ids = list(ar.msg_ids)
+    wanted = set(msg_ids)
+    metadata = dict(zip(msg_ids, ar._metadata, strict=True))
+    finished: set[str] = set()
+    errors_seen: set[str] = set()
+    start = time.monotonic()
+    progress_at = None if progress is None or progress_after < 0 else start + progress_after
+    next_progress = 0.0
+    # a refresh sends one update per engine that printed: stay near 200 messages/s at most
+    refresh = max(REFRESH, len(msg_ids) / 200)
+    next_refresh = start + refresh
+    ar.add_listener(feed.wake)
+    try:
+        while len(finished) < len(msg_ids):
+            items = feed.take(REFRESH)
+            with ar._cond:
+                done = [
+                    (m, ar._results[m]) for m in msg_ids if m in ar._results and m not in finished
+                ]
+            if done:
+                # a task's outputs are all queued before its result arrives: take the rest
+                items += feed.take(0)
+            for item in items:
+                if item is _WAKE or item[1] not in wanted:
+                    continue
+                engine_id, msg_id, msg_type, content = item
+                if msg_type == "error":
+                    errors_seen.add(msg_id)
+                if outputs is not None:
+                    outputs.output(engine_id, msg_type, content)
+            for msg_id, value in done:
+                finished.add(msg_id)
+                if outputs is not None:
+                    outputs.result(metadata[msg_id]["engine_id"], value, msg_id in errors_seen)
+            now = time.monotonic()
+            if outputs is not None and now >= next_refresh:
+                outputs.flush()
+                next_refresh = now + refresh
+            if progress_at is not None and now >= progress_at and now >= next_progress:
+                progress.show(progress_text(name, take_snapshot(ar)))
+                next_progress = now + PROGRESS_REFRESH
+    except KeyboardInterrupt:
+        _finish(ar, outputs, progress, name, interrupted=True)
+        pending = [metadata[m]["engine_id"] for m in msg_ids if m not in finished]
+        engine_ids = sorted({e for e in pending if e is not None})
+        sent = None
+        text = ""
+        if signum and engine_ids:
+            sent = signal_name(signum)
+            try:
+                ar._client.send_signal(signum, targets=engine_ids)
+            except Exception as exc:
+                text = f"KeyboardInterrupt: could not send {sent} to the engines: {exc}"
+        text = text or interrupt_text(sent, engine_ids)
+        raise EnginesInterrupted(text, engine_ids) from None
+    finally:
+        ar.remove_listener(feed.wake)
+    _finish(ar, outputs, progress, name, interrupted=False)
+
+
+def _finish(
+    ar: AsyncResult, outputs: LiveOutputs | None, progress: Any, name: str, interrupted: bool
+) -> None:
+    if outputs is not None:
+        outputs.finish()
+    if progress is not None and progress.shown:
+        progress.show(progress_text(name, take_snapshot(ar), interrupted), final=True)

@@ -1,0 +1,312 @@
+"""ParallelMagics: %px, %%px, %pxresult, %pxconfig and %autopx, bound to one DirectView."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import no_var_expand
+
+from ..client.asyncresult import AsyncResult
+from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RemoteError
+from . import autopx
+from .kernel import KernelOutputs, KernelProgress
+from .live import LiveOutputs, OutputFeed, wait_for_cell
+from .options import (
+    argument,
+    describe_targets,
+    execution_flags,
+    grouping_flags,
+    magic_args,
+    named,
+    parse,
+    parse_signal,
+    parse_targets,
+    save_flag,
+)
+from .terminal import TerminalOutputs, TerminalProgress
+from .text import as_remote_error
+
+
+def _in_kernel(shell: Any) -> bool:
+    """Whether the frontend behind ``shell`` can update outputs in place (a Jupyter kernel)."""
+    return getattr(shell, "kernel", None) is not None
+
+
+class ParallelMagics:
+    """The parallel magics of one suffix (``%px<suffix>`` ...), acting on one DirectView.
+
+    The view's ``targets`` and ``block`` are the defaults of every execution; the other
+    defaults (``verbose``, ``stream``, ``groupby``, ``progress_after``,
+    ``signal_on_interrupt``) live here.  All of them can be changed with ``%pxconfig``.
+    """
+
+    def __init__(self, shell: Any, view: Any, suffix: str = "") -> None:
+        self.shell = shell
+        self.suffix = suffix
+        self._view = view
+        #: print on which engines each execution runs
+        self.verbose = False
+        #: show engines' output as it arrives; off when IPAR_NONINTERACTIVE=1
+        self.stream = os.environ.get("IPAR_NONINTERACTIVE") != "1"
+        #: layout of output shown at the end: 'type', 'engine' or 'order'
+        self.groupby = "type"
+        #: seconds a blocking execution runs before a progress line appears (-1: never)
+        self.progress_after = 2.0
+        #: signal sent to the engines on Ctrl-C during a blocking execution (0: none)
+        self.signal_on_interrupt = int(signal.SIGINT)
+        #: the AsyncResult of the last execution, for %pxresult
+        self.last_result: AsyncResult | None = None
+        self._autopx: autopx.AutoPx | None = None
+
+    # -- the view -----------------------------------------------------------------------------------
+    @property
+    def view(self) -> Any:
+        """The DirectView the magics act on; after ``%load_ext`` alone, one on every engine of
+        the default profile's cluster, connected at first use."""
+        if self._view is None:
+            from ..client.client import Client
+
+            client = Client()  # in IPython, the new client may bind itself to these magics
+            if self._view is None:
+                view = client.direct_view("all")
+                view.block = True
+                self._view = view
+        return self._view
+
+    def bind(self, view: Any) -> None:
+        self._view = view
+
+    @property
+    def name(self) -> str:
+        return f"%px{self.suffix}"
+
+    def register(self) -> None:
+        """Make the magics known to the shell under this suffix's names."""
+        manager = self.shell.magics_manager
+        suffix = self.suffix
+        manager.register_function(self.px, "line", f"px{suffix}")
+        manager.register_function(self.cell_px, "cell", f"px{suffix}")
+        manager.register_function(self.pxresult, "line", f"pxresult{suffix}")
+        manager.register_function(self.pxconfig, "line", f"pxconfig{suffix}")
+        manager.register_function(self.autopx, "line", f"autopx{suffix}")
+        if not suffix:
+            manager.register_function(self.pxresult, "line", "result")  # older name of %pxresult
+
+    # -- the magics -----------------------------------------------------------------------------------
+    @no_var_expand
+    def px(self, line: str = "") -> Any:
+        """Run one line of code on the engines: ``%px import numpy as np``.
+
+        Blocking or not, targets and the other defaults come from ``%pxconfig`` (or the active
+        view); ``%%px`` takes the same options per cell.
+        """
+        return self.execute(line)
+
+    @magic_args()
+    @named("%px")
+    @execution_flags
+    @grouping_flags
+    @save_flag
+    @argument(
+        "--local",
+        action="store_true",
+        help="also run the cell here, after sending it to the engines",
+    )
+    def cell_px(self, line: str = "", cell: str | None = None) -> Any:
+        """Run the cell on the engines.
+
+        Blocking (the default of the view a Client activates), it shows each engine's output
+        labelled ``[stdout:0]``, ``[stderr:1]``, ``Out[0:3]``, with its displays and errors, as
+        it arrives; with ``--noblock`` it returns the AsyncResult at once.
+        """
+        args = parse(self.cell_px, line)
+        return self.execute(
+            cell or "",
+            targets=parse_targets(args.targets) if args.targets else None,
+            block=args.block,
+            stream=args.stream,
+            groupby=args.groupby,
+            save_name=args.save_name,
+            progress_after=args.progress_after,
+            signum=parse_signal(args.signal_on_interrupt) if args.signal_on_interrupt else None,
+            local=args.local,
+            verbose=args.verbose,
+        )
+
+    @magic_args()
+    @named("pxresult")
+    @grouping_flags
+    @save_flag
+    def pxresult(self, line: str = "") -> None:
+        """Show the outputs of the last %px execution (waiting for it if needed).
+
+        After ``%px --noblock`` this is how its output is seen; ``-o NAME`` stores its
+        AsyncResult instead of showing it.
+        """
+        args = parse(self.pxresult, line)
+        ar = self.last_result
+        if ar is None:
+            raise UsageError(
+                f"{self.name}result shows the last {self.name} execution, "
+                f"and there has been none yet."
+            )
+        if args.save_name:
+            self.shell.user_ns[args.save_name] = ar
+            return
+        # the execution was detached on purpose: Ctrl-C here stops the wait, not the engines
+        self._show_at_end(ar, args.groupby or self.groupby, None, self.progress_after, 0)
+
+    @magic_args()
+    @named("pxconfig")
+    @execution_flags
+    @grouping_flags
+    def pxconfig(self, line: str = "") -> None:
+        """Set the defaults of %px and %%px: targets, blocking, streaming, verbosity, ..."""
+        args = parse(self.pxconfig, line)
+        if args.targets:
+            self.view.targets = parse_targets(args.targets)
+        if args.block is not None:
+            self.view.block = args.block
+        if args.verbose is not None:
+            self.verbose = args.verbose
+        if args.stream is not None:
+            self.stream = args.stream
+        if args.groupby is not None:
+            self.groupby = args.groupby
+        if args.progress_after is not None:
+            self.progress_after = args.progress_after
+        if args.signal_on_interrupt is not None:
+            self.signal_on_interrupt = parse_signal(args.signal_on_interrupt)
+
+    def autopx(self, line: str = "") -> None:
+        """Send every following cell to the engines (as ``%%px``), until %autopx again."""
+        if self._autopx is None:
+            self._autopx = autopx.enable(self.shell, self.suffix)
+            print(f"%autopx{self.suffix} enabled")
+        else:
+            autopx.disable(self.shell, self._autopx)
+            self._autopx = None
+            print(f"%autopx{self.suffix} disabled")
+
+    # -- running code ---------------------------------------------------------------------------------
+    def execute(
+        self,
+        code: str,
+        *,
+        targets: Any = None,
+        block: bool | None = None,
+        stream: bool | None = None,
+        groupby: str | None = None,
+        save_name: str | None = None,
+        progress_after: float | None = None,
+        signum: int | None = None,
+        local: bool = False,
+        verbose: bool | None = None,
+    ) -> AsyncResult | None:
+        """Send ``code`` to the engines; unset options take this suffix's defaults.
+
+        Returns the AsyncResult when not blocking; blocking, shows the outputs and raises the
+        engines' errors.
+        """
+        view = self.view
+        block = view.block if block is None else block
+        stream = self.stream if stream is None else stream
+        feed = OutputFeed(view.client, outputs=stream) if block else None
+        try:
+            try:
+                if verbose if verbose is not None else self.verbose:
+                    where = self._describe(view, targets)
+                    kind = "Parallel" if block else "Async parallel"
+                    print(f"{kind} execution on engine(s): {where}")
+                ar: AsyncResult = view.execute(code, silent=False, targets=targets, block=False)
+            except (NoEnginesRegistered, IndexError) as exc:
+                raise UsageError(str(exc)) from None  # no engines, or no such engine
+            self.last_result = ar
+            if save_name:
+                self.shell.user_ns[save_name] = ar
+            if local:
+                self.shell.run_cell(code)
+            if not block:
+                return ar
+            assert feed is not None
+            after = self.progress_after if progress_after is None else progress_after
+            sig = self.signal_on_interrupt if signum is None else signum
+            if stream:
+                self._show_live(ar, feed, after, sig)
+            else:
+                self._show_at_end(ar, groupby or self.groupby, feed, after, sig)
+        finally:
+            if feed is not None:
+                feed.close()
+        return None
+
+    def _describe(self, view: Any, targets: Any) -> str:
+        targets = view.targets if targets is None else targets
+        if targets is None or isinstance(targets, str):
+            return "all"
+        if isinstance(targets, int):
+            return str(targets)
+        return describe_targets(view.client._build_targets(targets))
+
+    def _show_live(
+        self, ar: AsyncResult, feed: OutputFeed, progress_after: float, signum: int
+    ) -> None:
+        kernel = _in_kernel(self.shell)
+        labelled = not ar._single_result
+        outputs: LiveOutputs = (
+            KernelOutputs(self.shell, labelled) if kernel else TerminalOutputs(labelled)
+        )
+        # a terminal's progress line would tangle with the printed output: only in a kernel
+        progress = KernelProgress(self.shell) if kernel else None
+        wait_for_cell(
+            ar,
+            feed,
+            outputs=outputs,
+            progress=progress,
+            name=self.name,
+            progress_after=progress_after,
+            signum=signum,
+        )
+        errors = _errors(ar)
+        if errors:
+            raise AlreadyDisplayedError(
+                CompositeError("one or more exceptions raised in: execute", errors)
+            ) from None
+
+    def _show_at_end(
+        self,
+        ar: AsyncResult,
+        groupby: str,
+        feed: OutputFeed | None,
+        progress_after: float,
+        signum: int,
+    ) -> None:
+        if not ar.ready():
+            feed = feed or OutputFeed(ar._client, outputs=False)
+            progress = KernelProgress(self.shell) if _in_kernel(self.shell) else TerminalProgress()
+            wait_for_cell(
+                ar,
+                feed,
+                outputs=None,
+                progress=progress,
+                name=self.name,
+                progress_after=progress_after,
+                signum=signum,
+            )
+        _errors(ar)  # names the engine in errors that arrived without it
+        ar.display_outputs(groupby)
+        ar.get()  # raises the engines' errors, each traceback headed [engine:execute]
+
+
+def _errors(ar: AsyncResult) -> list[RemoteError]:
+    """The finished tasks' errors, each naming its engine."""
+    with ar._cond:
+        results = [ar._results.get(m) for m in ar.msg_ids]
+    return [
+        as_remote_error(value, md["engine_id"])
+        for value, md in zip(results, ar._metadata, strict=True)
+        if isinstance(value, BaseException)
+    ]

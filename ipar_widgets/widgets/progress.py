@@ -1,0 +1,327 @@
+"""The live progress widget: ``ar.wait_interactive()`` and ``ar.display()`` in a notebook.
+
+One composite of standard ipywidgets (no front-end code of our own, so it renders in
+JupyterLab, Notebook 7 and VS Code):
+
+- a bar row: an ``IntProgress`` labelled with the function name (red from the first failure
+  on), the Cancel button, and the "Interrupt running tasks" button Cancel offers;
+- an ``HTML`` body: counts, times, ETA range, speedup, busy engines, then the per-engine table
+  (:func:`~ipar_widgets.widgets.html.progress_html`, the same HTML as the static snapshot);
+- an ``Accordion`` with the first failure's remote traceback, added at the first failure;
+- a note line for what Cancel did.
+
+The widgets hold no logic: :meth:`ProgressView.changes` turns a snapshot into the traits
+that differ, and the shared :mod:`~ipar_widgets.widgets.loop` sends them.  When the job ends
+the output is replaced (same display id) by a bundle carrying the widget *and* a static
+``text/plain`` and ``text/html`` picture of the final state, which is what a saved or exported
+notebook shows where widgets do not render.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from concurrent.futures import ALL_COMPLETED
+from typing import Any
+
+import ipywidgets as w  # type: ignore[import-untyped]
+from IPython.display import display, update_display
+
+from ..progress import widgets_wanted
+from ..progress.placement import query_placement
+from ..progress.snapshot import ProgressTracker, Snapshot
+from ..progress.waiting import deadline_of, wait_ticking
+from . import templates
+from .clicks import route_off_main_thread
+from .html import failure_title, progress_html, progress_text, traceback_html
+from .loop import Changes, UpdateLoop, get_loop
+
+__all__ = ["ProgressView", "display_progress", "wait_with_widget", "REFRESH_PERIOD"]
+
+#: least seconds between two refreshes of one widget
+REFRESH_PERIOD = 0.25
+#: how often the blocked cell re-checks its job when no result arrives (the condition
+#: variable wakes it at once when one does)
+WAIT_SLICE = 0.5
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+class ProgressView:
+    """The widgets of one job and what to show in them; see the module docstring."""
+
+    def __init__(
+        self,
+        ar: Any,
+        *,
+        blocking: bool = False,
+        period: float = REFRESH_PERIOD,
+        loop: UpdateLoop | None = None,
+        placement: bool = True,
+    ) -> None:
+        self.ar = ar
+        self.blocking = blocking
+        self.period = period
+        self.loop = loop or get_loop()
+        self.tracker = ProgressTracker(ar)
+        self.display_id = uuid.uuid4().hex
+        self.ask_placement = placement
+        self.state_word: str | None = None  # "cancelled", "timed out", "interrupted"
+        self.note = ""
+        self.cancel_requested = False
+        self.interrupt_offered = False
+        self.clicks_routed = False
+        self.last_snapshot: Snapshot | None = None
+        self._closed = threading.Event()
+        self._build()
+
+    # -- the widgets ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        total = max(1, len(self.ar))
+        self.style = w.HTML(value=templates.STYLE_TAG, layout=w.Layout(display="none"))
+        self.bar = w.IntProgress(
+            value=0,
+            min=0,
+            max=total,
+            description=self.ar._fname[:24],
+            bar_style="info",
+            style={"description_width": "initial"},
+            layout=w.Layout(flex="1 1 auto", width="auto", max_width="640px"),
+        )
+        self.cancel_button = w.Button(
+            description="Cancel",
+            icon="stop",
+            button_style="warning",
+            tooltip="abort the tasks that have not started",
+            layout=w.Layout(width="auto"),
+        )
+        self.interrupt_button = w.Button(
+            description="Interrupt running tasks",
+            icon="bolt",
+            button_style="danger",
+            tooltip="send SIGINT to the engines running this job's tasks",
+            layout=w.Layout(width="auto", display="none"),
+        )
+        self.cancel_button.on_click(self._on_cancel)
+        self.interrupt_button.on_click(self._on_interrupt)
+        self.controls = w.HBox([self.cancel_button, self.interrupt_button])
+        self.bar_row = w.HBox([self.bar, self.controls], layout=w.Layout(align_items="center"))
+        self.body = w.HTML(value="")
+        self.failure: w.Accordion | None = None  # made at the first failure
+        self.note_html = w.HTML(value="")
+        self.box = w.VBox(
+            [self.style, self.bar_row, self.body, self.note_html],
+            layout=w.Layout(width="100%"),
+            _dom_classes=("ipar-progress",),
+        )
+
+    def _failure_widget(self, snap: Snapshot) -> w.Accordion:
+        """The collapsed first failure.  Made once, complete, so showing it costs one update
+        (the box's children) besides the new widgets' own opening messages."""
+        assert snap.first_error is not None
+        return w.Accordion(
+            children=[w.HTML(value=traceback_html(snap.first_error))],
+            titles=(failure_title(snap)[:200],),
+            selected_index=None,
+        )
+
+    # -- showing --------------------------------------------------------------------------------
+    def bundle(self, snap: Snapshot | None = None) -> dict[str, Any]:
+        """The output's mimebundle: the widget view, plus the static picture of ``snap``."""
+        snap = snap or self.tracker.snapshot()
+        return {
+            _WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": self.box.model_id},
+            "text/plain": progress_text(snap, self.state_word),
+            "text/html": progress_html(snap, state=self.state_word),
+        }
+
+    def show(self) -> None:
+        """Display the widget (in the calling cell) and start refreshing it."""
+        display(self.bundle(), raw=True, display_id=self.display_id)
+        self.loop.add(self)
+        if hasattr(self.ar, "add_done_callback"):
+            self.ar.add_done_callback(lambda _: self.loop.wake())
+
+    def finished(self) -> None:
+        """The loop sent the final update: make the output carry the final static picture."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        snap = self.last_snapshot or self.tracker.snapshot()
+        update_display(self.bundle(snap), raw=True, display_id=self.display_id)
+
+    # -- the loop's side --------------------------------------------------------------------------
+    def done(self) -> bool:
+        return bool(self.ar.ready()) and not self.blocking
+
+    def snapshot(self) -> Snapshot:
+        placement = None
+        if self.ask_placement and not self.ar.ready():
+            placement = query_placement(self.ar._client, timeout=1.0)
+        snap = self.tracker.snapshot(placement)
+        self.last_snapshot = snap
+        return snap
+
+    def wanted(self, snap: Snapshot, final: bool) -> list[tuple[Any, dict[str, Any]]]:
+        """What every widget should hold for ``snap``."""
+        failed = snap.failed > 0
+        ended = final or snap.ready
+        bar_style = (
+            "danger" if failed else ("success" if ended and snap.state == "done" else "info")
+        )
+        if ended and not failed and snap.aborted:
+            bar_style = "warning"
+        # in order of importance: a refresh short of budget sends the first ones
+        wanted: list[tuple[Any, dict[str, Any]]] = [
+            (self.bar, {"max": max(1, snap.total), "value": snap.finished, "bar_style": bar_style}),
+            (
+                self.body,
+                {"value": progress_html(snap, state=self.state_word, style=False, failure=False)},
+            ),
+        ]
+        if ended:
+            wanted.append((self.controls, {"children": ()}))
+        else:
+            wanted.append((self.cancel_button, {"disabled": self.cancel_requested}))
+            wanted.append(
+                (
+                    self.interrupt_button.layout,
+                    {"display": "" if self.interrupt_offered else "none"},
+                )
+            )
+        wanted.append((self.note_html, {"value": self._note_html()}))
+        if snap.first_error is not None:
+            if self.failure is None:
+                self.failure = self._failure_widget(snap)
+            children = (self.style, self.bar_row, self.body, self.failure, self.note_html)
+            wanted.insert(2, (self.box, {"children": children}))
+            # last: "(and 3 others failed)" may lag a refresh when the budget is short
+            wanted.append((self.failure, {"titles": (failure_title(snap)[:200],)}))
+        return wanted
+
+    def changes(self, final: bool = False) -> Changes:
+        snap = self.snapshot()
+        out: Changes = []
+        for widget, traits in self.wanted(snap, final):
+            diff = {k: v for k, v in traits.items() if _differs(getattr(widget, k), v)}
+            if diff:
+                out.append((widget, diff))
+        return out
+
+    def _note_html(self) -> str:
+        return f'<div class="ipar-box ipar-muted">{self.note}</div>' if self.note else ""
+
+    # -- the buttons (run in our subshell, or in the main thread once it is free) ------------------
+    def _on_cancel(self, _button: Any = None) -> None:
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self.state_word = "cancelled"
+        ar = self.ar
+        pending = [m for m in ar.msg_ids if m not in ar._results]
+        try:
+            if pending:
+                ar._client.abort(pending)
+        except Exception as exc:
+            self.note = f"Cancel failed: {exc}"
+        else:
+            running = self._running_engines()
+            self.note = "Cancelled: the tasks not yet started are aborted."
+            if running:
+                self.note += (
+                    f" {len(running)} task{'s' if len(running) > 1 else ''} still running"
+                    f" (engine{'s' if len(running) > 1 else ''} "
+                    f"{', '.join(map(str, running))})."
+                )
+                self.interrupt_offered = True
+        self.loop.wake()
+
+    def _on_interrupt(self, _button: Any = None) -> None:
+        engines = self._running_engines()
+        if not engines:
+            self.note = "Nothing left running."
+        else:
+            try:
+                self.ar._client.send_signal(signal.SIGINT, targets=engines)
+            except Exception as exc:
+                self.note = f"Interrupt failed: {exc}"
+            else:
+                self.note = f"Interrupted engine{'s' if len(engines) > 1 else ''} {', '.join(map(str, engines))}."
+        self.interrupt_offered = False
+        self.loop.wake()
+
+    def _running_engines(self) -> list[int]:
+        """Engines running one of this job's tasks, per the controller."""
+        placement = query_placement(self.ar._client)
+        if placement is None:
+            return []
+        ours = set(self.ar.msg_ids) - set(self.ar._results)
+        return sorted(e for e, m in placement.running.items() if m in ours)
+
+
+def _differs(current: Any, wanted: Any) -> bool:
+    if isinstance(current, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        return len(current) != len(wanted) or any(
+            a is not b and a != b for a, b in zip(current, wanted, strict=True)
+        )
+    return bool(current != wanted)
+
+
+def display_progress(ar: Any) -> None:
+    """``ar.display()``: show the live widget and return at once; it keeps updating until the
+    job ends, then shows the final state (``get_loop().wait_idle()`` waits for that).
+
+    Outside a kernel (or with ``IPAR_NONINTERACTIVE=1``) it prints the job's state once.
+    """
+    if not widgets_wanted(None):
+        print(progress_text(ProgressTracker(ar).snapshot()))
+        return
+    view = ProgressView(ar)
+    view.clicks_routed = route_off_main_thread(view.cancel_button, view.interrupt_button)
+    view.show()
+
+
+def wait_with_widget(
+    ar: Any,
+    interval: float | None = None,
+    timeout: float | None = -1,
+    return_when: Any = ALL_COMPLETED,
+) -> None:
+    """The notebook form of ``wait_interactive``: block the cell until ``return_when``,
+    with the live widget; TimeoutError after ``timeout`` seconds.
+
+    If the wait ends before the job does (a timeout, ``return_when``, an interrupt), the
+    widget goes on following the job, like ``ar.display()``.
+    """
+    period = REFRESH_PERIOD if interval is None else max(REFRESH_PERIOD, float(interval))
+    view = ProgressView(ar, blocking=True, period=period)
+    view.clicks_routed = route_off_main_thread(view.cancel_button, view.interrupt_button)
+    if not view.clicks_routed:
+        view.cancel_button.tooltip = (
+            "this kernel handles the click once the cell returns; "
+            "use ar.display() or interrupt the kernel to stop waiting"
+        )
+    view.show()
+    condition = ar._predicate(return_when)
+    try:
+        finished = wait_ticking(ar, condition, interval=WAIT_SLICE, deadline=deadline_of(timeout))
+    except KeyboardInterrupt:
+        _stop_waiting(view, "Stopped waiting (the kernel was interrupted); the tasks go on.")
+        raise
+    if ar.ready():
+        view.loop.finish(view)
+    elif finished:
+        _stop_waiting(view, "")
+    else:
+        _stop_waiting(view, f"Stopped waiting after {timeout} s; the tasks go on.")
+        raise TimeoutError(f"{ar._fname}: not done after {timeout} s")
+
+
+def _stop_waiting(view: ProgressView, note: str) -> None:
+    """The cell stops waiting but the job goes on: the loop keeps the widget live and sends
+    the final update when the job ends."""
+    if note:
+        view.note = note
+    view.blocking = False
+    view.loop.wake()
