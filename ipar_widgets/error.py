@@ -207,7 +207,7 @@ class CompositeError(RemoteError):
         more = len(self.elist) - self.tb_limit
         if more > 0:
             lines.append(f"... {more} more exception{'s' if more != 1 else ''} ...")
-        lines.append(f"{len(self.elist)} errors")
+        lines.append(f"{len(self.elist)} error{'s' if len(self.elist) != 1 else ''}")
         return lines
 
     def _render_traceback_(self) -> list[str]:

@@ -83,6 +83,16 @@ def start_lab(base: Path) -> Lab:
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false"})
     )
+    # Another parallel package installed beside us (ipyparallel, for the benchmarks) must not
+    # take part: its server extension runs every profile's configuration inside the server.
+    config_dir = Path(os.environ["JUPYTER_CONFIG_DIR"])
+    (config_dir / "labconfig").mkdir(parents=True, exist_ok=True)
+    (config_dir / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"ipyparallel-labextension": True}})
+    )
+    (config_dir / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"ipyparallel": False}}})
+    )
     token = secrets.token_hex(16)
     port = free_port()
     log = base / "server.log"
@@ -136,8 +146,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory, isolated_dirs: Path) -> Iterat
     shutil.copy(server.log, ARTIFACTS / "jupyterlab-server.log")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, one per test module.
+
+    While a sync Playwright is open the main thread counts as running an asyncio loop, so
+    ``asyncio.run()`` would fail in every later test; closing it with the module keeps that
+    from leaking into tests that use asyncio.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: install Debian's chromium package "
                     "(.ci/run does), the browser tests need it")

@@ -116,7 +116,10 @@ def test_engines_that_fail_to_register_are_reported_with_their_log(profile: str,
     env_args = ["--profile", profile, "-n", "1", "--engine-timeout", "30"]
     profile_path = paths.profile_dir(profile, create=True)
     (profile_path / "ipython_config.py").write_text("raise SystemExit('broken engine configuration')\n")
-    result = ipar("start", *env_args, check=False)
+    try:
+        result = ipar("start", *env_args, check=False)
+    finally:
+        (profile_path / "ipython_config.py").unlink()
     assert result.returncode == 1
     assert "the cluster did not start: engine 0 exited with code" in result.stderr
     assert "broken engine configuration" in result.stderr  # the tail of the engine's log

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import cluster_processes, wait_until
-from lab import CHROMIUM, CHROMIUM_ARGS, Lab, new_notebook, open_lab, run_cell, save_screenshot
+from lab import Lab, new_notebook, open_lab, run_cell, save_screenshot
 
 from ipar_widgets.cluster import control
 from ipar_widgets.cluster.discovery import find_clusters
@@ -24,24 +23,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 PANEL = "#ipar-clusters"
 TAB = '.jp-SideBar.jp-mod-left li[data-id="ipar-clusters"]'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium for this module only (overrides the session's ``browser``; ``page`` uses it).
-
-    While a sync Playwright is open, the main thread counts as running an asyncio loop, so
-    ``asyncio.run()`` fails in every later test (seen: tests/test_runtime.py's async API
-    test); closing Playwright when this module ends keeps that from leaking out of it.
-    """
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: install Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

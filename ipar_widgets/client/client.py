@@ -726,8 +726,15 @@ def _apply_output(md: Metadata, msg_type: str, content: dict[str, Any]) -> None:
         name = content.get("name", "stdout")
         if name in ("stdout", "stderr"):
             md[name] = md[name] + content.get("text", "")
-    elif msg_type in ("display_data", "update_display_data"):
+    elif msg_type == "display_data":
         md["outputs"].append(content)
+    elif msg_type == "update_display_data":
+        # replace the display it updates (same display_id), as a notebook would
+        display_id = (content.get("transient") or {}).get("display_id")
+        for i, shown in enumerate(md["outputs"]):
+            if display_id is not None and (shown.get("transient") or {}).get("display_id") == display_id:
+                md["outputs"][i] = {**shown, "data": content.get("data", {}),
+                                    "metadata": content.get("metadata", {})}
     elif msg_type == "execute_result":
         md["execute_result"] = content
     elif msg_type == "error":

@@ -38,6 +38,7 @@ class EngineState:
         "hostname",
         "registered_at",
         "last_pong",
+        "answered",
         "outstanding",
         "last_assigned",
         "completed",
@@ -56,6 +57,9 @@ class EngineState:
         self.hostname = hostname
         self.registered_at = time.time()
         self.last_pong = time.monotonic()
+        #: whether a heartbeat came back yet (until then its heartbeat socket may still be
+        #: connecting, so an unreachable heartbeat identity is not yet a sign of death)
+        self.answered = False
         #: msg_ids handed to this engine and not yet answered, in the order it runs them
         self.outstanding: OrderedDict[str, None] = OrderedDict()
         self.last_assigned = 0.0

@@ -318,6 +318,7 @@ class Controller:
         engine = self.engines.by_ident.get(ident)
         if engine is not None and ident == engine.heartbeat:
             engine.last_pong = time.monotonic()
+            engine.answered = True
             return
         # [ident, (client,) DELIM, signature, header, parent, metadata, content, buffers...]
         delim = 1 if as_bytes(frames[1]) == DELIM else 2
@@ -478,7 +479,7 @@ class Controller:
                 self._engine_lost(
                     engine, f"it did not answer heartbeats for {now - engine.last_pong:.1f} s"
                 )
-            elif not self._send(self.engine, [engine.heartbeat, HEARTBEAT]):
+            elif not self._send(self.engine, [engine.heartbeat, HEARTBEAT]) and engine.answered:
                 self._engine_lost(engine, "its connection closed (the process died)")
 
     def _watch_processes(self) -> None:

@@ -182,6 +182,7 @@ class EngineApp(IPKernelApp):
         super().init_kernel()
         kernel = self.kernel
         kernel.engine_id = self.engine_id
+        kernel.int_id = self.engine_id  # ipykernel labels execute errors' engine_info with it
         kernel.session.iopub_streams = (self.iopub_thread, self.iopub_socket)
         prefix = f"engine.{self.engine_id}."
         for stream in (sys.stdout, sys.stderr):
