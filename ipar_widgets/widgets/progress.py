@@ -149,6 +149,10 @@ class ProgressView:
             return
         self._closed.set()
         snap = self.last_snapshot or self.tracker.snapshot()
+        from IPython import get_ipython
+
+        if get_ipython() is None:
+            return  # nowhere to publish (the widget's model was used without a shell)
         update_display(self.bundle(snap), raw=True, display_id=self.display_id)
 
     # -- the loop's side --------------------------------------------------------------------------
