@@ -125,6 +125,7 @@ def child(backend: str, engines: int, workloads: list[str], reps: int) -> None:
                 values.append((time.perf_counter() - t0) / n * 1e6)
             emit(backend, "latency_us", values)
         if "lb" in rest:
+            lview.map(ident, range(200), chunksize=1).get(timeout=T)  # warm-up, as peers.py does
             values = []
             for _ in range(reps):
                 t0 = time.perf_counter()
@@ -145,6 +146,8 @@ def child(backend: str, engines: int, workloads: list[str], reps: int) -> None:
             emit(backend, "chunked_tasks_s", values)
             emit(backend, "chunked_client_bytes_per_task", per_task)
         if "direct" in rest:
+            for ar in [dv.apply_async(noop) for _ in range(100)]:  # warm-up
+                ar.get(timeout=T)
             values = []
             for _ in range(reps):
                 t0 = time.perf_counter()

@@ -10,7 +10,6 @@ It is also a :class:`concurrent.futures.Future` (``result()``, ``add_done_callba
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from datetime import datetime
@@ -63,11 +62,11 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         self._single_result = isinstance(targets, int) if single is None else single
         self.owner = owner
         self._return_exceptions = return_exceptions
-        self._cond = threading.Condition()
+        self._cond = self._condition  # the Future's own condition: one lock for both roles
         self._results: dict[str, Any] = {}
         self._arrival: list[str] = []
         self._n_errors = 0
-        self._sent = threading.Event()
+        self._sent = False
         self._listeners: list[Callable[[AsyncResult, str], None]] = []
         self._metadata = [client._metadata_for(m) for m in self.msg_ids]
         client._track(self)
@@ -102,7 +101,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             self.set_result(value)
 
     def _set_sent(self) -> None:
-        self._sent.set()
+        with self._cond:
+            self._sent = True
+            self._cond.notify_all()
 
     def add_listener(self, listener: Callable[[AsyncResult, str], None]) -> None:
         """Call ``listener(ar, msg_id)`` (in the I/O thread) each time a result arrives."""
@@ -245,10 +246,11 @@ class AsyncResult(Future):  # type: ignore[type-arg]
     @property
     def sent(self) -> bool:
         """Whether every message of this result has left the client."""
-        return self._sent.is_set()
+        return self._sent
 
     def wait_for_send(self, timeout: float | None = -1) -> bool:
-        return self._sent.wait(_timeout(timeout))
+        with self._cond:
+            return self._cond.wait_for(lambda: self._sent, _timeout(timeout))
 
     # -- metadata ---------------------------------------------------------------------------------
     @property

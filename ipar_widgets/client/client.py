@@ -123,6 +123,7 @@ class Client:
             ) from None
         with self._lock:
             self._engines.update({int(k): v for k, v in reply.content["engines"].items()})
+        self._transport.direct = True  # the answer came: the I/O thread's socket is connected
         from ..magics import _register_magics_if_ipython  # inside IPython: %px for this client
 
         _register_magics_if_ipython(self)

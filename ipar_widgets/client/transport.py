@@ -1,9 +1,14 @@
-"""The client's one background I/O thread, which owns its sockets.
+"""The client's sockets and its one background I/O thread.
 
-zmq sockets must not be shared between threads, so user threads never touch them: they put
-ready-made frames in an outbox and wake the I/O thread through a pipe (one wake-up per batch,
-not per message).  The I/O thread blocks in ``poll`` on the request socket, the output
-subscription and the pipe: it never polls on a timer, so an idle client costs nothing.
+Receiving: one I/O thread owns the socket replies arrive on and the output subscription; it
+blocks in ``poll`` (never on a timer), so an idle client costs nothing.
+
+Sending: zmq sockets must not be shared between threads, so user threads send on a socket
+of their own (identity ``<client>/s``) under a lock, and the controller sends the answers
+to the I/O thread's socket (identity ``<client>``).  A send then costs the caller nothing
+more than the send: no hand-off to the I/O thread and back.  Until the I/O thread's
+connection is known to be up (its first request has been answered), messages go through its
+outbox instead, so no answer can arrive before its socket is connected.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ..protocol.wire import readable, send_frames
 log = logging.getLogger("ipar_widgets.client")
 
 Handler = Callable[[list[Any]], None]
+#: suffix of the identity user threads send from; the controller answers the identity without it
+SENDER_SUFFIX = b"/s"
 
 
 class Transport:
@@ -51,6 +58,14 @@ class Transport:
         self.notify.subscribe(b"*\x00")  # cluster notices and outputs nobody claimed
         self.notify.connect(notify_url)
         self.requests.connect(request_url)
+        self.sender = context.socket(zmq.DEALER)
+        self.sender.identity = identity + SENDER_SUFFIX
+        self.sender.linger = 1000
+        self.sender.sndhwm = 0
+        self.sender.connect(request_url)
+        self._send_lock = threading.Lock()
+        #: set once the I/O thread's socket has had an answer: it is connected
+        self.direct = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -68,7 +83,10 @@ class Transport:
 
     # -- called from any thread -------------------------------------------------------------------
     def send(self, frames: list[Any], on_sent: Callable[[], None] | None = None) -> None:
-        """Queue one multipart message; ``on_sent`` runs in the I/O thread once it is sent."""
+        """Send one multipart message; ``on_sent`` runs once it is sent."""
+        if self.direct:
+            self.send_many([frames], on_sent)
+            return
         with self._lock:
             if self._closing:
                 raise RuntimeError("this client is closed")
@@ -81,6 +99,15 @@ class Transport:
     def send_many(self, messages: list[list[Any]], on_sent: Callable[[], None] | None = None) -> None:
         """Queue several messages at once; ``on_sent`` runs after the last one is sent."""
         if not messages:
+            if on_sent is not None:
+                on_sent()
+            return
+        if self.direct:
+            with self._send_lock:
+                if self._closing:
+                    raise RuntimeError("this client is closed")
+                for frames in messages:
+                    send_frames(self.sender, frames)
             if on_sent is not None:
                 on_sent()
             return
@@ -106,6 +133,8 @@ class Transport:
             if self._closing:
                 return
             self._closing = True
+        with self._send_lock:
+            self.sender.close(linger=1000)
         self._wake()
         if threading.current_thread() is not self.thread:
             self._closed.wait(timeout)

@@ -49,6 +49,8 @@ log = logging.getLogger("ipar_widgets.controller")
 TASK_TYPES = frozenset({"apply_request", "execute_request"})
 REPLY_TYPES = {"apply_request": "apply_reply", "execute_request": "execute_reply"}
 HEARTBEAT = b"\x00ping"
+#: a client sends from identity <id>/s and receives on <id> (see client/transport.py)
+SENDER_SUFFIX = b"/s"
 
 
 class Controller:
@@ -245,6 +247,8 @@ class Controller:
     # -- clients ----------------------------------------------------------------------------------
     def _on_client(self, frames: list[Any]) -> None:
         client = frames[0].bytes
+        if client.endswith(SENDER_SUFFIX):
+            client = client[: -len(SENDER_SUFFIX)]  # answers go to the client's receiving socket
         route = frames[1].bytes if len(frames) > 1 else b""
         delim = 2
         if route == DELIM:  # a client that sent no routing frame talks to the controller
@@ -461,7 +465,10 @@ class Controller:
         rec = self.records.get(msg_id) if isinstance(msg_id, str) else None
         topic = frames[0].bytes
         if rec is not None:
-            rec.outputs.append(frames[1:])
+            if rec.outputs:
+                rec.outputs.append(frames[1:])  # type: ignore[union-attr]
+            else:
+                rec.outputs = [frames[1:]]
             self.records.account(rec, frames_size(frames[2:]))
             prefix = rec.client
         else:

@@ -126,7 +126,7 @@ def _results(ctl: Controller, client: bytes, header: dict[str, Any], content: di
         for frames in messages:
             buffers.extend(frames)
         if watch and not rec.finished and client != rec.client and client not in rec.watchers:
-            rec.watchers.append(client)  # forward its reply and outputs to this client too
+            rec.watchers = [*rec.watchers, client]  # forward its reply and outputs here too
         results[msg_id] = entry
     ctl.reply(client, "result_reply", {"status": "ok", "results": results}, header, buffers)
 

@@ -66,20 +66,22 @@ class TaskRecord:
         self.completed: str | None = None  # engine clock, from the reply
         self.request: list[Any] | None = None  # signed frames, kept until the task finishes
         self.reply: list[Any] | None = None  # signed reply frames, for later clients
-        self.outputs: list[list[Any]] = []  # signed iopub frames published for this task
+        # What most tasks never need starts as a shared empty value (a task record is made
+        # for every message, so its construction is on the hot path).
+        self.outputs: list[list[Any]] | tuple[()] = ()  # signed iopub frames of this task
         self.nbytes = 0
         # load-balancing constraints
         self.targets: frozenset[int] | None = None
-        self.after: list[str] = []
-        self.follow: list[str] = []
+        self.after: list[str] | tuple[()] = ()
+        self.follow: list[str] | tuple[()] = ()
         self.retries = 0
         self.deadline: float | None = None
-        self.blacklist: set[int] = set()
+        self.blacklist: set[int] | frozenset[int] = frozenset()
         self.success = True
         self.failure = False
         self.dep_all = True
         #: other clients that asked to be sent this task's reply and outputs
-        self.watchers: list[bytes] = []
+        self.watchers: list[bytes] | tuple[()] = ()
 
     @property
     def finished(self) -> bool:

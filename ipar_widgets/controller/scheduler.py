@@ -252,7 +252,7 @@ class LoadBalancer:
         if rec.targets is not None:
             others &= rec.targets
         if must_avoid or others:
-            rec.blacklist.add(engine_id)
+            rec.blacklist = {*rec.blacklist, engine_id}
         self.queue.appendleft(rec)
         self.dispatch()
 

@@ -247,10 +247,9 @@ class Wire:
     def sign(self, parts: Sequence[Frame]) -> bytes:
         if self._hmac is None:
             return b""
-        h = self._hmac.copy()
-        for part in parts:
-            h.update(part)
-        return h.hexdigest().encode()
+        # one call into OpenSSL over the joined parts: several times cheaper than feeding an
+        # HMAC object part by part through the hmac module's Python layer
+        return hmac.digest(self.key, b"".join(parts), "sha256").hex().encode()
 
     def build(
         self,
@@ -279,10 +278,7 @@ class Wire:
         signature = as_bytes(frames[start])
         if not signature:
             return False
-        h = self._hmac.copy()
-        for part in frames[start + 1 : start + 5]:
-            h.update(part)
-        return hmac.compare_digest(signature, h.hexdigest().encode())
+        return hmac.compare_digest(signature, self.sign(frames[start + 1 : start + 5]))
 
     def decode(self, frames: Sequence[Frame], *, content: bool = True) -> Message:
         """Split, verify and decode a multipart message; raise InvalidMessage if it is not one."""
