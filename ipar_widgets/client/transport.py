@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from ..protocol.wire import readable, send_frames
+from ..protocol.wire import readable, recv_frames, send_frames
 
 log = logging.getLogger("ipar_widgets.client")
 
@@ -170,7 +170,7 @@ class Transport:
         for _ in range(1000):
             if not readable(sock):
                 return
-            frames = sock.recv_multipart(copy=False)
+            frames = recv_frames(sock)
             try:
                 handler(frames)
             except Exception:

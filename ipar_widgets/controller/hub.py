@@ -34,6 +34,7 @@ from ..protocol.wire import (
     Wire,
     as_bytes,
     readable,
+    recv_frames,
     send_frames,
     unpack,
     utcnow_iso,
@@ -191,7 +192,7 @@ class Controller:
         for _ in range(256):
             if not readable(sock):
                 return
-            frames = sock.recv_multipart(copy=False)
+            frames = recv_frames(sock)
             try:
                 handler(frames)
             except InvalidMessage as exc:
@@ -246,14 +247,14 @@ class Controller:
 
     # -- clients ----------------------------------------------------------------------------------
     def _on_client(self, frames: list[Any]) -> None:
-        client = frames[0].bytes
+        client = as_bytes(frames[0])
         if client.endswith(SENDER_SUFFIX):
             client = client[: -len(SENDER_SUFFIX)]  # answers go to the client's receiving socket
-        route = frames[1].bytes if len(frames) > 1 else b""
+        route = as_bytes(frames[1]) if len(frames) > 1 else b""
         delim = 2
         if route == DELIM:  # a client that sent no routing frame talks to the controller
             route, delim = b"c", 1
-        elif len(frames) < 3 or frames[2].bytes != DELIM:
+        elif len(frames) < 3 or as_bytes(frames[2]) != DELIM:
             raise InvalidMessage("expected [routing frame, <IDS|MSG>, ...] from a client")
         if not self.wire.verify(frames, delim + 1):
             raise InvalidMessage("missing or invalid HMAC signature")
@@ -318,7 +319,7 @@ class Controller:
 
     # -- engines ----------------------------------------------------------------------------------
     def _on_engine(self, frames: list[Any]) -> None:
-        ident = frames[0].bytes
+        ident = as_bytes(frames[0])
         engine = self.engines.by_ident.get(ident)
         if engine is not None and ident == engine.heartbeat:
             engine.last_pong = time.monotonic()
@@ -338,7 +339,7 @@ class Controller:
             raise InvalidMessage(f"message from an unregistered engine identity {ident[:40]!r}")
         if delim != 2:
             raise InvalidMessage("an engine reply without the client's identity")
-        client = frames[1].bytes
+        client = as_bytes(frames[1])
         if ident == engine.shell:
             self._on_task_reply(engine, client, frames)
         else:  # control replies go straight back to whoever asked
@@ -463,7 +464,7 @@ class Controller:
         parent = unpack(frames[4])
         msg_id = parent.get("msg_id")
         rec = self.records.get(msg_id) if isinstance(msg_id, str) else None
-        topic = frames[0].bytes
+        topic = as_bytes(frames[0])
         if rec is not None:
             if rec.outputs:
                 rec.outputs.append(frames[1:])  # type: ignore[union-attr]

@@ -23,7 +23,15 @@ from ipykernel.utils import _async_in_context
 from traitlets import Integer
 
 from ..protocol.serialize import dumps, unpack_apply
-from ..protocol.wire import InvalidMessage, Wire, send_frames, split_routing, unpack, utcnow_iso
+from ..protocol.wire import (
+    InvalidMessage,
+    Wire,
+    readable,
+    send_frames,
+    split_routing,
+    unpack,
+    utcnow_iso,
+)
 
 
 class EngineKernel(IPythonKernel):
@@ -59,25 +67,48 @@ class EngineKernel(IPythonKernel):
         # ipykernel's usual path, in arrival order.
         self._ipykernel_shell_handler = _async_in_context(partial(self.shell_main, None))
         self._in_flight = 0
+        # Ctrl-C (SIGINT) interrupts an apply task; between tasks it is ignored, like the
+        # kernel does.  One handler for the engine's life saves two signal() calls per task;
+        # ipykernel's own execute path still swaps in Python's default handler around cells.
+        self._apply_running = False
+        signal.signal(signal.SIGINT, self._on_sigint)
         assert self.shell_stream is not None
         self.shell_stream.on_recv(self._on_shell_message, copy=False)
 
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._apply_running:
+            raise KeyboardInterrupt
+
     def _on_shell_message(self, msg: list[Any]) -> None:
+        # Handle this message, then whatever else already waits on the socket, in one go: a
+        # stream of small tasks then costs one event-loop turn per batch, not per task.  The
+        # stream re-checks the socket after this callback returns, so receiving and replying
+        # on the raw socket here cannot swallow the wake-up of a later message.
+        sock = self.shell_stream.socket  # type: ignore[union-attr]
+        for _ in range(64):
+            if not self._handle_now(msg):
+                return
+            if not readable(sock):
+                return
+            msg = sock.recv_multipart(copy=False)
+
+    def _handle_now(self, msg: list[Any]) -> bool:
+        """Run an apply request at once, or queue the message for ipykernel's path; return
+        whether later messages may still be handled at once."""
         if not self._in_flight and not self._main_asyncio_lock.locked():
             try:
                 idents, delim = split_routing(msg)
                 header = unpack(msg[delim + 2]) if len(msg) > delim + 2 else {}
             except (InvalidMessage, ValueError) as exc:
                 self.log.error("dropped a malformed shell message: %s", exc)
-                return
+                return True
             if header.get("msg_type") == "apply_request":
-                # the stream re-checks the socket after this callback returns, so replying
-                # on the raw socket here cannot swallow the wake-up of a later message
                 self._apply(idents, msg, delim, header, raw_socket=True)
-                return
+                return True
         self._in_flight += 1
         future = asyncio.ensure_future(self._ipykernel_shell_handler(msg))
         future.add_done_callback(self._async_done)
+        return False
 
     def _async_done(self, future: asyncio.Future[Any]) -> None:
         self._in_flight -= 1
@@ -177,7 +208,7 @@ class EngineKernel(IPythonKernel):
         assert shell is not None
         started = utcnow_iso()
         result_frames: list[Any] = []
-        self.pre_handler_hook()
+        self._apply_running = True
         try:
             f, args, kwargs = unpack_apply(content, frames[delim + 6 :], shell.user_ns)
             result = list(map(f, *args)) if content.get("map") else f(*args, **kwargs)
@@ -186,7 +217,7 @@ class EngineKernel(IPythonKernel):
         except BaseException:  # KeyboardInterrupt (interrupted task) included
             reply = self._error_content("apply")
         finally:
-            self.post_handler_hook()
+            self._apply_running = False
         for stream in (sys.stdout, sys.stderr):
             # flushing hands off to the IOPub thread and waits: only worth it with output pending
             if getattr(stream, "_buffers", True):
