@@ -161,7 +161,9 @@ def child(backend: str, engines: int, workloads: list[str], reps: int) -> None:
 
             push, pull, peaks = [], [], []
             for _ in range(reps):
-                arr = np.random.default_rng(0).integers(0, 1000, size=int(100 * MB) // 8, dtype=np.int64)
+                arr = np.random.default_rng(0).integers(
+                    0, 1000, size=int(100 * MB) // 8, dtype=np.int64
+                )
                 base = rss()
                 with PeakRSS() as mem:
                     t0 = time.perf_counter()
@@ -185,12 +187,32 @@ def child(backend: str, engines: int, workloads: list[str], reps: int) -> None:
 
 
 def run_child(backend: str, args: argparse.Namespace, workdir: str) -> list[dict[str, object]]:
-    env = dict(os.environ, IPYTHONDIR=os.path.join(workdir, "ipython-" + backend),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", backend, "--engines", str(args.engines),
-           "--only", ",".join(args.workloads), "--reps", str(args.reps)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    env = dict(
+        os.environ,
+        IPYTHONDIR=os.path.join(workdir, "ipython-" + backend),
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        backend,
+        "--engines",
+        str(args.engines),
+        "--only",
+        ",".join(args.workloads),
+        "--reps",
+        str(args.reps),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -208,13 +230,23 @@ def run_child(backend: str, args: argparse.Namespace, workdir: str) -> list[dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", default="ipyparallel,ipar_widgets", help="first one is the reference")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backends", default="ipyparallel,ipar_widgets", help="first one is the reference"
+    )
     parser.add_argument("--engines", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="runs of every backend, in ABBA order")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="runs of every backend, in ABBA order"
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each figure per run")
-    parser.add_argument("--only", default=",".join(WORKLOADS), help="comma list of: " + ",".join(WORKLOADS))
-    parser.add_argument("--timeout", type=float, default=900, help="seconds one backend's run may take")
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS), help="comma list of: " + ",".join(WORKLOADS)
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds one backend's run may take"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.workloads = [w for w in args.only.split(",") if w]
@@ -227,12 +259,18 @@ def main() -> None:
         for rnd in range(args.rounds):
             for backend in backends if rnd % 2 == 0 else list(reversed(backends)):
                 for rec in run_child(backend, args, workdir):
-                    pooled.setdefault((str(rec["backend"]), str(rec["figure"])), []).extend(rec["values"])  # type: ignore[arg-type]
+                    pooled.setdefault((str(rec["backend"]), str(rec["figure"])), []).extend(
+                        rec["values"]
+                    )  # type: ignore[arg-type]
     ref = backends[0]
-    print(f"\n| figure | unit | {' | '.join(backends)} | {' | '.join(b + ' vs ' + ref for b in backends[1:])} |")
+    print(
+        f"\n| figure | unit | {' | '.join(backends)} | {' | '.join(b + ' vs ' + ref for b in backends[1:])} |"
+    )
     print("|---|---|" + "---|" * (2 * len(backends) - 1))
     for name, (unit, _higher) in FIGURES.items():
-        medians = [statistics.median(pooled[(b, name)]) if (b, name) in pooled else None for b in backends]
+        medians = [
+            statistics.median(pooled[(b, name)]) if (b, name) in pooled else None for b in backends
+        ]
         if all(m is None for m in medians):
             continue
         cells = [f"{m:.3g}" if m is not None else "-" for m in medians]
@@ -243,8 +281,10 @@ def main() -> None:
             else:
                 ratios.append(f"{m / medians[0]:.2f}x")  # type: ignore[operator]
         print(f"| {name} | {unit} | {' | '.join(cells)} | {' | '.join(ratios)} |")
-    print("\nratios are backend/reference medians: below 1 is better for s, us, B/task and x array; "
-          "above 1 is better for tasks/s and MB/s")
+    print(
+        "\nratios are backend/reference medians: below 1 is better for s, us, B/task and x array; "
+        "above 1 is better for tasks/s and MB/s"
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,16 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("home")
-    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
-                                            "JUPYTER_RUNTIME_DIR", "IPAR_NONINTERACTIVE")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "IPYTHONDIR",
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_DATA_DIR",
+            "JUPYTER_RUNTIME_DIR",
+            "IPAR_NONINTERACTIVE",
+        )
+    }
     os.environ["IPYTHONDIR"] = str(base / "ipython")
     os.environ["JUPYTER_CONFIG_DIR"] = str(base / "jupyter-config")
     os.environ["JUPYTER_DATA_DIR"] = str(base / "jupyter-data")

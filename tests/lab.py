@@ -53,8 +53,14 @@ class Lab:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def api(self, path: str, method: str = "GET", body: Any = None, token: bool = True,
-            timeout: float = 30) -> tuple[int, Any]:
+    def api(
+        self,
+        path: str,
+        method: str = "GET",
+        body: Any = None,
+        token: bool = True,
+        timeout: float = 30,
+    ) -> tuple[int, Any]:
         """Call the server's REST API; returns (status, decoded JSON or text)."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
@@ -80,9 +86,9 @@ def start_lab(base: Path) -> Lab:
     settings = base / "settings"
     for d in (root, settings / "@jupyterlab" / "apputils-extension", base / "ws"):
         d.mkdir(parents=True, exist_ok=True)
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false"})
-    )
+    (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ).write_text(json.dumps({"fetchNews": "false"}))
     # Another parallel package installed beside us (ipyparallel, for the benchmarks) must not
     # take part: its server extension runs every profile's configuration inside the server.
     config_dir = Path(os.environ["JUPYTER_CONFIG_DIR"])
@@ -97,22 +103,39 @@ def start_lab(base: Path) -> Lab:
     port = free_port()
     log = base / "server.log"
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
-        f"--LabApp.workspaces_dir={base / 'ws'}", f"--LabApp.user_settings_dir={settings}",
-        "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.workspaces_dir={base / 'ws'}",
+        f"--LabApp.user_settings_dir={settings}",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.expose_app_in_browser=True",
     ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=os.environ.copy())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
     lab = Lab(f"http://127.0.0.1:{port}", token, root, proc, log)
     deadline = time.monotonic() + 90
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with code {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"JupyterLab exited with code {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             status, _ = lab.api("/api/status", timeout=2)
             if status == 200:
@@ -155,8 +178,10 @@ def browser() -> Iterator[Any]:
     from leaking into tests that use asyncio.
     """
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: install Debian's chromium package "
-                    "(.ci/run does), the browser tests need it")
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: install Debian's chromium package "
+            "(.ci/run does), the browser tests need it"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -186,10 +211,13 @@ def open_lab(page: Any, lab: Lab, theme: str | None = None) -> None:
     page.goto(f"{lab.url}/lab?reset&token={lab.token}")
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=90_000)
     page.evaluate("() => window.jupyterapp.restored")
-    page.wait_for_function("() => window.jupyterapp.commands.hasCommand('notebook:create-new')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => window.jupyterapp.commands.hasCommand('notebook:create-new')", timeout=60_000
+    )
     if theme:
-        page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: {json.dumps(theme)}}})")
+        page.evaluate(
+            f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: {json.dumps(theme)}}})"
+        )
 
 
 def new_notebook(page: Any) -> str:

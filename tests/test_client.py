@@ -23,7 +23,9 @@ def test_ids_views_and_targets(rc) -> None:  # type: ignore[no-untyped-def]
     assert rc.direct_view().targets == "all"
     assert rc.load_balanced_view([1, 2]).targets == [1, 2]
     assert [v.targets for v in rc] == [0, 1, 2, 3]
-    with pytest.raises(IndexError, match=r"No such engine: 9 \(registered engines: \[0, 1, 2, 3\]\)"):
+    with pytest.raises(
+        IndexError, match=r"No such engine: 9 \(registered engines: \[0, 1, 2, 3\]\)"
+    ):
         rc[9]
     with pytest.raises(TypeError):
         rc["x"]
@@ -50,6 +52,7 @@ def test_bookkeeping_metadata_results_outstanding_history(rc) -> None:  # type: 
 def test_get_result_of_another_clients_task(rc, shared_cluster) -> None:  # type: ignore[no-untyped-def]
     other = ipp.Client(url_file=shared_cluster.cluster.client_file)
     try:
+
         def talk(t: float) -> str:
             import time
 
@@ -165,7 +168,9 @@ def test_controller_not_answering_gives_a_clear_timeout(make_cluster) -> None:  
     controller = psutil.Process(handle.pid)
     controller.suspend()
     try:
-        with pytest.raises(TimeoutError, match="did not answer within 0.5 s; is the cluster running"):
+        with pytest.raises(
+            TimeoutError, match="did not answer within 0.5 s; is the cluster running"
+        ):
             ipp.Client(url_file=handle.cluster.client_file, timeout=0.5)
     finally:
         controller.resume()

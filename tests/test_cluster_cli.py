@@ -20,10 +20,17 @@ from ipar_widgets import paths
 
 
 def ipar(*args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "ipar_widgets", *args], capture_output=True,
-                          text=True, timeout=timeout, env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipar_widgets", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"ipar {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"ipar {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -54,7 +61,10 @@ def test_start_list_grow_shrink_stop(profile: str, stop_after: None) -> None:
     assert client_info["transport"] == "tcp" and client_info["ip"] == "127.0.0.1"
     assert set(client_info["ports"]) == {"client", "notify"} and len(client_info["key"]) == 64
     engine_info = json.loads((security / "ipar-engine.json").read_text())
-    assert set(engine_info["ports"]) == {"engine", "iopub"} and engine_info["key"] == client_info["key"]
+    assert (
+        set(engine_info["ports"]) == {"engine", "iopub"}
+        and engine_info["key"] == client_info["key"]
+    )
 
     listing = json.loads(ipar("list", "--json", "--profile", profile).stdout)
     assert len(listing) == 1
@@ -63,7 +73,16 @@ def test_start_list_grow_shrink_stop(profile: str, stop_after: None) -> None:
     assert (entry["engines_registered"], entry["engines_requested"]) == (2, 2)
     assert entry["address"] == f"tcp://127.0.0.1:{client_info['ports']['client']}"
     table = ipar("list", "--profile", profile).stdout.splitlines()
-    assert table[0].split() == ["PROFILE", "CLUSTER", "ID", "STATE", "ENGINES", "CONTROLLER", "PID", "UPTIME"]
+    assert table[0].split() == [
+        "PROFILE",
+        "CLUSTER",
+        "ID",
+        "STATE",
+        "ENGINES",
+        "CONTROLLER",
+        "PID",
+        "UPTIME",
+    ]
     assert table[1].split()[:4] == [profile, "-", "running", "2/2"]
 
     assert "Added 2 engine(s)" in ipar("engines", "add", "-n", "2", "--profile", profile).stdout
@@ -78,7 +97,9 @@ def test_start_list_grow_shrink_stop(profile: str, stop_after: None) -> None:
     finally:
         rc.close()
 
-    assert f"Stopped the cluster in profile {profile!r}" in ipar("stop", "--profile", profile).stdout
+    assert (
+        f"Stopped the cluster in profile {profile!r}" in ipar("stop", "--profile", profile).stdout
+    )
     assert procs_of(profile) == []
     assert not (security / "ipar-client.json").exists()
     assert not (security / "ipar-cluster.json").exists()
@@ -107,15 +128,24 @@ def test_errors_are_clear(profile: str, stop_after: None) -> None:
     with pytest.raises(OSError, match=f"No cluster 'other' found for profile {profile!r}"):
         ipp.Client(profile=profile, cluster_id="other", timeout=0)
 
-    for cmd in (["--help"], ["start", "--help"], ["engines", "add", "--help"], ["engines", "stop", "--help"]):
+    for cmd in (
+        ["--help"],
+        ["start", "--help"],
+        ["engines", "add", "--help"],
+        ["engines", "stop", "--help"],
+    ):
         assert ipar(*cmd).stdout.startswith("usage: ipar")
 
 
-def test_engines_that_fail_to_register_are_reported_with_their_log(profile: str, stop_after: None) -> None:
+def test_engines_that_fail_to_register_are_reported_with_their_log(
+    profile: str, stop_after: None
+) -> None:
     # an engine option that does not exist makes every engine exit at start-up
     env_args = ["--profile", profile, "-n", "1", "--engine-timeout", "30"]
     profile_path = paths.profile_dir(profile, create=True)
-    (profile_path / "ipython_config.py").write_text("raise SystemExit('broken engine configuration')\n")
+    (profile_path / "ipython_config.py").write_text(
+        "raise SystemExit('broken engine configuration')\n"
+    )
     try:
         result = ipar("start", *env_args, check=False)
     finally:
@@ -127,8 +157,22 @@ def test_engines_that_fail_to_register_are_reported_with_their_log(profile: str,
 
 
 def test_foreground_stops_on_ctrl_c(profile: str, stop_after: None) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "ipar_widgets", "start", "-n", "1", "--profile", profile,
-                             "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ipar_widgets",
+            "start",
+            "-n",
+            "1",
+            "--profile",
+            profile,
+            "--foreground",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         lines = []
@@ -183,6 +227,8 @@ def test_two_profiles_side_by_side(stop_after: None) -> None:
 def test_python_m_and_console_script_agree() -> None:
     script = Path(sys.executable).parent / "ipar"
     if script.exists():
-        version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+        version = subprocess.run(
+            [str(script), "--version"], capture_output=True, text=True, timeout=30
+        )
         assert version.stdout.strip() == f"ipar_widgets {ipp.__version__}"
     assert ipar("--version").stdout.strip() == f"ipar_widgets {ipp.__version__}"

@@ -38,14 +38,16 @@ def test_asyncresult_notebook_runs_with_the_seed_pages_output(tmp_path: Path) ->
     nb = nbformat.read(NOTEBOOKS / "asyncresult.ipynb", as_version=4)
     assert nb.cells[1].source.count("Cluster(n=4") == 1
     assert "stop_cluster_sync()" in nb.cells[-1].source
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
 
     assert cell_text(nb.cells[1]).strip() == "[0, 1, 2, 3]"
     pids = find_cell(nb, "get_dict()")
     assert re.fullmatch(r"\{0: \d+, 1: \d+, 2: \d+, 3: \d+\}\n", pids)
     assert find_cell(nb, 'print("Engine IDs: "') == "Engine IDs:  [0, 1, 2, 3]\n"
 
-    arrivals = find_cell(nb, "Reference(\"id\")").splitlines()
+    arrivals = find_cell(nb, 'Reference("id")').splitlines()
     assert arrivals[0] == "sleeping for `id` seconds on each engine"
     times = [float(line.split(": ")[1]) for line in arrivals[1:5]]
     assert [int(line.split(":")[0]) for line in arrivals[1:5]] == [0, 1, 2, 3]
@@ -54,7 +56,9 @@ def test_asyncresult_notebook_runs_with_the_seed_pages_output(tmp_path: Path) ->
     assert arrivals[5] == "[None, None, None, None]"
 
     single = find_cell(nb, "one message per call").splitlines()
-    engines = [int(m.group(1)) for m in map(re.compile(r"task \d on engine (\d)").match, single[1:11])]
+    engines = [
+        int(m.group(1)) for m in map(re.compile(r"task \d on engine (\d)").match, single[1:11])
+    ]
     assert sorted(engines[:4]) == [0, 1, 2, 3]
 
     pairs = find_cell(nb, "chunksize=2)\n").splitlines()
@@ -64,20 +68,27 @@ def test_asyncresult_notebook_runs_with_the_seed_pages_output(tmp_path: Path) ->
     assert all(abs(chunk_times[i] - chunk_times[i + 1]) < 0.05 for i in range(0, 10, 2)), pairs
 
     unordered = find_cell(nb, "ordered=False").splitlines()
-    rows = [re.match(r"slept (\d\.\d\d)s on engine (\d): (\d+\.\d+)", line) for line in unordered[1:11]]
+    rows = [
+        re.match(r"slept (\d\.\d\d)s on engine (\d): (\d+\.\d+)", line) for line in unordered[1:11]
+    ]
     assert all(rows), unordered
     slept = [float(r.group(1)) for r in rows]  # type: ignore[union-attr]
     arrived = [float(r.group(3)) for r in rows]  # type: ignore[union-attr]
     assert arrived == sorted(arrived)  # printed in completion order
     assert slept[:2] == [0.4, 0.3] and slept[-2:] == [1.0, 0.9]
-    assert sorted(slept) == [0.1 * t for t in range(1, 11)] or sorted(slept) == sorted(round(0.1 * t, 2) for t in range(1, 11))
+    assert sorted(slept) == [0.1 * t for t in range(1, 11)] or sorted(slept) == sorted(
+        round(0.1 * t, 2) for t in range(1, 11)
+    )
 
     assert find_cell(nb, "reduce(add, map(sq, X))").strip() == "58.028845747399714"
     assert find_cell(nb, "reduce(add, lview.map(sq, X))").strip() == "58.028845747399714"
 
     recipe = find_cell(nb, "for msg_id in amr.msg_ids").splitlines()
     assert len(recipe) == 5
-    assert all(re.fullmatch(r"\S+: engine \d, 0\.4\d s of work, results \[0\.2, 0\.2\]", line) for line in recipe[:4])
+    assert all(
+        re.fullmatch(r"\S+: engine \d, 0\.4\d s of work, results \[0\.2, 0\.2\]", line)
+        for line in recipe[:4]
+    )
     speedup = float(re.search(r"speedup (\d+\.\d)x", recipe[4]).group(1))  # type: ignore[union-attr]
     assert 2.0 <= speedup <= 4.0
 
@@ -85,14 +96,25 @@ def test_asyncresult_notebook_runs_with_the_seed_pages_output(tmp_path: Path) ->
 @pytest.mark.timeout(90)
 def test_ipar_demo_tours_the_seed_page_in_under_30_seconds() -> None:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "ipar_widgets", "demo", "--profile", "demo-test"],
-                          capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipar_widgets", "demo", "--profile", "demo-test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
     took = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert took < 30, took
-    for heading in ("get_dict", "Results as they arrive", "chunksize=2", "ordered=False",
-                    "map/reduce", "Serial time, wall time and speedup"):
+    for heading in (
+        "get_dict",
+        "Results as they arrive",
+        "chunksize=2",
+        "ordered=False",
+        "map/reduce",
+        "Serial time, wall time and speedup",
+    ):
         assert f"== {heading}" in out
     assert "parallel: 58.028845747399714" in out
     assert "sleep_here: 12/12 tasks done (0 failed); serial" in out

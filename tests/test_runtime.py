@@ -58,12 +58,18 @@ def test_messages_with_bad_signatures_or_garbage_are_dropped(make_cluster, tmp_p
     _, wrong = forged.build("execute_request", code, idents=[b"d0"])
     _, unsigned = good.build("execute_request", code, idents=[b"d0"])
     unsigned[2] = b""
-    garbage = [[b"\x00\xff garbage"], [b"d0", b"<IDS|MSG>", b"sig"], [os.urandom(64) for _ in range(9)]]
+    garbage = [
+        [b"\x00\xff garbage"],
+        [b"d0", b"<IDS|MSG>", b"sig"],
+        [os.urandom(64) for _ in range(9)],
+    ]
     ports = data["ports"]
     attack(ports["client"], zmq.DEALER, [wrong, unsigned, *garbage])
     _, fake_reg = forged.build("registration_request", {"uuid": "x", "pid": 1})
     attack(ports["engine"], zmq.DEALER, [fake_reg, *garbage])
-    _, fake_out = forged.build("stream", {"name": "stdout", "text": "forged"}, idents=[b"engine.0.stream.stdout"])
+    _, fake_out = forged.build(
+        "stream", {"name": "stdout", "text": "forged"}, idents=[b"engine.0.stream.stdout"]
+    )
     attack(ports["iopub"], zmq.PUB, [fake_out, *garbage])
     for port in ports.values():  # raw TCP bytes that are not even ZMTP
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -114,8 +120,14 @@ def test_load_balanced_task_with_retries_survives_its_engine(make_cluster) -> No
         return os.getpid()
 
     first = view.apply_async(where_and_wait, 2.0)
-    wait_until(lambda: first.engine_id is not None or rc.queue_status()[0]["tasks"] + rc.queue_status()[1]["tasks"] == 1,
-               5, what="the task to be dispatched")
+    wait_until(
+        lambda: (
+            first.engine_id is not None
+            or rc.queue_status()[0]["tasks"] + rc.queue_status()[1]["tasks"] == 1
+        ),
+        5,
+        what="the task to be dispatched",
+    )
     status = rc.queue_status(verbose=True)
     engine = next(e for e in (0, 1) if status[e]["tasks"])
     os.kill(pids[engine], signal.SIGKILL)
@@ -137,8 +149,11 @@ def test_hung_engine_is_declared_dead_after_the_heartbeat_timeout(make_cluster) 
             ar.get(timeout=10)
         assert 2.0 <= time.monotonic() - stopped < 4.0
         wait_until(lambda: rc.ids == [1], 2, what="engine 0 to be unregistered")
-        wait_until(lambda: not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE, 5,
-                   what="the hung engine to be killed")
+        wait_until(
+            lambda: not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE,
+            5,
+            what="the hung engine to be killed",
+        )
     finally:
         try:
             engine.resume()
@@ -152,17 +167,36 @@ def test_engines_exit_when_their_controller_dies(make_cluster) -> None:  # type:
     pids = handle.rc[:].apply_sync(os.getpid)
     handle.rc.close()
     os.kill(handle.pid, signal.SIGKILL)
-    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                               for p in pids), 5, what="the engines to exit")
+    wait_until(
+        lambda: (
+            not any(
+                psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                for p in pids
+            )
+        ),
+        5,
+        what="the engines to exit",
+    )
 
 
-def test_an_engine_started_elsewhere_joins_and_leaves_with_its_controller(make_cluster, profile: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_engine_started_elsewhere_joins_and_leaves_with_its_controller(
+    make_cluster, profile: str
+) -> None:  # type: ignore[no-untyped-def]
     handle = make_cluster(n=0)
     data = handle.cluster._data
     engine = subprocess.Popen(
-        [sys.executable, "-m", "ipar_widgets.engine", f"--file={data['engine_file']}",
-         f"--profile-dir={data['profile_dir']}", "--controller-timeout=2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "ipar_widgets.engine",
+            f"--file={data['engine_file']}",
+            f"--profile-dir={data['profile_dir']}",
+            "--controller-timeout=2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         handle.rc.wait_for_engines(1, timeout=30)
         assert handle.rc[0].apply_sync(os.getpid) == engine.pid
@@ -186,7 +220,9 @@ def test_cluster_api_and_context_manager(profile: str) -> None:
         assert paths.client_file(paths.profile_dir(profile), cid).exists()
         pids = rc[:].apply_sync(os.getpid)
     assert not paths.client_file(paths.profile_dir(profile), cid).exists()
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert not any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids
+    )
 
     cluster = ipp.Cluster(n=0, profile=profile, cluster_id="")
     try:
@@ -224,7 +260,13 @@ def test_a_stale_cluster_file_is_reported(make_cluster, profile: str) -> None:  
     handle = make_cluster(n=0)
     handle.rc.close()
     os.kill(handle.pid, signal.SIGKILL)
-    wait_until(lambda: not psutil.pid_exists(handle.pid) or psutil.Process(handle.pid).status() == psutil.STATUS_ZOMBIE,
-               5, what="the controller to die")
+    wait_until(
+        lambda: (
+            not psutil.pid_exists(handle.pid)
+            or psutil.Process(handle.pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        5,
+        what="the controller to die",
+    )
     with pytest.raises(OSError, match=f"is not running .*ipar stop --profile {profile}"):
         ipp.Client(profile=profile)

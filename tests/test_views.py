@@ -84,8 +84,10 @@ def test_references_in_arguments_and_as_the_function(rc) -> None:  # type: ignor
     dv = rc[:]
     dv.push({"base": 100, "double": ipp.interactive(lambda x: 2 * x)}, block=True)
     R = ipp.Reference
-    assert dv.apply_sync(lambda a, b, c: (a, b, c), R("base"), [R("base"), 1], {"k": R("base")}) == \
-        [(100, [100, 1], {"k": 100})] * 4
+    assert (
+        dv.apply_sync(lambda a, b, c: (a, b, c), R("base"), [R("base"), 1], {"k": R("base")})
+        == [(100, [100, 1], {"k": 100})] * 4
+    )
     assert rc[0].apply_sync(R("double"), 21) == 42
 
 
@@ -256,7 +258,9 @@ def test_unpicklable_function_fails_at_submission(rc) -> None:  # type: ignore[n
     import threading
 
     lock = threading.Lock()
-    with pytest.raises(ipp.error.SerializationError, match=r"argument 0 of <lambda>\(\): <unlocked _thread.lock"):
+    with pytest.raises(
+        ipp.error.SerializationError, match=r"argument 0 of <lambda>\(\): <unlocked _thread.lock"
+    ):
         rc[0].apply_async(lambda x: x, lock)
     assert rc[0].apply_sync(lambda: "still fine") == "still fine"
 
@@ -266,8 +270,9 @@ def test_100mb_array_push_pull_intact(rc) -> None:  # type: ignore[no-untyped-de
     big = rng.integers(0, 2**62, size=100_000_000 // 8, dtype=np.int64)
     e0 = rc[0]
     e0.push({"big": big}, block=True)
-    assert e0.apply_sync(ipp.interactive(lambda: (big.nbytes, int(big.sum() % 1_000_003), big.flags.writeable))) == \
-        (big.nbytes, int(big.sum() % 1_000_003), True)  # noqa: F821
+    assert e0.apply_sync(
+        ipp.interactive(lambda: (big.nbytes, int(big.sum() % 1_000_003), big.flags.writeable))
+    ) == (big.nbytes, int(big.sum() % 1_000_003), True)  # noqa: F821
     back = e0.pull("big", block=True)
     assert back.dtype == big.dtype and back.shape == big.shape
     assert np.array_equal(back, big)

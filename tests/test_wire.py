@@ -12,8 +12,9 @@ KEY = b"0123456789abcdef0123456789abcdef"
 
 def test_build_and_decode_round_trip() -> None:
     wire = Wire(KEY)
-    header, frames = wire.build("apply_request", {"x": 1}, metadata={"m": "é"}, idents=[b"route"],
-                                buffers=[b"raw"])
+    header, frames = wire.build(
+        "apply_request", {"x": 1}, metadata={"m": "é"}, idents=[b"route"], buffers=[b"raw"]
+    )
     assert frames[0] == b"route" and frames[1] == DELIM
     msg = wire.decode(frames)
     assert msg.idents == [b"route"]

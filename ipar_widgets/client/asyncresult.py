@@ -183,8 +183,12 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         done = {p for p in parts if p.ready()}
         return done, set(parts) - done
 
-    def get(self, timeout: float | None = -1, return_exceptions: bool | None = None,
-            return_when: Any = None) -> Any:
+    def get(
+        self,
+        timeout: float | None = -1,
+        return_exceptions: bool | None = None,
+        return_when: Any = None,
+    ) -> Any:
         """The result(s) once ready; raises TimeoutError if not ready within ``timeout`` s.
 
         An error in a task is raised (RemoteError, or CompositeError for several), unless
@@ -199,7 +203,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         if not self.ready():
             if self._n_errors and return_when == FIRST_EXCEPTION and not return_exceptions:
                 with self._cond:
-                    first = next(r for m in self._arrival if isinstance(r := self._results[m], BaseException))
+                    first = next(
+                        r for m in self._arrival if isinstance(r := self._results[m], BaseException)
+                    )
                 raise first
             raise TimeoutError("Result not ready.")
         return self._collect(raise_errors=not return_exceptions)
@@ -269,7 +275,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             if self._single_result:
                 value = [value]
             return value[key]
-        raise TypeError(f"Invalid key type {type(key).__name__!r}, must be 'int', 'slice', or 'str'")
+        raise TypeError(
+            f"Invalid key type {type(key).__name__!r}, must be 'int', 'slice', or 'str'"
+        )
 
     def __getattr__(self, key: str) -> Any:
         if key in _METADATA_KEYS:
@@ -283,8 +291,13 @@ class AsyncResult(Future):  # type: ignore[type-arg]
     def _times(self, key: str) -> list[datetime]:
         return [md[key] for md in self._metadata if md[key] is not None]
 
-    def timedelta(self, start: Any, end: Any, start_key: Callable[..., Any] = min,
-                  end_key: Callable[..., Any] = max) -> float:
+    def timedelta(
+        self,
+        start: Any,
+        end: Any,
+        start_key: Callable[..., Any] = min,
+        end_key: Callable[..., Any] = max,
+    ) -> float:
         """Seconds between two timestamps, or sets of them (reduced with start_key/end_key).
 
         ``start`` and ``end`` are datetimes, lists of datetimes, or metadata key names
@@ -363,8 +376,14 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             return (self,)
         targets = self._targets or [None] * len(self.msg_ids)  # type: ignore[list-item]
         return tuple(
-            AsyncResult(self._client, [m], self._fname, [t] if t is not None else None,
-                        owner=False, return_exceptions=self._return_exceptions)
+            AsyncResult(
+                self._client,
+                [m],
+                self._fname,
+                [t] if t is not None else None,
+                owner=False,
+                return_exceptions=self._return_exceptions,
+            )
             for m, t in zip(self.msg_ids, targets)
         )
 
@@ -383,8 +402,14 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                 targets = None
             else:
                 targets.extend(ar._targets)
-        return AsyncResult(first._client, msg_ids, first._fname, targets, owner=False,
-                           return_exceptions=first._return_exceptions)
+        return AsyncResult(
+            first._client,
+            msg_ids,
+            first._fname,
+            targets,
+            owner=False,
+            return_exceptions=first._return_exceptions,
+        )
 
     # -- aborting ---------------------------------------------------------------------------------
     def abort(self) -> None:
@@ -412,16 +437,22 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             raise TimeoutError("Result not ready.")
         display_outputs(self, groupby, result_only)
 
-    def wait_interactive(self, interval: float | None = None, timeout: float | None = -1,
-                         widget: bool | None = None, return_when: Any = ALL_COMPLETED) -> None:
+    def wait_interactive(
+        self,
+        interval: float | None = None,
+        timeout: float | None = -1,
+        widget: bool | None = None,
+        return_when: Any = ALL_COMPLETED,
+    ) -> None:
         """Wait, showing progress: a live widget in a notebook, a text display in a terminal.
 
         Raises TimeoutError if not done within ``timeout`` seconds.
         """
         from ..progress import wait_interactive
 
-        wait_interactive(self, interval=interval, timeout=timeout, widget=widget,
-                         return_when=return_when)
+        wait_interactive(
+            self, interval=interval, timeout=timeout, widget=widget, return_when=return_when
+        )
 
     def display(self) -> Any:
         """Show a live progress widget and return at once (the non-blocking wait_interactive)."""
@@ -475,8 +506,9 @@ class AsyncMapResult(AsyncResult):
         self._chunk_sizes = dict(zip(msg_ids, chunk_sizes))
         self.ordered = ordered
         self._joiner = joiner
-        super().__init__(client, msg_ids, fname, targets, owner=owner,
-                         return_exceptions=return_exceptions)
+        super().__init__(
+            client, msg_ids, fname, targets, owner=owner, return_exceptions=return_exceptions
+        )
         self._single_result = False
 
     def _reconstruct(self, raw: list[Any]) -> Any:
@@ -516,8 +548,14 @@ class AsyncMapResult(AsyncResult):
 
     def split(self) -> tuple[AsyncResult, ...]:
         return tuple(
-            AsyncMapResult(self._client, [m], [self._chunk_sizes[m]], self._fname,
-                           owner=False, return_exceptions=self._return_exceptions)
+            AsyncMapResult(
+                self._client,
+                [m],
+                [self._chunk_sizes[m]],
+                self._fname,
+                owner=False,
+                return_exceptions=self._return_exceptions,
+            )
             for m in self.msg_ids
         )
 

@@ -172,7 +172,9 @@ class Client:
                     raise IndexError(f"No such engine: {t} (registered engines: {ids})")
                 out.append(t)
             return out
-        raise TypeError(f"targets must be an int, a list of ints, a slice or 'all', found {targets!r}")
+        raise TypeError(
+            f"targets must be an int, a list of ints, a slice or 'all', found {targets!r}"
+        )
 
     def __getitem__(self, key: Any) -> Any:
         from .view import DirectView
@@ -205,8 +207,14 @@ class Client:
             targets = self._build_targets(targets)
         return LoadBalancedView(self, targets, **kwargs)
 
-    def wait_for_engines(self, n: int | None = None, timeout: float = -1, block: bool = True,
-                         interactive: Any = None, widget: Any = None) -> Any:
+    def wait_for_engines(
+        self,
+        n: int | None = None,
+        timeout: float = -1,
+        block: bool = True,
+        interactive: Any = None,
+        widget: Any = None,
+    ) -> Any:
         """Wait until ``n`` engines are registered (default: as many as the cluster started).
 
         Raises TimeoutError after ``timeout`` seconds (-1: no limit), and EngineError at once if
@@ -247,7 +255,10 @@ class Client:
                 for engine in status.get("engines", []):
                     self._engines.setdefault(int(engine["id"]), engine["uuid"])
             failures = status.get("launch_failures", [])
-            if len(failures) > failures_seen and len(self._engines) + status.get("engines_starting", 0) < n:
+            if (
+                len(failures) > failures_seen
+                and len(self._engines) + status.get("engines_starting", 0) < n
+            ):
                 f = failures[-1]
                 raise EngineError(
                     f"an engine exited with code {f['returncode']} before registering "
@@ -287,7 +298,9 @@ class Client:
         if not ar.msg_ids:  # nothing to wait for (a map over an empty sequence)
             ar._finalize()
 
-    def _new_task(self, msg_id: str, submitted: Any, engine_id: int | None, extra: dict[str, Any]) -> None:
+    def _new_task(
+        self, msg_id: str, submitted: Any, engine_id: int | None, extra: dict[str, Any]
+    ) -> None:
         md = self._metadata_for(msg_id)
         md["submitted"] = submitted
         md["engine_id"] = engine_id
@@ -299,13 +312,21 @@ class Client:
         self.outstanding.add(msg_id)
         self.history.append(msg_id)
 
-    def _build_task(self, route: bytes, msg_type: str, content: dict[str, Any], buffers: Sequence[Any],
-                    metadata: dict[str, Any] | None = None, engine_id: int | None = None) -> tuple[str, list[Any]]:
+    def _build_task(
+        self,
+        route: bytes,
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: Sequence[Any],
+        metadata: dict[str, Any] | None = None,
+        engine_id: int | None = None,
+    ) -> tuple[str, list[Any]]:
         if self._closed:
             raise RuntimeError("this client is closed")
         header = self.session.header(msg_type)
-        _, frames = self.session.build(msg_type, content, header=header, metadata=metadata,
-                                       idents=[route], buffers=buffers)
+        _, frames = self.session.build(
+            msg_type, content, header=header, metadata=metadata, idents=[route], buffers=buffers
+        )
         self._new_task(header["msg_id"], parse_date(header["date"]), engine_id, metadata or {})
         return header["msg_id"], frames
 
@@ -351,9 +372,12 @@ class Client:
                 try:
                     result = serialize.loads(msg.buffers)
                 except Exception as exc:
-                    result = RemoteError(type(exc).__name__,
-                                         f"the result could not be unpickled on the client: {exc}",
-                                         "", {"engine_id": engine_id, "method": "apply"})
+                    result = RemoteError(
+                        type(exc).__name__,
+                        f"the result could not be unpickled on the client: {exc}",
+                        "",
+                        {"engine_id": engine_id, "method": "apply"},
+                    )
         else:
             result = unwrap_exception(content)
             if msg.msg_type == "execute_reply" and md["error"] is None:
@@ -396,7 +420,9 @@ class Client:
         with self._lock:
             overdue = [(m, r) for m, (r, _, d) in self._held.items() if d <= now]
         for msg_id, result in overdue:
-            log.warning("outputs of task %s did not all arrive; handing out its result anyway", msg_id)
+            log.warning(
+                "outputs of task %s did not all arrive; handing out its result anyway", msg_id
+            )
             self._complete(msg_id, result)
 
     def _on_notify(self, frames: list[Any]) -> None:
@@ -461,8 +487,14 @@ class Client:
             pass
 
     # -- questions to the controller ----------------------------------------------------------------
-    def _query(self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = 10,
-               route: bytes = b"c") -> Message:
+    def _query(
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = 10,
+        route: bytes = b"c",
+    ) -> Message:
         if self._closed:
             raise RuntimeError("this client is closed")
         header, frames = self.session.build(msg_type, content, idents=[route])
@@ -481,8 +513,9 @@ class Client:
             raise err
         return msg
 
-    def _control(self, engine_ids: Iterable[int], msg_type: str, content: dict[str, Any],
-                 timeout: float = 10) -> dict[int, Message]:
+    def _control(
+        self, engine_ids: Iterable[int], msg_type: str, content: dict[str, Any], timeout: float = 10
+    ) -> dict[int, Message]:
         """Send a control message to each engine (answered even while it runs a task)."""
         futures: dict[int, tuple[str, Future[Message]]] = {}
         for engine_id in engine_ids:
@@ -498,7 +531,9 @@ class Client:
                 replies[engine_id] = future.result(max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
                 self._queries.pop(msg_id, None)
-                raise TimeoutError(f"engine {engine_id} did not answer {msg_type} within {timeout} s") from None
+                raise TimeoutError(
+                    f"engine {engine_id} did not answer {msg_type} within {timeout} s"
+                ) from None
         for msg in replies.values():
             if msg.content.get("status") == "error":
                 raise unwrap_exception(msg.content)
@@ -552,8 +587,13 @@ class Client:
         """Send a signal (e.g. ``signal.SIGINT`` to interrupt a task) to the target engines."""
         self._control(self._build_targets(targets), "signal_request", {"signum": int(sig)})
 
-    def shutdown(self, targets: Any = "all", restart: bool = False, hub: bool = False,
-                 block: bool | None = None) -> None:
+    def shutdown(
+        self,
+        targets: Any = "all",
+        restart: bool = False,
+        hub: bool = False,
+        block: bool | None = None,
+    ) -> None:
         """Stop the target engines; with ``hub=True`` stop the whole cluster."""
         if restart:
             raise ValueError("engines cannot be restarted in place; stop them and add new ones")
@@ -606,9 +646,11 @@ class Client:
 
     def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Forget finished tasks in this client only."""
-        msg_ids = self._jobs(jobs) if jobs not in ((), "all") else [
-            m for m in self.metadata if m not in self.outstanding
-        ]
+        msg_ids = (
+            self._jobs(jobs)
+            if jobs not in ((), "all")
+            else [m for m in self.metadata if m not in self.outstanding]
+        )
         for msg_id in msg_ids:
             if msg_id not in self.outstanding:
                 self.results.pop(msg_id, None)
@@ -619,23 +661,30 @@ class Client:
         if jobs == "all":
             self._query("purge_request", {"msg_ids": "all"})
             return
-        self._query("purge_request", {"msg_ids": self._jobs(jobs) if jobs else [],
-                                      "engine_ids": self._build_targets(targets) if targets else []})
+        self._query(
+            "purge_request",
+            {
+                "msg_ids": self._jobs(jobs) if jobs else [],
+                "engine_ids": self._build_targets(targets) if targets else [],
+            },
+        )
 
     def purge_everything(self) -> None:
         """Forget every finished task, here and in the controller."""
         self.purge_local_results("all")
         self._query("purge_request", {"msg_ids": "all"})
 
-    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None,
-                   owner: bool = False) -> AsyncResult:
+    def get_result(
+        self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = False
+    ) -> AsyncResult:
         """An AsyncResult for tasks by msg_id (or history index), also tasks submitted by
         another client: their results and outputs come from the controller's records."""
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         # one msg_id (or history index) gives a single value; a list gives a list
         single = isinstance(indices_or_msg_ids, (str, int)) or (
-            isinstance(indices_or_msg_ids, AsyncResult) and indices_or_msg_ids._single_result)
+            isinstance(indices_or_msg_ids, AsyncResult) and indices_or_msg_ids._single_result
+        )
         msg_ids = self._jobs(indices_or_msg_ids)
         with self._lock:
             local = all(m in self._trackers or self._known_result(m)[0] for m in msg_ids)
@@ -733,9 +782,15 @@ def _apply_output(md: Metadata, msg_type: str, content: dict[str, Any]) -> None:
         # replace the display it updates (same display_id), as a notebook would
         display_id = (content.get("transient") or {}).get("display_id")
         for i, shown in enumerate(md["outputs"]):
-            if display_id is not None and (shown.get("transient") or {}).get("display_id") == display_id:
-                md["outputs"][i] = {**shown, "data": content.get("data", {}),
-                                    "metadata": content.get("metadata", {})}
+            if (
+                display_id is not None
+                and (shown.get("transient") or {}).get("display_id") == display_id
+            ):
+                md["outputs"][i] = {
+                    **shown,
+                    "data": content.get("data", {}),
+                    "metadata": content.get("metadata", {}),
+                }
     elif msg_type == "execute_result":
         md["execute_result"] = content
     elif msg_type == "error":
@@ -748,4 +803,3 @@ def _apply_output(md: Metadata, msg_type: str, content: dict[str, Any]) -> None:
         md["outputs"] = []
     elif msg_type == "data_message":
         md["data"].update(content.get("data", {}))
-

@@ -65,7 +65,9 @@ def find_client_file(
             f"start one with: {hint}"
         )
     what = f"cluster {cluster_id!r}" if cluster_id else "cluster"
-    raise ClusterNotFound(f"No {what} found for {label} (looked in {where}); start one with: {hint}")
+    raise ClusterNotFound(
+        f"No {what} found for {label} (looked in {where}); start one with: {hint}"
+    )
 
 
 def load_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:

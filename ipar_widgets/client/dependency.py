@@ -38,7 +38,9 @@ def _msg_ids_of(deps: Any) -> list[str]:
         elif isinstance(dep, Dependency):
             out.extend(dep)
         else:
-            raise TypeError(f"a dependency must be a msg_id, an AsyncResult or a Dependency, found {dep!r}")
+            raise TypeError(
+                f"a dependency must be a msg_id, an AsyncResult or a Dependency, found {dep!r}"
+            )
     return out
 
 
@@ -49,8 +51,9 @@ class Dependency(set):  # type: ignore[type-arg]
     it; ``failure``: a task that failed meets it.
     """
 
-    def __init__(self, dependencies: Any = (), all: bool = True, success: bool = True,
-                 failure: bool = False) -> None:
+    def __init__(
+        self, dependencies: Any = (), all: bool = True, success: bool = True, failure: bool = False
+    ) -> None:
         super().__init__(_msg_ids_of(dependencies))
         if not (success or failure):
             raise ValueError("a Dependency must be met by success, failure, or both")
@@ -59,8 +62,12 @@ class Dependency(set):  # type: ignore[type-arg]
         self.failure = failure
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dependencies": sorted(self), "all": self.all, "success": self.success,
-                "failure": self.failure}
+        return {
+            "dependencies": sorted(self),
+            "all": self.all,
+            "success": self.success,
+            "failure": self.failure,
+        }
 
     def __repr__(self) -> str:
         return f"Dependency({sorted(self)}, all={self.all}, success={self.success}, failure={self.failure})"
@@ -79,7 +86,9 @@ def as_metadata(value: Any) -> Any:
 class dependent:
     """A function that runs only if ``df(*dargs, **dkwargs)`` is true on the engine."""
 
-    def __init__(self, _wrapped: Callable[..., Any], df: Callable[..., Any], *dargs: Any, **dkwargs: Any) -> None:
+    def __init__(
+        self, _wrapped: Callable[..., Any], df: Callable[..., Any], *dargs: Any, **dkwargs: Any
+    ) -> None:
         self.f = _wrapped
         self.func_name = getattr(_wrapped, "__name__", "dependent")
         self.df = df
@@ -96,7 +105,9 @@ class dependent:
         return self.f(*args, **kwargs)
 
 
-def depend(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], dependent]:
+def depend(
+    f: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Callable[[Callable[..., Any]], dependent]:
     """Decorator: run the task only on engines where ``f(*args, **kwargs)`` is true."""
 
     def wrap(func: Callable[..., Any]) -> dependent:
@@ -109,7 +120,9 @@ class required(dependent):
     """A function that runs only where its modules import; they (and the pushed objects) are
     defined in the engine's namespace and in the function's own globals first."""
 
-    def __init__(self, _wrapped: Callable[..., Any], names: list[str], objects: dict[str, Any]) -> None:
+    def __init__(
+        self, _wrapped: Callable[..., Any], names: list[str], objects: dict[str, Any]
+    ) -> None:
         super().__init__(_wrapped, _imports_available, names)
         self.names = names
         self.objects = objects

@@ -154,7 +154,9 @@ class ExecuteReply:
             label = f"\x1b[31m{label}\x1b[0m"
         return label + text
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         data = self.data
         if "text/plain" in data:
             data["text/plain"] = self.plaintext()

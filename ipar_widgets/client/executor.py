@@ -19,8 +19,13 @@ class ViewExecutor(Executor):
         self._submitted.append(ar)
         return ar  # type: ignore[no-any-return]
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1) -> Iterator[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
         kwargs: dict[str, Any] = {}
         if hasattr(self.view, "imap"):
             kwargs["chunksize"] = chunksize

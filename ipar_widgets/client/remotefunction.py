@@ -15,7 +15,9 @@ __all__ = ["RemoteFunction", "ParallelFunction", "remote", "parallel"]
 class RemoteFunction:
     """Calling it runs the wrapped function through a view (``view.apply``)."""
 
-    def __init__(self, view: Any, f: Callable[..., Any], block: bool | None = None, **flags: Any) -> None:
+    def __init__(
+        self, view: Any, f: Callable[..., Any], block: bool | None = None, **flags: Any
+    ) -> None:
         self.view = view
         self.func = f
         self.block = block
@@ -33,9 +35,17 @@ class ParallelFunction(RemoteFunction):
     """Calling it on sequences splits them over the view's engines (each engine calls the
     function on its part); ``.map(*sequences)`` calls it on every element instead."""
 
-    def __init__(self, view: Any, f: Callable[..., Any], dist: str = "b", block: bool | None = None,
-                 chunksize: int | None = None, ordered: bool = True,
-                 return_exceptions: bool = False, **flags: Any) -> None:
+    def __init__(
+        self,
+        view: Any,
+        f: Callable[..., Any],
+        dist: str = "b",
+        block: bool | None = None,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+        **flags: Any,
+    ) -> None:
         super().__init__(view, f, block=block, **flags)
         if dist != "b":
             raise ValueError(f"only dist='b' (contiguous blocks) is supported, found {dist!r}")
@@ -50,7 +60,9 @@ class ParallelFunction(RemoteFunction):
         seqs = [mapping.as_sequence(s) for s in sequences]
         lengths = {len(s) for s in seqs}
         if len(lengths) > 1:
-            raise ValueError(f"all sequences must have equal length, but have {[len(s) for s in seqs]}")
+            raise ValueError(
+                f"all sequences must have equal length, but have {[len(s) for s in seqs]}"
+            )
         n = lengths.pop() if lengths else 0
         if isinstance(self.view, DirectView):
             ids, _ = self.view._target_list()
@@ -73,9 +85,16 @@ class ParallelFunction(RemoteFunction):
                 ars.append(ar)
                 sizes.append(size)
         msg_ids = [m for ar in ars for m in ar.msg_ids]
-        result = AsyncMapResult(self.view.client, msg_ids, sizes, getattr(self.func, "__name__", "f"),
-                                ordered=self.ordered, joiner=mapping.join,
-                                return_exceptions=self.return_exceptions, owner=False)
+        result = AsyncMapResult(
+            self.view.client,
+            msg_ids,
+            sizes,
+            getattr(self.func, "__name__", "f"),
+            ordered=self.ordered,
+            joiner=mapping.join,
+            return_exceptions=self.return_exceptions,
+            owner=False,
+        )
         return result.get() if block else result
 
     def map(self, *sequences: Any) -> Any:
@@ -90,7 +109,9 @@ class ParallelFunction(RemoteFunction):
         return ar.get() if block else ar
 
 
-def remote(view: Any, block: bool | None = None, **flags: Any) -> Callable[[Callable[..., Any]], RemoteFunction]:
+def remote(
+    view: Any, block: bool | None = None, **flags: Any
+) -> Callable[[Callable[..., Any]], RemoteFunction]:
     """Decorator: turn a function into a RemoteFunction on ``view``."""
 
     def wrap(f: Callable[..., Any]) -> RemoteFunction:
@@ -99,8 +120,9 @@ def remote(view: Any, block: bool | None = None, **flags: Any) -> Callable[[Call
     return wrap
 
 
-def parallel(view: Any, dist: str = "b", block: bool | None = None, ordered: bool = True,
-             **flags: Any) -> Callable[[Callable[..., Any]], ParallelFunction]:
+def parallel(
+    view: Any, dist: str = "b", block: bool | None = None, ordered: bool = True, **flags: Any
+) -> Callable[[Callable[..., Any]], ParallelFunction]:
     """Decorator: turn a function into a ParallelFunction on ``view``."""
 
     def wrap(f: Callable[..., Any]) -> ParallelFunction:

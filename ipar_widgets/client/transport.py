@@ -96,7 +96,9 @@ class Transport:
         if wake:
             self._wake()
 
-    def send_many(self, messages: list[list[Any]], on_sent: Callable[[], None] | None = None) -> None:
+    def send_many(
+        self, messages: list[list[Any]], on_sent: Callable[[], None] | None = None
+    ) -> None:
         """Queue several messages at once; ``on_sent`` runs after the last one is sent."""
         if not messages:
             if on_sent is not None:

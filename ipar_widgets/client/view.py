@@ -105,7 +105,9 @@ class View:
         raise NotImplementedError
 
     # -- map --------------------------------------------------------------------------------------
-    def map(self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, **kwargs: Any) -> Any:
+    def map(
+        self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, **kwargs: Any
+    ) -> Any:
         """Parallel ``map(f, *sequences)``; blocks or not according to ``block``/``self.block``."""
         return self._finish(self._map(f, sequences, **kwargs), block)
 
@@ -132,13 +134,17 @@ class View:
         return seqs, min(len(s) for s in seqs)
 
     # -- decorators ---------------------------------------------------------------------------------
-    def remote(self, block: bool | None = None, **flags: Any) -> Callable[[Callable[..., Any]], Any]:
+    def remote(
+        self, block: bool | None = None, **flags: Any
+    ) -> Callable[[Callable[..., Any]], Any]:
         """Decorator: calling the function runs it remotely through this view."""
         from .remotefunction import remote
 
         return remote(self, block=block, **flags)
 
-    def parallel(self, dist: str = "b", block: bool | None = None, **flags: Any) -> Callable[[Callable[..., Any]], Any]:
+    def parallel(
+        self, dist: str = "b", block: bool | None = None, **flags: Any
+    ) -> Callable[[Callable[..., Any]], Any]:
         """Decorator: calling the function on sequences splits them over the engines; ``.map``
         applies it element-wise."""
         from .remotefunction import parallel
@@ -154,8 +160,9 @@ class View:
         """Abort tasks of this view that have not started (default: all outstanding)."""
         self.client.abort(jobs if jobs is not None else list(self.outstanding), targets=targets)
 
-    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None,
-                   owner: bool = False) -> AsyncResult:
+    def get_result(
+        self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = False
+    ) -> AsyncResult:
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         if isinstance(indices_or_msg_ids, int):
@@ -168,9 +175,16 @@ class View:
     def purge_results(self, jobs: Any = (), targets: Any = ()) -> None:
         self.client.purge_results(jobs, targets)
 
-    def shutdown(self, targets: Any = None, restart: bool = False, hub: bool = False,
-                 block: bool | None = None) -> None:
-        self.client.shutdown(targets if targets is not None else self._engine_targets(), restart, hub)
+    def shutdown(
+        self,
+        targets: Any = None,
+        restart: bool = False,
+        hub: bool = False,
+        block: bool | None = None,
+    ) -> None:
+        self.client.shutdown(
+            targets if targets is not None else self._engine_targets(), restart, hub
+        )
 
     def _engine_targets(self) -> Any:
         return self.targets if self.targets is not None else "all"
@@ -208,26 +222,39 @@ class DirectView(View):
             return self.client._build_targets(targets), True
         return self.client._build_targets(targets), False
 
-    def _send_to_engines(self, ids: list[int], msg_type: str, content: dict[str, Any],
-                         buffers: list[Any], fname: str, single: bool) -> AsyncResult:
+    def _send_to_engines(
+        self,
+        ids: list[int],
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: list[Any],
+        fname: str,
+        single: bool,
+    ) -> AsyncResult:
         client = self.client
         msg_ids, messages = [], []
         for engine_id in ids:
-            msg_id, frames = client._build_task(b"d%d" % engine_id, msg_type, content, buffers,
-                                                engine_id=engine_id)
+            msg_id, frames = client._build_task(
+                b"d%d" % engine_id, msg_type, content, buffers, engine_id=engine_id
+            )
             msg_ids.append(msg_id)
             messages.append(frames)
         ar = AsyncResult(client, msg_ids, fname, ids[0] if single else ids)
         client._send_tasks(messages, ar)
         return self._record(ar)
 
-    def _apply(self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any], targets: Any = None) -> AsyncResult:
+    def _apply(
+        self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any], targets: Any = None
+    ) -> AsyncResult:
         ids, single = self._target_list(targets)
-        content, buffers = serialize.pack_apply(serialize.pack_function(f), args, kwargs, getname(f))
+        content, buffers = serialize.pack_apply(
+            serialize.pack_function(f), args, kwargs, getname(f)
+        )
         return self._send_to_engines(ids, "apply_request", content, buffers, getname(f), single)
 
-    def _map(self, f: Any, sequences: tuple[Any, ...], *, return_exceptions: bool = False,
-             **kwargs: Any) -> AsyncMapResult:
+    def _map(
+        self, f: Any, sequences: tuple[Any, ...], *, return_exceptions: bool = False, **kwargs: Any
+    ) -> AsyncMapResult:
         if kwargs.pop("chunksize", None) is not None:
             raise TypeError("chunksize only applies to a LoadBalancedView's map")
         if kwargs:
@@ -244,20 +271,28 @@ class DirectView(View):
                 continue
             content, buffers = serialize.pack_apply(fn, parts, {}, getname(f))
             content["map"] = True
-            msg_id, frames = client._build_task(b"d%d" % engine_id, "apply_request", content,
-                                                buffers, engine_id=engine_id)
+            msg_id, frames = client._build_task(
+                b"d%d" % engine_id, "apply_request", content, buffers, engine_id=engine_id
+            )
             msg_ids.append(msg_id)
             sizes.append(size)
             messages.append(frames)
-        ar = AsyncMapResult(client, msg_ids, sizes, getname(f), targets=ids[: len(msg_ids)],
-                            return_exceptions=return_exceptions)
+        ar = AsyncMapResult(
+            client,
+            msg_ids,
+            sizes,
+            getname(f),
+            targets=ids[: len(msg_ids)],
+            return_exceptions=return_exceptions,
+        )
         client._send_tasks(messages, ar)
         self._record(ar)
         return ar
 
     # -- code ------------------------------------------------------------------------------------
-    def execute(self, code: str, silent: bool = True, targets: Any = None,
-                block: bool | None = None) -> Any:
+    def execute(
+        self, code: str, silent: bool = True, targets: Any = None, block: bool | None = None
+    ) -> Any:
         """Run ``code`` on the engines as an IPython cell (magics, display, tracebacks)."""
         ids, single = self._target_list(targets)
         content = {
@@ -278,15 +313,24 @@ class DirectView(View):
         return self.execute(code, targets=targets, block=block)
 
     # -- data -------------------------------------------------------------------------------------
-    def push(self, ns: dict[str, Any], targets: Any = None, block: bool | None = None,
-             track: bool | None = None) -> Any:
+    def push(
+        self,
+        ns: dict[str, Any],
+        targets: Any = None,
+        block: bool | None = None,
+        track: bool | None = None,
+    ) -> Any:
         """Define the names in ``ns`` in each engine's namespace."""
         if not isinstance(ns, dict):
             raise TypeError(f"push takes a dict of names to values, found {type(ns).__name__}")
         return self._finish(self._apply(engine_side.push, (ns,), {}, targets), block)
 
-    def pull(self, names: str | list[str] | tuple[str, ...], targets: Any = None,
-             block: bool | None = None) -> Any:
+    def pull(
+        self,
+        names: str | list[str] | tuple[str, ...],
+        targets: Any = None,
+        block: bool | None = None,
+    ) -> Any:
         """The value(s) of ``names`` in each engine's namespace."""
         if not isinstance(names, (str, list, tuple)):
             raise TypeError(f"pull takes a name or a list of names, found {type(names).__name__}")
@@ -306,8 +350,16 @@ class DirectView(View):
     def __setitem__(self, key: str, value: Any) -> None:
         self.update({key: value})
 
-    def scatter(self, key: str, seq: Any, dist: str = "b", flatten: bool = False,
-                targets: Any = None, block: bool | None = None, track: bool | None = None) -> Any:
+    def scatter(
+        self,
+        key: str,
+        seq: Any,
+        dist: str = "b",
+        flatten: bool = False,
+        targets: Any = None,
+        block: bool | None = None,
+        track: bool | None = None,
+    ) -> Any:
         """Split ``seq`` into contiguous parts, one per engine, stored as ``key`` on each.
 
         With ``flatten``, an engine whose part has one item gets the item itself.
@@ -325,7 +377,9 @@ class DirectView(View):
         ar = AsyncResult.join(*ars) if len(ars) > 1 else ars[0]
         return self._finish(ar, block)
 
-    def gather(self, key: str, dist: str = "b", targets: Any = None, block: bool | None = None) -> Any:
+    def gather(
+        self, key: str, dist: str = "b", targets: Any = None, block: bool | None = None
+    ) -> Any:
         """Pull ``key`` from each engine and concatenate the parts (inverse of scatter)."""
         if dist != "b":
             raise ValueError(f"only dist='b' (contiguous blocks) is supported, found {dist!r}")
@@ -335,17 +389,20 @@ class DirectView(View):
         client = self.client
         msg_ids, messages = [], []
         for engine_id in ids:
-            msg_id, frames = client._build_task(b"d%d" % engine_id, "apply_request", content,
-                                                buffers, engine_id=engine_id)
+            msg_id, frames = client._build_task(
+                b"d%d" % engine_id, "apply_request", content, buffers, engine_id=engine_id
+            )
             msg_ids.append(msg_id)
             messages.append(frames)
 
         def join_parts(parts: list[Any]) -> Any:
-            return mapping.join([p if isinstance(p, (list, tuple)) or mapping.is_array(p) else [p]
-                                 for p in parts])
+            return mapping.join(
+                [p if isinstance(p, (list, tuple)) or mapping.is_array(p) else [p] for p in parts]
+            )
 
-        ar = AsyncMapResult(client, msg_ids, [1] * len(msg_ids), "gather", joiner=join_parts,
-                            targets=ids)
+        ar = AsyncMapResult(
+            client, msg_ids, [1] * len(msg_ids), "gather", joiner=join_parts, targets=ids
+        )
         client._send_tasks(messages, ar)
         self._record(ar)
         return self._finish(ar, block)
@@ -362,8 +419,9 @@ class DirectView(View):
         user_globals = sys._getframe(2).f_globals  # the frame with the `with` statement
         busy = threading.local()
 
-        def remote_import(name: str, globals: Any = None, locals: Any = None,
-                          fromlist: Any = (), level: int = 0) -> Any:
+        def remote_import(
+            name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+        ) -> Any:
             module = real_import(name, globals, locals, fromlist, level) if local else None
             # only the user's own import statements travel; imports made while sending don't
             if globals is not user_globals or level != 0 or getattr(busy, "on", False):
@@ -443,18 +501,30 @@ class LoadBalancedView(View):
             md["follow"] = follow
         return md
 
-    def _submit(self, content: dict[str, Any], buffers: list[Any], md: dict[str, Any]) -> tuple[str, list[Any]]:
+    def _submit(
+        self, content: dict[str, Any], buffers: list[Any], md: dict[str, Any]
+    ) -> tuple[str, list[Any]]:
         return self.client._build_task(b"b", "apply_request", content, buffers, metadata=md)
 
     def _apply(self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncResult:
-        content, buffers = serialize.pack_apply(serialize.pack_function(f), args, kwargs, getname(f))
+        content, buffers = serialize.pack_apply(
+            serialize.pack_function(f), args, kwargs, getname(f)
+        )
         msg_id, frames = self._submit(content, buffers, self._metadata())
         ar = AsyncResult(self.client, [msg_id], getname(f), single=True)
         self.client._send_tasks([frames], ar)
         return self._record(ar)
 
-    def _map(self, f: Any, sequences: tuple[Any, ...], *, chunksize: int | None = None,
-             ordered: bool = True, return_exceptions: bool = False, **kwargs: Any) -> AsyncMapResult:
+    def _map(
+        self,
+        f: Any,
+        sequences: tuple[Any, ...],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> AsyncMapResult:
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         chunksize = 1 if chunksize is None else chunksize
@@ -473,14 +543,26 @@ class LoadBalancedView(View):
             msg_ids.append(msg_id)
             sizes.append(stop - start)
             messages.append(frames)
-        ar = AsyncMapResult(self.client, msg_ids, sizes, getname(f), ordered=ordered,
-                            return_exceptions=return_exceptions)
+        ar = AsyncMapResult(
+            self.client,
+            msg_ids,
+            sizes,
+            getname(f),
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+        )
         self.client._send_tasks(messages, ar)
         self._record(ar)
         return ar
 
-    def imap(self, f: Callable[..., Any], *sequences: Any, ordered: bool = True,
-             max_outstanding: int | str = "auto", return_exceptions: bool = False) -> Iterator[Any]:
+    def imap(
+        self,
+        f: Callable[..., Any],
+        *sequences: Any,
+        ordered: bool = True,
+        max_outstanding: int | str = "auto",
+        return_exceptions: bool = False,
+    ) -> Iterator[Any]:
         """Lazy parallel ``map``: reads the inputs as it goes (generators, even endless ones)
         with at most ``max_outstanding`` tasks in flight (default: one per engine), and yields
         results in order or, with ``ordered=False``, as they finish.  The iterator's
@@ -488,12 +570,19 @@ class LoadBalancedView(View):
         from ..progress.imap import TaskStream
 
         stream = TaskStream(self.client, getname(f), sequences)
-        return stream.attach(self._imap(f, sequences, ordered, max_outstanding, return_exceptions,
-                                        stream.add))
+        return stream.attach(
+            self._imap(f, sequences, ordered, max_outstanding, return_exceptions, stream.add)
+        )
 
-    def _imap(self, f: Callable[..., Any], sequences: tuple[Any, ...], ordered: bool,
-              max_outstanding: int | str, return_exceptions: bool,
-              on_submit: Callable[[AsyncResult], None]) -> Iterator[Any]:
+    def _imap(
+        self,
+        f: Callable[..., Any],
+        sequences: tuple[Any, ...],
+        ordered: bool,
+        max_outstanding: int | str,
+        return_exceptions: bool,
+        on_submit: Callable[[AsyncResult], None],
+    ) -> Iterator[Any]:
         if not sequences:
             raise TypeError("imap() needs at least one iterable")
         if max_outstanding == "auto":
@@ -519,8 +608,9 @@ class LoadBalancedView(View):
                 return False
             content, buffers = serialize.pack_apply(fn, args, {}, getname(f))
             msg_id, frames = self._submit(content, buffers, md)
-            ar = AsyncResult(client, [msg_id], getname(f), single=True,
-                             return_exceptions=return_exceptions)
+            ar = AsyncResult(
+                client, [msg_id], getname(f), single=True, return_exceptions=return_exceptions
+            )
             client._send_tasks([frames], ar)
             self._record(ar)
             pending.append(ar)
@@ -543,4 +633,3 @@ class LoadBalancedView(View):
                     ar = finished.popleft()
                 pending.remove(ar)
             yield ar.get(return_exceptions=return_exceptions)
-

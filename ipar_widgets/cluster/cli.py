@@ -25,8 +25,12 @@ class CommandError(Exception):
 
 
 def _profile_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default", help="IPython profile of the cluster (default: %(default)s)")
-    p.add_argument("--cluster-id", default="", help="id of the cluster within the profile (default: none)")
+    p.add_argument(
+        "--profile", default="default", help="IPython profile of the cluster (default: %(default)s)"
+    )
+    p.add_argument(
+        "--cluster-id", default="", help="id of the cluster within the profile (default: none)"
+    )
 
 
 def _existing_cluster(args: argparse.Namespace) -> ClusterInfo:
@@ -64,7 +68,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise CommandError(f"-n must be a number of engines >= 0, found {args.n}")
     try:
-        profile_path = paths.profile_dir(args.profile, create=True)
+        paths.profile_dir(args.profile, create=True)  # checks the name, creates the profile
         paths.check_cluster_id(args.cluster_id)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -78,24 +82,27 @@ def cmd_start(args: argparse.Namespace) -> int:
             )
         control.stop_cluster(existing.data)  # leftovers of a crashed cluster
     extra = [f"--hwm={args.hwm}"] if args.hwm is not None else []
-    proc = control.launch_controller(args.profile, args.cluster_id, args.n, args.ip,
-                                     extra_args=extra, log_level=args.log_level)
     try:
-        cluster = control.wait_for_cluster_file(profile_path, args.cluster_id, proc)
-        control.wait_for_engines(cluster, args.n, args.engine_timeout)
-    except (control.ClusterError, TimeoutError) as exc:
-        data = paths.read_json(paths.cluster_file(profile_path, args.cluster_id)) if \
-            paths.cluster_file(profile_path, args.cluster_id).exists() else None
-        if data:
-            control.stop_cluster(data)
-        else:
-            proc.kill()
+        cluster, proc = control.start_cluster(
+            args.profile,
+            args.cluster_id,
+            args.n,
+            args.ip,
+            extra,
+            args.log_level,
+            args.engine_timeout,
+        )
+    except control.ClusterError as exc:
         raise CommandError(f"the cluster did not start: {exc}") from None
     where = f"tcp://{cluster['location']}:{cluster['ports']['client']}"
     cid = f" (cluster id {args.cluster_id!r})" if args.cluster_id else ""
-    print(f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller at {where} "
-          f"(pid {cluster['controller_pid']}).")
-    client_args = f"profile={args.profile!r}" + (f", cluster_id={args.cluster_id!r}" if args.cluster_id else "")
+    print(
+        f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller at {where} "
+        f"(pid {cluster['controller_pid']})."
+    )
+    client_args = f"profile={args.profile!r}" + (
+        f", cluster_id={args.cluster_id!r}" if args.cluster_id else ""
+    )
     print(f"Connect with: rc = ipar_widgets.Client({client_args})")
     if not args.foreground:
         return 0
@@ -121,7 +128,9 @@ def cmd_start(args: argparse.Namespace) -> int:
 # -- ipar stop -----------------------------------------------------------------------------------
 def cmd_stop(args: argparse.Namespace) -> int:
     if args.all:
-        clusters = [c for c in find_clusters([args.profile] if args.profile_given else None, query=False)]
+        clusters = [
+            c for c in find_clusters([args.profile] if args.profile_given else None, query=False)
+        ]
         if not clusters:
             print("No clusters found.")
             return 0
@@ -131,9 +140,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
         notes = control.stop_cluster(info.data, grace=args.grace)
         for note in notes:
             print(note)
-        label = f"profile {info.profile!r}" + (f", cluster {info.cluster_id!r}" if info.cluster_id else "")
-        print(f"Stopped the cluster in {label}." if info.state != STALE else
-              f"Removed the files of a cluster that was no longer running ({label}).")
+        label = f"profile {info.profile!r}" + (
+            f", cluster {info.cluster_id!r}" if info.cluster_id else ""
+        )
+        print(
+            f"Stopped the cluster in {label}."
+            if info.state != STALE
+            else f"Removed the files of a cluster that was no longer running ({label})."
+        )
     return 0
 
 
@@ -148,15 +162,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("PROFILE", "CLUSTER ID", "STATE", "ENGINES", "CONTROLLER", "PID", "UPTIME")]
     for c in clusters:
-        rows.append((
-            c.profile,
-            c.cluster_id or "-",
-            c.state,
-            f"{c.engines_registered}/{c.engines_requested}" if c.state == RUNNING else "-",
-            c.address,
-            str(c.data.get("controller_pid", "-")),
-            format_seconds(c.uptime) if c.state == RUNNING else "-",
-        ))
+        rows.append(
+            (
+                c.profile,
+                c.cluster_id or "-",
+                c.state,
+                f"{c.engines_registered}/{c.engines_requested}" if c.state == RUNNING else "-",
+                c.address,
+                str(c.data.get("controller_pid", "-")),
+                format_seconds(c.uptime) if c.state == RUNNING else "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -208,17 +224,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="start a cluster (returns once its engines are registered)")
     p.add_argument("-n", type=int, default=4, help="number of engines (default: %(default)s)")
     _profile_arg(p)
-    p.add_argument("--ip", default="127.0.0.1", help="interface the controller binds; 0.0.0.0 for all (default: %(default)s)")
-    p.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster")
-    p.add_argument("--engine-timeout", type=float, default=60.0, help="seconds to wait for engines to register (default: %(default)s)")
-    p.add_argument("--hwm", type=int, default=None, help="most load-balanced tasks queued per engine (default: 1)")
-    p.add_argument("--log-level", default="INFO", help="log level of the cluster's processes (default: %(default)s)")
+    p.add_argument(
+        "--ip",
+        default="127.0.0.1",
+        help="interface the controller binds; 0.0.0.0 for all (default: %(default)s)",
+    )
+    p.add_argument(
+        "--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster"
+    )
+    p.add_argument(
+        "--engine-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for engines to register (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hwm",
+        type=int,
+        default=None,
+        help="most load-balanced tasks queued per engine (default: 1)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        help="log level of the cluster's processes (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("stop", help="stop a cluster: every one of its processes exits")
     _profile_arg(p)
     p.add_argument("--all", action="store_true", help="stop every cluster (of --profile if given)")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds before processes are killed (default: %(default)s)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds before processes are killed (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("list", help="list clusters: profile, id, state, engines, address, uptime")
@@ -230,9 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     esub = engines.add_subparsers(dest="engines_command", metavar="ACTION")
     esub.required = True
     p = esub.add_parser("add", help="start more engines")
-    p.add_argument("-n", type=int, default=1, help="number of engines to add (default: %(default)s)")
+    p.add_argument(
+        "-n", type=int, default=1, help="number of engines to add (default: %(default)s)"
+    )
     _profile_arg(p)
-    p.add_argument("--engine-timeout", type=float, default=60.0, help="seconds to wait for them to register")
+    p.add_argument(
+        "--engine-timeout", type=float, default=60.0, help="seconds to wait for them to register"
+    )
     p.set_defaults(func=cmd_engines_add)
     p = esub.add_parser("stop", help="stop engines by id")
     p.add_argument("ids", type=int, nargs="+", metavar="ID", help="engine id(s)")
@@ -259,6 +304,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)
-
-
-

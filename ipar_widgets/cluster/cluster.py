@@ -38,7 +38,9 @@ atexit.register(_stop_at_exit)
 
 
 def _random_id() -> str:
-    return f"{int(time.time())}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=4))}"
+    return (
+        f"{int(time.time())}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=4))}"
+    )
 
 
 class Cluster(HasTraits):
@@ -49,14 +51,30 @@ class Cluster(HasTraits):
     """
 
     profile = Unicode("default", help="IPython profile the cluster's files go in.").tag(config=True)
-    profile_dir = Unicode(help="Directory of the profile (default: $IPYTHONDIR/profile_<profile>).").tag(config=True)
-    cluster_id = Unicode(help="Id of the cluster in its profile (default: a new random id).").tag(config=True)
-    n = Integer(None, allow_none=True, help="Number of engines to start (default: the number of CPUs).").tag(config=True)
-    controller_ip = Unicode("127.0.0.1", help="Interface the controller binds ('0.0.0.0' for all).").tag(config=True)
-    controller_args = List(Unicode(), help="Extra command-line arguments for the controller.").tag(config=True)
-    engine_timeout = Float(60.0, help="Seconds to wait for engines to register in start_and_connect.").tag(config=True)
-    controller_timeout = Float(30.0, help="Seconds to wait for the controller to be ready.").tag(config=True)
-    shutdown_atexit = Bool(True, help="Stop the cluster when this Python process exits, if it started it.").tag(config=True)
+    profile_dir = Unicode(
+        help="Directory of the profile (default: $IPYTHONDIR/profile_<profile>)."
+    ).tag(config=True)
+    cluster_id = Unicode(help="Id of the cluster in its profile (default: a new random id).").tag(
+        config=True
+    )
+    n = Integer(
+        None, allow_none=True, help="Number of engines to start (default: the number of CPUs)."
+    ).tag(config=True)
+    controller_ip = Unicode(
+        "127.0.0.1", help="Interface the controller binds ('0.0.0.0' for all)."
+    ).tag(config=True)
+    controller_args = List(Unicode(), help="Extra command-line arguments for the controller.").tag(
+        config=True
+    )
+    engine_timeout = Float(
+        60.0, help="Seconds to wait for engines to register in start_and_connect."
+    ).tag(config=True)
+    controller_timeout = Float(30.0, help="Seconds to wait for the controller to be ready.").tag(
+        config=True
+    )
+    shutdown_atexit = Bool(
+        True, help="Stop the cluster when this Python process exits, if it started it."
+    ).tag(config=True)
     log_level = Unicode("INFO", help="Log level of the cluster's processes.").tag(config=True)
     delay = Float(0.0, help="Unused; accepted for compatibility with ipyparallel.").tag(config=True)
 
@@ -70,11 +88,18 @@ class Cluster(HasTraits):
 
     def __init__(self, **kwargs: Any) -> None:
         engines = kwargs.pop("engines", None)
-        if engines not in (None, "local", "ipar", "ipyparallel.cluster.launcher.LocalEngineSetLauncher"):
+        if engines not in (
+            None,
+            "local",
+            "ipar",
+            "ipyparallel.cluster.launcher.LocalEngineSetLauncher",
+        ):
             raise ValueError(f"only local engines are supported, found engines={engines!r}")
         controller = kwargs.pop("controller", None)
         if controller not in (None, "local", "ipar"):
-            raise ValueError(f"only a local controller is supported, found controller={controller!r}")
+            raise ValueError(
+                f"only a local controller is supported, found controller={controller!r}"
+            )
         super().__init__(**kwargs)
         paths.check_profile_name(self.profile)
         paths.check_cluster_id(self.cluster_id)
@@ -86,8 +111,10 @@ class Cluster(HasTraits):
 
     def __repr__(self) -> str:
         state = "running" if self._running() else "not running"
-        return (f"<Cluster(cluster_id={self.cluster_id!r}, profile={self.profile!r}, "
-                f"controller={state}, n={self.n})>")
+        return (
+            f"<Cluster(cluster_id={self.cluster_id!r}, profile={self.profile!r}, "
+            f"controller={state}, n={self.n})>"
+        )
 
     # -- files --------------------------------------------------------------------------------------
     @property
@@ -103,8 +130,15 @@ class Cluster(HasTraits):
         return str(paths.client_file(self._profile_path, self.cluster_id))
 
     @classmethod
-    def from_file(cls, cluster_file: str | None = None, *, profile: str | None = None,
-                  profile_dir: str | None = None, cluster_id: str = "", **kwargs: Any) -> Cluster:
+    def from_file(
+        cls,
+        cluster_file: str | None = None,
+        *,
+        profile: str | None = None,
+        profile_dir: str | None = None,
+        cluster_id: str = "",
+        **kwargs: Any,
+    ) -> Cluster:
         """Attach to a running cluster by its cluster file, or by profile and cluster id."""
         if cluster_file is None:
             base = Path(profile_dir) if profile_dir else paths.profile_dir(profile or "default")
@@ -118,8 +152,13 @@ class Cluster(HasTraits):
                 f"ipar start --profile {profile or 'default'}"
             )
         data = paths.read_json(path)
-        cluster = cls(profile=data["profile"], profile_dir=data["profile_dir"],
-                      cluster_id=data.get("cluster_id", ""), n=data.get("n"), **kwargs)
+        cluster = cls(
+            profile=data["profile"],
+            profile_dir=data["profile_dir"],
+            cluster_id=data.get("cluster_id", ""),
+            n=data.get("n"),
+            **kwargs,
+        )
         cluster._data = data
         return cluster
 
@@ -137,7 +176,9 @@ class Cluster(HasTraits):
     def start_controller_sync(self, n: int = 0) -> None:
         """Start the controller (and ``n`` local engines with it)."""
         if self._running():
-            raise RuntimeError(f"this cluster's controller is already running (pid {self._data['controller_pid']})")  # type: ignore[index]
+            raise RuntimeError(
+                f"this cluster's controller is already running (pid {self._data['controller_pid']})"
+            )  # type: ignore[index]
         path = paths.cluster_file(self._profile_path, self.cluster_id)
         if path.exists():
             try:
@@ -149,11 +190,19 @@ class Cluster(HasTraits):
                     f"a cluster with id {self.cluster_id!r} is already running in profile "
                     f"{self.profile!r} (controller pid {pid})"
                 )
-        self._proc = control.launch_controller(self.profile, self.cluster_id, n, self.controller_ip,
-                                               self.profile_dir, list(self.controller_args), self.log_level)
+        self._proc = control.launch_controller(
+            self.profile,
+            self.cluster_id,
+            n,
+            self.controller_ip,
+            self.profile_dir,
+            list(self.controller_args),
+            self.log_level,
+        )
         self._owned = True
-        self._data = control.wait_for_cluster_file(self._profile_path, self.cluster_id, self._proc,
-                                                   self.controller_timeout)
+        self._data = control.wait_for_cluster_file(
+            self._profile_path, self.cluster_id, self._proc, self.controller_timeout
+        )
 
     def start_engines_sync(self, n: int | None = None) -> list[int]:
         """Start ``n`` more engines on this host (they register on their own)."""
@@ -189,8 +238,12 @@ class Cluster(HasTraits):
         from ..client.client import Client
 
         self._require_running()
-        rc = Client(url_file=self.client_file, profile=self.profile, cluster_id=self.cluster_id,
-                    **client_kwargs)
+        rc = Client(
+            url_file=self.client_file,
+            profile=self.profile,
+            cluster_id=self.cluster_id,
+            **client_kwargs,
+        )
         rc._cluster = self
         self._client = rc
         return rc
@@ -310,4 +363,3 @@ class Cluster(HasTraits):
                 self.stop_cluster_sync()
             except Exception:
                 pass
-

@@ -26,8 +26,12 @@ class ClusterError(RuntimeError):
     """A cluster operation failed; the message says why and what to do."""
 
 
-def request(cluster: dict[str, Any], msg_type: str, content: dict[str, Any] | None = None,
-            timeout: float = 5.0) -> Message:
+def request(
+    cluster: dict[str, Any],
+    msg_type: str,
+    content: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+) -> Message:
     """Ask a cluster's controller one question over a short-lived connection."""
     info = paths.read_json(Path(cluster["client_file"]))
     wire = Wire(info["key"].encode())
@@ -53,9 +57,15 @@ def request(cluster: dict[str, Any], msg_type: str, content: dict[str, Any] | No
     return msg
 
 
-def launch_controller(profile: str, cluster_id: str = "", n: int = 0, ip: str = "127.0.0.1",
-                      profile_dir: str | None = None, extra_args: list[str] | None = None,
-                      log_level: str = "INFO") -> subprocess.Popen[bytes]:
+def launch_controller(
+    profile: str,
+    cluster_id: str = "",
+    n: int = 0,
+    ip: str = "127.0.0.1",
+    profile_dir: str | None = None,
+    extra_args: list[str] | None = None,
+    log_level: str = "INFO",
+) -> subprocess.Popen[bytes]:
     """Start a controller in a session of its own (so Ctrl-C in a terminal does not reach
     it, and its process group holds the whole cluster)."""
     profile_path = Path(profile_dir) if profile_dir else paths.profile_dir(profile, create=True)
@@ -74,12 +84,19 @@ def launch_controller(profile: str, cluster_id: str = "", n: int = 0, ip: str = 
         *(extra_args or []),
     ]
     with open(log_path, "ab") as log:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
-def wait_for_cluster_file(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes],
-                          timeout: float = 30.0) -> dict[str, Any]:
+def wait_for_cluster_file(
+    profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes], timeout: float = 30.0
+) -> dict[str, Any]:
     """Wait until the controller has bound its ports and written its files."""
     path = paths.cluster_file(profile_path, cluster_id)
     deadline = time.monotonic() + timeout
@@ -103,6 +120,49 @@ def wait_for_cluster_file(profile_path: Path, cluster_id: str, proc: subprocess.
     raise ClusterError(f"the controller did not start within {timeout:g} s")
 
 
+def start_cluster(
+    profile: str,
+    cluster_id: str = "",
+    n: int = 0,
+    ip: str = "127.0.0.1",
+    extra_args: list[str] | None = None,
+    log_level: str = "INFO",
+    engine_timeout: float = 60.0,
+) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+    """Start a controller and ``n`` local engines; return once the engines registered.
+
+    Returns the cluster file's data and the controller process (whoever started it reaps it).
+    On failure nothing is left running and ClusterError says why (with the failing
+    process's log).  The ``ipar`` command and the JupyterLab server extension both start
+    clusters through here.
+    """
+    profile_path = paths.profile_dir(profile, create=True)
+    proc = launch_controller(profile, cluster_id, n, ip, extra_args=extra_args, log_level=log_level)
+    try:
+        data = wait_for_cluster_file(profile_path, cluster_id, proc)
+        wait_for_engines(data, n, engine_timeout)
+    except (ClusterError, TimeoutError, OSError) as exc:
+        _abandon(profile_path, cluster_id, proc)
+        raise ClusterError(str(exc)) from None
+    return data, proc
+
+
+def _abandon(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes]) -> None:
+    """Stop what a failed start left behind."""
+    try:
+        data = paths.read_json(paths.cluster_file(profile_path, cluster_id))
+    except (OSError, ValueError):
+        data = {}
+    if data.get("controller_pid") == proc.pid:
+        stop_cluster(data)
+    else:
+        proc.kill()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
     """Wait until ``n`` engines registered; ClusterError (with the failing engine's log) if
     one exits first or time runs out."""
@@ -119,8 +179,11 @@ def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[st
                 f"of its log ({f['log']}):\n{f['log_tail']}"
             )
         if time.monotonic() > deadline:
-            logs = sorted(Path(cluster["log_dir"]).glob(
-                f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"))
+            logs = sorted(
+                Path(cluster["log_dir"]).glob(
+                    f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"
+                )
+            )
             detail = f"\nthe end of {logs[-1]}:\n{tail(logs[-1])}" if logs else ""
             raise ClusterError(
                 f"only {status['engines_registered']} of {n} engines registered within {timeout:g} s"
@@ -158,6 +221,9 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
             time.sleep(0.02)
     profile_path = Path(cluster["profile_dir"])
     cid = cluster.get("cluster_id", "")
-    paths.remove_quietly(paths.client_file(profile_path, cid), paths.engine_file(profile_path, cid),
-                         paths.cluster_file(profile_path, cid))
+    paths.remove_quietly(
+        paths.client_file(profile_path, cid),
+        paths.engine_file(profile_path, cid),
+        paths.cluster_file(profile_path, cid),
+    )
     return notes

@@ -84,8 +84,10 @@ def run_demo(n: int = 4, profile: str = "ipar-demo") -> int:
         _title("Serial time, wall time and speedup")
         amr = view.map(sleep_here, [0.25] * 16)
         wait_interactive(amr, interval=0.1)
-        print(f"serial_time {amr.serial_time:.2f} s, wall_time {amr.wall_time:.2f} s, "
-              f"speedup {amr.serial_time / amr.wall_time:.1f}x on {len(rc)} engines")
+        print(
+            f"serial_time {amr.serial_time:.2f} s, wall_time {amr.wall_time:.2f} s, "
+            f"speedup {amr.serial_time / amr.wall_time:.1f}x on {len(rc)} engines"
+        )
         rc.close()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -93,6 +95,8 @@ def run_demo(n: int = 4, profile: str = "ipar-demo") -> int:
     finally:
         print("\nStopping the cluster...")
         cluster.stop_cluster_sync()
-    print(f"Done in {time.monotonic() - started:.1f} s. Try it yourself: ipar start -n 4, then "
-          "ipar_widgets.Client() in a notebook.")
+    print(
+        f"Done in {time.monotonic() - started:.1f} s. Try it yourself: ipar start -n 4, then "
+        "ipar_widgets.Client() in a notebook."
+    )
     return 0

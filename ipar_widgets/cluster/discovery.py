@@ -59,8 +59,9 @@ class ClusterInfo:
         }
 
 
-def read_cluster(profile: str, cluster_id: str, path: Path, query: bool = True,
-                 timeout: float = 1.5) -> ClusterInfo:
+def read_cluster(
+    profile: str, cluster_id: str, path: Path, query: bool = True, timeout: float = 1.5
+) -> ClusterInfo:
     try:
         data = paths.read_json(path)
     except (OSError, ValueError):

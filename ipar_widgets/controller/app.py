@@ -30,11 +30,15 @@ class ControllerApp(Application):
     description = "The controller of an ipar_widgets cluster: routes tasks, watches engines."
     version = __version__
 
-    profile = Unicode("default", help="Name of the IPython profile the cluster belongs to.").tag(config=True)
+    profile = Unicode("default", help="Name of the IPython profile the cluster belongs to.").tag(
+        config=True
+    )
     profile_dir = Unicode(
         help="Directory of the profile (default: $IPYTHONDIR/profile_<profile>)."
     ).tag(config=True)
-    cluster_id = Unicode("", help="Id of the cluster within its profile ('' for the default one).").tag(config=True)
+    cluster_id = Unicode(
+        "", help="Id of the cluster within its profile ('' for the default one)."
+    ).tag(config=True)
     ip = Unicode(
         "127.0.0.1",
         help="Interface to bind; '0.0.0.0' (or '*') accepts engines and clients from any host.",
@@ -45,7 +49,9 @@ class ControllerApp(Application):
         "(default: the bound ip, or this host's name when binding all interfaces).",
     ).tag(config=True)
     n = Integer(0, help="Number of engines to start on this host right away.").tag(config=True)
-    heartbeat_period = Float(0.5, help="Seconds between heartbeat pings to each engine.").tag(config=True)
+    heartbeat_period = Float(0.5, help="Seconds between heartbeat pings to each engine.").tag(
+        config=True
+    )
     heartbeat_timeout = Float(
         5.0, help="Seconds without a heartbeat answer after which an engine counts as dead."
     ).tag(config=True)
@@ -69,8 +75,12 @@ class ControllerApp(Application):
     shutdown_grace = Float(
         5.0, help="Seconds an engine gets to exit when stopped before it is killed."
     ).tag(config=True)
-    engine_log_level = Unicode("INFO", help="Log level of the engines this controller starts.").tag(config=True)
-    engine_args = List(Unicode(), help="Extra command-line arguments for local engines.").tag(config=True)
+    engine_log_level = Unicode("INFO", help="Log level of the engines this controller starts.").tag(
+        config=True
+    )
+    engine_args = List(Unicode(), help="Extra command-line arguments for local engines.").tag(
+        config=True
+    )
 
     aliases = {
         "profile": "ControllerApp.profile",
@@ -130,8 +140,12 @@ class ControllerApp(Application):
         info: dict[str, Any] = controller.connection_info()
         if self.location:
             info["location"] = self.location
-        paths.write_private_json(client_path, {**info, "ports": {k: ports[k] for k in ("client", "notify")}})
-        paths.write_private_json(engine_path, {**info, "ports": {k: ports[k] for k in ("engine", "iopub")}})
+        paths.write_private_json(
+            client_path, {**info, "ports": {k: ports[k] for k in ("client", "notify")}}
+        )
+        paths.write_private_json(
+            engine_path, {**info, "ports": {k: ports[k] for k in ("engine", "iopub")}}
+        )
         cluster: dict[str, Any] = {
             "version": __version__,
             "profile": self.profile,

@@ -81,8 +81,9 @@ class Controller:
         self.context = zmq.Context()
         self.engines = EngineRegistry()
         self.records = RecordStore(record_limit, record_size_limit)
-        self.balancer = LoadBalancer(self.engines, self.records, self._send_task, self._fail_task, hwm,
-                                     pipeline_threshold)
+        self.balancer = LoadBalancer(
+            self.engines, self.records, self._send_task, self._fail_task, hwm, pipeline_threshold
+        )
         self.started_at = time.time()
         self.requested_engines = 0
         self.ports: dict[str, int] = {}
@@ -207,8 +208,9 @@ class Controller:
         now = time.monotonic()
         # a flood of garbage must not flood the log: each kind of problem once a second
         if now - self._last_drop_log.get((port, why), 0.0) > 1.0:
-            log.warning("dropped a message on the %s port: %s (%d dropped so far)", port, why,
-                        self._dropped)
+            log.warning(
+                "dropped a message on the %s port: %s (%d dropped so far)", port, why, self._dropped
+            )
             self._last_drop_log[(port, why)] = now
 
     # -- sending ----------------------------------------------------------------------------------
@@ -221,10 +223,17 @@ class Controller:
                 return False
             raise
 
-    def reply(self, client: bytes, msg_type: str, content: dict[str, Any], parent: dict[str, Any],
-              buffers: list[Any] | None = None) -> None:
-        _, frames = self.wire.build(msg_type, content, parent=parent, idents=[client],
-                                    buffers=buffers or ())
+    def reply(
+        self,
+        client: bytes,
+        msg_type: str,
+        content: dict[str, Any],
+        parent: dict[str, Any],
+        buffers: list[Any] | None = None,
+    ) -> None:
+        _, frames = self.wire.build(
+            msg_type, content, parent=parent, idents=[client], buffers=buffers or ()
+        )
         self._send(self.client, frames)
 
     def publish(self, msg_type: str, content: dict[str, Any]) -> None:
@@ -273,7 +282,9 @@ class Controller:
         else:
             raise InvalidMessage(f"unknown routing frame {route[:20]!r}")
 
-    def _submit(self, client: bytes, route: bytes, header: dict[str, Any], signed: list[Any]) -> None:
+    def _submit(
+        self, client: bytes, route: bytes, header: dict[str, Any], signed: list[Any]
+    ) -> None:
         msg_type = header["msg_type"]
         if msg_type not in TASK_TYPES:
             raise InvalidMessage(f"expected apply_request or execute_request, found {msg_type!r}")
@@ -302,8 +313,9 @@ class Controller:
         ids = ", ".join(map(str, self.engines.ids)) or "none"
         return f"engine {engine_id} is not registered (registered engines: {ids})"
 
-    def _forward_control(self, client: bytes, route: bytes, header: dict[str, Any],
-                         signed: list[Any]) -> None:
+    def _forward_control(
+        self, client: bytes, route: bytes, header: dict[str, Any], signed: list[Any]
+    ) -> None:
         try:
             engine_id = int(route[1:])
         except ValueError:
@@ -311,11 +323,18 @@ class Controller:
         engine = self.engines.by_id.get(engine_id)
         if engine is None or not self._send(self.engine, [engine.control, client, *signed]):
             reply_type = header["msg_type"].replace("_request", "_reply")
-            self.reply(client, reply_type,
-                       {"status": "error", "ename": "EngineError",
-                        "evalue": self._unknown_engine(engine_id), "origin": "cluster",
-                        "engine_info": {"engine_id": engine_id}},
-                       header)
+            self.reply(
+                client,
+                reply_type,
+                {
+                    "status": "error",
+                    "ename": "EngineError",
+                    "evalue": self._unknown_engine(engine_id),
+                    "origin": "cluster",
+                    "engine_info": {"engine_id": engine_id},
+                },
+                header,
+            )
 
     # -- engines ----------------------------------------------------------------------------------
     def _on_engine(self, frames: list[Any]) -> None:
@@ -354,13 +373,23 @@ class Controller:
         else:
             local = self.launcher.engines.get(uuid) if self.launcher else None
             engine = self.engines.register(
-                uuid, int(content.get("pid", 0)), str(content.get("hostname", "")), local is not None
+                uuid,
+                int(content.get("pid", 0)),
+                str(content.get("hostname", "")),
+                local is not None,
             )
             if local is not None:
                 local.engine_id = engine.id
             log.info("engine %d registered (pid %s on %s)", engine.id, engine.pid, engine.hostname)
-            self.publish("engine_registered", {"engine_id": engine.id, "uuid": uuid,
-                                               "pid": engine.pid, "hostname": engine.hostname})
+            self.publish(
+                "engine_registered",
+                {
+                    "engine_id": engine.id,
+                    "uuid": uuid,
+                    "pid": engine.pid,
+                    "hostname": engine.hostname,
+                },
+            )
         _, frames = self.wire.build(
             "registration_reply",
             {"status": "ok", "id": engine.id, "heartbeat_period": self.heartbeat_period},
@@ -410,7 +439,12 @@ class Controller:
             return True
         if rec.retries > 0:
             rec.retries -= 1
-            log.info("task %s failed on engine %d; retrying (%d left)", rec.msg_id, engine.id, rec.retries)
+            log.info(
+                "task %s failed on engine %d; retrying (%d left)",
+                rec.msg_id,
+                engine.id,
+                rec.retries,
+            )
             self.balancer.resubmit(rec, engine.id, must_avoid=False)
             return True
         return False
@@ -442,8 +476,9 @@ class Controller:
             "completed": now,
             "outputs": len(rec.outputs),
         }
-        _, frames = self.wire.build(REPLY_TYPES.get(rec.msg_type, "apply_reply"), content,
-                                    parent=parent, metadata=metadata)
+        _, frames = self.wire.build(
+            REPLY_TYPES.get(rec.msg_type, "apply_reply"), content, parent=parent, metadata=metadata
+        )
         rec.status = status
         rec.completed = now
         rec.reply = frames
@@ -495,11 +530,18 @@ class Controller:
             return
         for local, code in self.launcher.reap():
             if local.engine_id is not None and local.engine_id in self.engines.by_id:
-                self._engine_lost(self.engines.by_id[local.engine_id],
-                                  f"its process (pid {local.pid}) exited with code {code}")
+                self._engine_lost(
+                    self.engines.by_id[local.engine_id],
+                    f"its process (pid {local.pid}) exited with code {code}",
+                )
             elif local.engine_id is None and local.stop_requested is None:
-                log.error("engine process %d (pid %d) exited with code %d before registering; "
-                          "see %s", local.seq, local.pid, code, local.log_path)
+                log.error(
+                    "engine process %d (pid %d) exited with code %d before registering; see %s",
+                    local.seq,
+                    local.pid,
+                    code,
+                    local.log_path,
+                )
         self.launcher.kill_overdue(self.shutdown_grace)
         if self._stopping_since is not None:
             self._check_shutdown_done()
@@ -519,8 +561,9 @@ class Controller:
                 rec.dispatched = None
                 self.balancer.resubmit(rec, engine.id, must_avoid=True)
                 continue
-            self._fail_task(rec, "EngineError",
-                            f"engine {engine.id} died while it held task {msg_id}: {reason}")
+            self._fail_task(
+                rec, "EngineError", f"engine {engine.id} died while it held task {msg_id}: {reason}"
+            )
         engine.outstanding.clear()
         if self.launcher is not None:
             local = self.launcher.by_engine_id(engine.id)
@@ -538,7 +581,9 @@ class Controller:
 
     def stop_engine(self, engine: EngineState) -> None:
         """Ask an engine to exit; a local one is killed if it has not after the grace period."""
-        _, frames = self.wire.build("shutdown_request", {"restart": False}, idents=[engine.control, b"controller"])
+        _, frames = self.wire.build(
+            "shutdown_request", {"restart": False}, idents=[engine.control, b"controller"]
+        )
         self._send(self.engine, frames)
         if self.launcher is not None:
             local = self.launcher.by_engine_id(engine.id)
@@ -553,12 +598,18 @@ class Controller:
         for msg_id in list(engine.outstanding):
             rec = self.records.get(msg_id)
             if rec is not None and not rec.finished:
-                self._fail_task(rec, "EngineError", f"engine {engine.id} was stopped while it held task {msg_id}")
+                self._fail_task(
+                    rec,
+                    "EngineError",
+                    f"engine {engine.id} was stopped while it held task {msg_id}",
+                )
         engine.outstanding.clear()
         self.publish("engine_unregistered", {"engine_id": engine.id, "reason": "stopped"})
 
     # -- shutdown ---------------------------------------------------------------------------------
-    def begin_shutdown(self, client: bytes | None = None, parent: dict[str, Any] | None = None) -> None:
+    def begin_shutdown(
+        self, client: bytes | None = None, parent: dict[str, Any] | None = None
+    ) -> None:
         if client is not None and parent is not None:
             self._shutdown_waiters.append((client, parent))
         if self._stopping_since is not None:
@@ -568,8 +619,10 @@ class Controller:
         self.publish("shutdown_notice", {"reason": "shutdown requested"})
         for engine in list(self.engines):
             self.stop_engine(engine)
-        for rec in self.balancer.abort({r.msg_id for r in self.balancer.queue} |
-                                       {r.msg_id for lst in self.balancer.waiting.values() for r in lst}):
+        for rec in self.balancer.abort(
+            {r.msg_id for r in self.balancer.queue}
+            | {r.msg_id for lst in self.balancer.waiting.values() for r in lst}
+        ):
             self._fail_task(rec, "TaskAborted", "the cluster is shutting down", status=ABORTED)
         if self.launcher is not None:
             for local in self.launcher.engines.values():
@@ -645,4 +698,3 @@ class Controller:
             "dropped_messages": self._dropped,
             "stopping": self._stopping_since is not None,
         }
-

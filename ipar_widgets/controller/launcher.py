@@ -133,7 +133,9 @@ class LocalLauncher:
         now = time.monotonic()
         for engine in self.engines.values():
             if engine.stop_requested is not None and now - engine.stop_requested > grace:
-                log.warning("engine process %d (pid %d) did not stop; killing it", engine.seq, engine.pid)
+                log.warning(
+                    "engine process %d (pid %d) did not stop; killing it", engine.seq, engine.pid
+                )
                 self.signal(engine, signal.SIGKILL)
 
     def by_engine_id(self, engine_id: int) -> LocalEngine | None:

@@ -39,8 +39,14 @@ def handle(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     f = _handlers.get(msg_type)
     reply_type = msg_type.replace("_request", "_reply")
     if f is None:
-        ctl.reply(client, reply_type, _error(f"unknown request type {msg_type!r}; expected one of "
-                                             f"{', '.join(sorted(_handlers))}"), header)
+        ctl.reply(
+            client,
+            reply_type,
+            _error(
+                f"unknown request type {msg_type!r}; expected one of {', '.join(sorted(_handlers))}"
+            ),
+            header,
+        )
         return
     try:
         f(ctl, client, header, content)
@@ -74,13 +80,21 @@ def _msg_ids(content: dict[str, Any]) -> list[str]:
 
 
 @handler("connection_request")
-def _connection(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
-    ctl.reply(client, "connection_reply",
-              {"status": "ok", "engines": {str(e.id): e.uuid for e in ctl.engines}}, header)
+def _connection(
+    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
+) -> None:
+    ctl.reply(
+        client,
+        "connection_reply",
+        {"status": "ok", "engines": {str(e.id): e.uuid for e in ctl.engines}},
+        header,
+    )
 
 
 @handler("status_request")
-def _status(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+def _status(
+    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
+) -> None:
     ctl.reply(client, "status_reply", {"status": "ok", **ctl.status()}, header)
 
 
@@ -103,13 +117,22 @@ def _queue(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     unassigned: Any = [r.msg_id for r in ctl.balancer.queue] + [
         r.msg_id for lst in ctl.balancer.waiting.values() for r in lst
     ]
-    ctl.reply(client, "queue_reply",
-              {"status": "ok", "engines": engines,
-               "unassigned": unassigned if verbose else len(set(unassigned))}, header)
+    ctl.reply(
+        client,
+        "queue_reply",
+        {
+            "status": "ok",
+            "engines": engines,
+            "unassigned": unassigned if verbose else len(set(unassigned)),
+        },
+        header,
+    )
 
 
 @handler("result_request")
-def _results(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+def _results(
+    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
+) -> None:
     """Finished tasks' reply and output messages, exactly as the engines signed them."""
     results: dict[str, Any] = {}
     buffers: list[Any] = []
@@ -132,9 +155,15 @@ def _results(ctl: Controller, client: bytes, header: dict[str, Any], content: di
 
 
 @handler("history_request")
-def _history(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
-    ctl.reply(client, "history_reply",
-              {"status": "ok", "history": [r.msg_id for r in ctl.records]}, header)
+def _history(
+    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
+) -> None:
+    ctl.reply(
+        client,
+        "history_reply",
+        {"status": "ok", "history": [r.msg_id for r in ctl.records]},
+        header,
+    )
 
 
 @handler("purge_request")
@@ -158,8 +187,9 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     wanted = set(_msg_ids(content))
     aborted = []
     for rec in ctl.balancer.abort(wanted):
-        ctl._fail_task(rec, "TaskAborted", f"task {rec.msg_id} was aborted before it started",
-                       status=ABORTED)
+        ctl._fail_task(
+            rec, "TaskAborted", f"task {rec.msg_id} was aborted before it started", status=ABORTED
+        )
         aborted.append(rec.msg_id)
     on_engines: dict[int, list[str]] = {}
     for msg_id in wanted - set(aborted):
@@ -171,16 +201,26 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
             continue
-        _, frames = ctl.wire.build("abort_request", {"msg_ids": ids},
-                                   idents=[engine.control, b"controller"])
+        _, frames = ctl.wire.build(
+            "abort_request", {"msg_ids": ids}, idents=[engine.control, b"controller"]
+        )
         ctl._send(ctl.engine, frames)
-    ctl.reply(client, "abort_reply",
-              {"status": "ok", "aborted": aborted,
-               "on_engines": {str(k): v for k, v in on_engines.items()}}, header)
+    ctl.reply(
+        client,
+        "abort_reply",
+        {
+            "status": "ok",
+            "aborted": aborted,
+            "on_engines": {str(k): v for k, v in on_engines.items()},
+        },
+        header,
+    )
 
 
 @handler("shutdown_request")
-def _shutdown(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+def _shutdown(
+    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
+) -> None:
     if content.get("hub"):
         ctl.begin_shutdown(client, header)  # replies once everything has stopped
         return
@@ -204,5 +244,9 @@ def _spawn(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     if ctl._stopping_since is not None:
         raise BadRequest("the cluster is shutting down")
     launched = ctl.start_engines(n)
-    ctl.reply(client, "spawn_reply", {"status": "ok", "launched": launched,
-                                      "requested": ctl.requested_engines}, header)
+    ctl.reply(
+        client,
+        "spawn_reply",
+        {"status": "ok", "launched": launched, "requested": ctl.requested_engines},
+        header,
+    )

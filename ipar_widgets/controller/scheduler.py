@@ -142,7 +142,9 @@ class LoadBalancer:
             allowed = set(rec.targets)
         if rec.follow:
             places = [self.records.get(m) for m in rec.follow]
-            engine_sets = [{p.engine_id} for p in places if p is not None and p.engine_id is not None]
+            engine_sets = [
+                {p.engine_id} for p in places if p is not None and p.engine_id is not None
+            ]
             if engine_sets:
                 if rec.dep_all:
                     where = set.intersection(*engine_sets)
@@ -182,7 +184,10 @@ class LoadBalancer:
                 continue
             if allowed is not None and engine.id not in allowed:
                 continue
-            if best is None or (engine.load, engine.last_assigned) < (best.load, best.last_assigned):
+            if best is None or (engine.load, engine.last_assigned) < (
+                best.load,
+                best.last_assigned,
+            ):
                 best = engine
         return best
 

@@ -57,9 +57,13 @@ class EngineApp(IPKernelApp):
 
     kernel_class = EngineKernel  # type: ignore[assignment]
 
-    file = Unicode("", help="The controller's engine connection file (ipar-engine*.json).").tag(config=True)
+    file = Unicode("", help="The controller's engine connection file (ipar-engine*.json).").tag(
+        config=True
+    )
     uuid = Unicode(help="This engine's unique name (default: a fresh uuid).").tag(config=True)
-    parent_pid = Integer(0, help="Pid of the controller that started this engine (0: none).").tag(config=True)
+    parent_pid = Integer(0, help="Pid of the controller that started this engine (0: none).").tag(
+        config=True
+    )
     registration_timeout = Float(
         30.0, help="Seconds to wait for the controller to accept this engine before giving up."
     ).tag(config=True)
@@ -214,6 +218,3 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", exc)
         sys.exit(2)
     app.start()
-
-
-

@@ -115,8 +115,14 @@ class EngineKernel(IPythonKernel):
         if not future.cancelled() and future.exception() is not None:
             self.log.error("error handling a shell message", exc_info=future.exception())
 
-    async def dispatch_shell(self, msg: list[Any], /, subshell_id: str | None = None,  # type: ignore[override]
-                             *, concurrent: bool = False) -> None:
+    async def dispatch_shell(
+        self,
+        msg: list[Any],
+        /,
+        subshell_id: str | None = None,  # type: ignore[override]
+        *,
+        concurrent: bool = False,
+    ) -> None:
         try:
             idents, delim = split_routing(msg)
             header = unpack(msg[delim + 2]) if len(msg) > delim + 2 else {}
@@ -142,11 +148,19 @@ class EngineKernel(IPythonKernel):
                 return True
         return False
 
-    def _send_reply(self, idents: list[bytes], msg_type: str, content: dict[str, Any],
-                    parent: dict[str, Any], metadata: dict[str, Any], buffers: list[Any] = (),  # type: ignore[assignment]
-                    raw_socket: bool = False) -> None:
-        _, frames = self.wire.build(msg_type, content, parent=parent, metadata=metadata,
-                                    idents=idents, buffers=buffers)
+    def _send_reply(
+        self,
+        idents: list[bytes],
+        msg_type: str,
+        content: dict[str, Any],
+        parent: dict[str, Any],
+        metadata: dict[str, Any],
+        buffers: list[Any] = (),  # type: ignore[assignment]
+        raw_socket: bool = False,
+    ) -> None:
+        _, frames = self.wire.build(
+            msg_type, content, parent=parent, metadata=metadata, idents=idents, buffers=buffers
+        )
         stream = self.shell_stream
         assert stream is not None
         if raw_socket:
@@ -158,8 +172,9 @@ class EngineKernel(IPythonKernel):
         stream.send_multipart(frames, copy=False)
         stream.flush(zmq.POLLOUT)
 
-    def _reply_aborted(self, idents: list[bytes], header: dict[str, Any], reply_type: str,
-                       raw_socket: bool = False) -> None:
+    def _reply_aborted(
+        self, idents: list[bytes], header: dict[str, Any], reply_type: str, raw_socket: bool = False
+    ) -> None:
         now = utcnow_iso()
         method = "apply" if reply_type == "apply_reply" else "execute"
         self._send_reply(
@@ -173,14 +188,25 @@ class EngineKernel(IPythonKernel):
                 "origin": "cluster",
             },
             header,
-            {"engine_id": self.engine_id, "status": "aborted", "started": None,
-             "completed": now, "outputs": 0},
+            {
+                "engine_id": self.engine_id,
+                "status": "aborted",
+                "started": None,
+                "completed": now,
+                "outputs": 0,
+            },
             raw_socket=raw_socket,
         )
 
     # -- apply ---------------------------------------------------------------------------------------
-    def _apply(self, idents: list[bytes], frames: list[Any], delim: int, header: dict[str, Any],
-               raw_socket: bool = False) -> None:
+    def _apply(
+        self,
+        idents: list[bytes],
+        frames: list[Any],
+        delim: int,
+        header: dict[str, Any],
+        raw_socket: bool = False,
+    ) -> None:
         if not self.wire.verify(frames, delim + 1):
             self.log.error("dropped an apply_request with a missing or invalid signature")
             return
@@ -258,13 +284,16 @@ class EngineKernel(IPythonKernel):
         md.update({"engine_id": self.engine_id, "started": utcnow_iso()})
         return md
 
-    def finish_metadata(self, parent: dict[str, Any], metadata: dict[str, Any],
-                        reply_content: dict[str, Any]) -> dict[str, Any]:
+    def finish_metadata(
+        self, parent: dict[str, Any], metadata: dict[str, Any], reply_content: dict[str, Any]
+    ) -> dict[str, Any]:
         md = super().finish_metadata(parent, metadata, reply_content)
         md["completed"] = utcnow_iso()
         md["outputs"] = self.session.take_count(parent["header"]["msg_id"])  # type: ignore[attr-defined]
         if reply_content.get("status") == "error":
-            reply_content.setdefault("engine_info", {"engine_id": self.engine_id, "method": "execute"})
+            reply_content.setdefault(
+                "engine_info", {"engine_id": self.engine_id, "method": "execute"}
+            )
         return md
 
     # -- control channel -----------------------------------------------------------------------------
@@ -273,7 +302,9 @@ class EngineKernel(IPythonKernel):
         msg_ids = parent["content"].get("msg_ids") or []
         with self._aborted_lock:
             self.aborted.update(msg_ids)
-        self.session.send(stream, "abort_reply", {"status": "ok", "msg_ids": msg_ids}, parent, ident)
+        self.session.send(
+            stream, "abort_reply", {"status": "ok", "msg_ids": msg_ids}, parent, ident
+        )
 
     def clear_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
         """Reset the engine's namespace (``Client.clear``)."""
@@ -288,9 +319,15 @@ class EngineKernel(IPythonKernel):
         try:
             sig = signal.Signals(signum if isinstance(signum, int) else signal.Signals[str(signum)])
         except (KeyError, ValueError):
-            self.session.send(stream, "signal_reply",
-                              {"status": "error", "ename": "ValueError",
-                               "evalue": f"unknown signal {signum!r}"}, parent, ident)
+            self.session.send(
+                stream,
+                "signal_reply",
+                {"status": "error", "ename": "ValueError", "evalue": f"unknown signal {signum!r}"},
+                parent,
+                ident,
+            )
             return
-        self.session.send(stream, "signal_reply", {"status": "ok", "signum": int(sig)}, parent, ident)
+        self.session.send(
+            stream, "signal_reply", {"status": "ok", "signum": int(sig)}, parent, ident
+        )
         os.kill(os.getpid(), sig)

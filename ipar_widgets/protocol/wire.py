@@ -162,7 +162,9 @@ def unpack(data: Frame) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise InvalidMessage(f"a JSON part of the message does not decode: {exc}") from None
     if not isinstance(obj, dict):
-        raise InvalidMessage(f"expected a JSON object in a message part, found {type(obj).__name__}")
+        raise InvalidMessage(
+            f"expected a JSON object in a message part, found {type(obj).__name__}"
+        )
     return obj
 
 

@@ -207,37 +207,13 @@ def start_cluster(
             )
         control.stop_cluster(existing.data)  # files left by a cluster that crashed
     try:
-        profile_path = paths.profile_dir(profile, create=True)
-        proc = control.launch_controller(profile, cluster_id, n)
-    except OSError as exc:
-        raise Failed(f"the cluster of {label(profile, cluster_id)} did not start: {exc}") from None
-    try:
-        data = control.wait_for_cluster_file(profile_path, cluster_id, proc)
-        control.wait_for_engines(data, n, ENGINE_TIMEOUT)
-    except (control.ClusterError, TimeoutError, OSError) as exc:
-        _abandon(profile_path, cluster_id, proc)
+        _, proc = control.start_cluster(profile, cluster_id, n, engine_timeout=ENGINE_TIMEOUT)
+    except (control.ClusterError, OSError) as exc:
         raise Failed(f"the cluster of {label(profile, cluster_id)} did not start: {exc}") from None
     info = find_cluster(profile, cluster_id)
     if info is None:
         raise Failed(f"the cluster of {label(profile, cluster_id)} stopped right after it started")
     return cluster_json(info), proc
-
-
-def _abandon(profile_path: Any, cluster_id: str, proc: subprocess.Popen[bytes]) -> None:
-    """Stop what a failed start left behind."""
-    file = paths.cluster_file(profile_path, cluster_id)
-    try:
-        data = paths.read_json(file)
-    except (OSError, ValueError):
-        data = {}
-    if data.get("controller_pid") == proc.pid:
-        control.stop_cluster(data)
-    else:
-        proc.kill()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def stop_cluster(profile: str, cluster_id: str) -> dict[str, Any]:
