@@ -174,3 +174,11 @@ def test_controller_not_answering_gives_a_clear_timeout(make_cluster) -> None:  
             ipp.Client(url_file=handle.cluster.client_file, timeout=0.5)
     finally:
         controller.resume()
+
+
+def test_a_burst_of_direct_tasks_is_answered_in_full_and_in_order(rc) -> None:  # type: ignore[no-untyped-def]
+    # more tasks than an engine handles per wake-up: none may be left behind
+    ars = [rc[2].apply_async(lambda i=i: i) for i in range(300)]
+    assert [ar.get(timeout=30) for ar in ars] == list(range(300))
+    starts = [ar.metadata.started for ar in ars]
+    assert starts == sorted(starts)

@@ -85,11 +85,9 @@ class EngineKernel(IPythonKernel):
         # stream re-checks the socket after this callback returns, so receiving and replying
         # on the raw socket here cannot swallow the wake-up of a later message.
         sock = self.shell_stream.socket  # type: ignore[union-attr]
-        for _ in range(64):
-            if not self._handle_now(msg):
-                return
-            if not readable(sock):
-                return
+        for batch_left in range(63, -1, -1):
+            if not self._handle_now(msg) or not batch_left or not readable(sock):
+                return  # what remains wakes the stream again
             msg = sock.recv_multipart(copy=False)
 
     def _handle_now(self, msg: list[Any]) -> bool:
