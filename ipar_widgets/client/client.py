@@ -21,6 +21,7 @@ from ..error import (
     unwrap_exception,
 )
 from ..protocol import serialize
+from ..protocol.sharedmem import SharedArea, SharedMemoryError
 from ..protocol.wire import InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
 from .asyncresult import AsyncHubResult, AsyncResult
 from .connect import find_client_file, load_connection_file
@@ -85,6 +86,8 @@ class Client:
         info = load_connection_file(url_file)
         self._info = info
         self.session = Wire(info["key"].encode())
+        #: the controller's shared-memory area, when this client is on the controller's host
+        self._shared = SharedArea.join(info.get("shm"))
         self._context = context or zmq.Context.instance()
         self._lock = threading.RLock()
         self._engines: dict[int, str] = {}
@@ -114,7 +117,9 @@ class Client:
         self._transport.next_deadline = self._next_deadline
         self._transport.on_deadline = self._release_overdue
         try:
-            reply = self._query("connection_request", timeout=timeout)
+            reply = self._query(
+                "connection_request", {"shm": self._shared is not None}, timeout=timeout
+            )
         except TimeoutError:
             self._transport.close()
             raise TimeoutError(
@@ -324,6 +329,10 @@ class Client:
         if self._closed:
             raise RuntimeError("this client is closed")
         header = self.session.header(msg_type)
+        if self._shared is not None and buffers:
+            buffers, segments = self._shared.stage(buffers)
+            if segments:  # big buffers went into shared memory: the engine maps them
+                metadata = {**(metadata or {}), "shm": segments}
         _, frames = self.session.build(
             msg_type, content, header=header, metadata=metadata, idents=[route], buffers=buffers
         )
@@ -370,7 +379,7 @@ class Client:
                 result: Any = ExecuteReply(msg_id, content, md)
             else:
                 try:
-                    result = serialize.loads(msg.buffers)
+                    result = serialize.loads(self._result_buffers(msg_id, msg))
                 except Exception as exc:
                     result = RemoteError(
                         type(exc).__name__,
@@ -388,6 +397,23 @@ class Client:
                 self._held[msg_id] = (result, expected, time.monotonic() + OUTPUT_GRACE)
                 return
         self._complete(msg_id, result)
+
+    def _result_buffers(self, msg_id: str, msg: Message) -> list[Any]:
+        """A reply's buffers, with those the engine put in shared memory mapped in place."""
+        segments = msg.metadata.get("shm")
+        if not segments:
+            return msg.buffers
+        try:
+            if self._shared is None:
+                raise SharedMemoryError(
+                    f"the result is in shared memory segments {segments!r}, but this client "
+                    "does not share /dev/shm with the controller"
+                )
+            return self._shared.attach(msg.buffers, segments)
+        finally:
+            # the controller keeps the files until every receiver has mapped them
+            _, frames = self.session.build("segments_mapped", {"msg_id": msg_id}, idents=[b"c"])
+            self._transport.send(frames)
 
     def _complete(self, msg_id: str, result: Any) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ import zmq
 from .. import paths
 from ..controller.launcher import tail
 from ..processes import group_alive, pid_alive
+from ..protocol.sharedmem import remove_area
 from ..protocol.wire import Message, Wire
 
 
@@ -226,4 +227,5 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
         paths.engine_file(profile_path, cid),
         paths.cluster_file(profile_path, cid),
     )
+    remove_area(cluster.get("shm"))  # shared-memory files a killed controller left behind
     return notes

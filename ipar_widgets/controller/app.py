@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from .. import paths
 from .._version import __version__
+from ..protocol.sharedmem import DEFAULT_DIRECTORY, DEFAULT_THRESHOLD, SharedArea
 from .hub import Controller
 from .launcher import LocalLauncher
 
@@ -75,6 +76,19 @@ class ControllerApp(Application):
     shutdown_grace = Float(
         5.0, help="Seconds an engine gets to exit when stopped before it is killed."
     ).tag(config=True)
+    shared_memory = Bool(
+        True,
+        help="Pass large buffers between processes on this host (clients, engines) through files "
+        "in shared_memory_dir instead of through the sockets: one copy instead of four. Processes "
+        "on other hosts always get them in frames.",
+    ).tag(config=True)
+    shared_memory_dir = Unicode(
+        DEFAULT_DIRECTORY, help="Directory on a memory file system (tmpfs) for those files."
+    ).tag(config=True)
+    shared_memory_threshold = Integer(
+        DEFAULT_THRESHOLD,
+        help="Smallest buffer (bytes) passed through shared memory; smaller ones travel in frames.",
+    ).tag(config=True)
     engine_log_level = Unicode("INFO", help="Log level of the engines this controller starts.").tag(
         config=True
     )
@@ -92,6 +106,7 @@ class ControllerApp(Application):
         "hwm": "ControllerApp.hwm",
         "pipeline-threshold": "ControllerApp.pipeline_threshold",
         "heartbeat-timeout": "ControllerApp.heartbeat_timeout",
+        "shared-memory-threshold": "ControllerApp.shared_memory_threshold",
         "log-level": "Application.log_level",
         "engine-log-level": "ControllerApp.engine_log_level",
     }
@@ -121,6 +136,12 @@ class ControllerApp(Application):
         engine_path = paths.engine_file(profile_path, cid)
         cluster_path = paths.cluster_file(profile_path, cid)
         key = secrets.token_hex(32).encode()
+        created = (
+            SharedArea.create(self.shared_memory_dir, self.shared_memory_threshold)
+            if self.shared_memory
+            else None
+        )
+        area, area_info = created if created is not None else (None, None)
         launcher = LocalLauncher(
             engine_path, profile_path / "log", cid, list(self.engine_args), self.engine_log_level
         )
@@ -135,11 +156,14 @@ class ControllerApp(Application):
             pipeline_threshold=self.pipeline_threshold,
             shutdown_grace=self.shutdown_grace,
             launcher=launcher,
+            shared_area=area,
         )
         ports = controller.bind()
         info: dict[str, Any] = controller.connection_info()
         if self.location:
             info["location"] = self.location
+        if area_info is not None:
+            info["shm"] = area_info
         paths.write_private_json(
             client_path, {**info, "ports": {k: ports[k] for k in ("client", "notify")}}
         )
@@ -161,6 +185,7 @@ class ControllerApp(Application):
             "client_file": str(client_path),
             "engine_file": str(engine_path),
             "log_dir": str(profile_path / "log"),
+            "shm": area.description() if area is not None else None,
         }
         paths.write_private_json(cluster_path, cluster)
         log.info("controller %s listening on %s, ports %s", __version__, info["ip"], ports)
@@ -172,6 +197,7 @@ class ControllerApp(Application):
         finally:
             # files go first: whoever waits for the cluster to stop watches them and the pid
             paths.remove_quietly(client_path, engine_path, cluster_path)
+            controller.segments.close()
             log.info("controller stopped")
 
 

@@ -45,6 +45,7 @@ class EngineState:
         "failed",
         "busy_since",
         "local",
+        "shm",
     )
 
     def __init__(self, engine_id: int, uuid: str, pid: int, hostname: str, local: bool) -> None:
@@ -68,6 +69,8 @@ class EngineState:
         #: controller clock when the task now running started (None when idle)
         self.busy_since: float | None = None
         self.local = local
+        #: whether it maps the controller's shared-memory segments (it shares this host)
+        self.shm = False
 
     @property
     def load(self) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 
 import zmq
 
+from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import (
     DELIM,
     InvalidMessage,
@@ -44,6 +45,7 @@ from .engines import EngineRegistry, EngineState, shell_ident
 from .launcher import LocalLauncher
 from .records import ABORTED, ERROR, FINISHED, RUNNING, RecordStore, TaskRecord, frames_size
 from .scheduler import LoadBalancer
+from .segments import SegmentKeeper
 
 log = logging.getLogger("ipar_widgets.controller")
 
@@ -70,6 +72,7 @@ class Controller:
         pipeline_threshold: float = 0.005,
         shutdown_grace: float = 5.0,
         launcher: LocalLauncher | None = None,
+        shared_area: SharedArea | None = None,
     ) -> None:
         self.key = key
         self.ip = ip
@@ -80,7 +83,8 @@ class Controller:
         self.wire = Wire(key, session="controller")
         self.context = zmq.Context()
         self.engines = EngineRegistry()
-        self.records = RecordStore(record_limit, record_size_limit)
+        self.segments = SegmentKeeper(shared_area, self.wire)
+        self.records = RecordStore(record_limit, record_size_limit, self.segments.record_removed)
         self.balancer = LoadBalancer(
             self.engines, self.records, self._send_task, self._fail_task, hwm, pipeline_threshold
         )
@@ -242,8 +246,8 @@ class Controller:
         self.notify.send_multipart(frames)
 
     def _send_task(self, rec: TaskRecord, engine: EngineState) -> bool:
-        assert rec.request is not None
-        if not self._send(self.engine, [engine.shell, rec.client, *rec.request]):
+        request = self.segments.request_for(rec, engine.shm)
+        if not self._send(self.engine, [engine.shell, rec.client, *request]):
             return False
         now = time.monotonic()
         rec.engine_id = engine.id
@@ -293,6 +297,7 @@ class Controller:
             raise InvalidMessage(f"a task with msg_id {msg_id!r} was already submitted")
         rec = TaskRecord(msg_id, client, msg_type, str(header.get("date", "")))
         rec.request = signed
+        self.segments.note_request(rec, signed[4])
         self.records.add(rec)
         self.counts["submitted"] += 1
         if route == b"b":
@@ -378,6 +383,7 @@ class Controller:
                 str(content.get("hostname", "")),
                 local is not None,
             )
+            engine.shm = content.get("shm") is True and self.segments.area is not None
             if local is not None:
                 local.engine_id = engine.id
             log.info("engine %d registered (pid %s on %s)", engine.id, engine.pid, engine.hostname)
@@ -422,12 +428,19 @@ class Controller:
             rec.completed = metadata.get("completed")
             rec.reply = frames[2:]
             rec.request = None
-            self.records.account(rec, frames_size(frames[8:]))
+            self.segments.release_request(rec)
+            nbytes = frames_size(frames[8:]) + self.segments.note_result(rec, metadata)
             self.counts[rec.status] += 1
-        self._send(self.client, [client, *frames[2:]])
+            reply = frames[2:]
+            for receiver in (client, *rec.watchers):
+                self._send(self.client, [receiver, *self.segments.reply_for(receiver, rec, reply)])
+            # after sending: culling must know who has yet to map the result's segments
+            self.records.account(rec, nbytes)
+        else:  # a late reply (its task failed meanwhile) or one without a record
+            reply = self.segments.late_reply(frames[2:], metadata)
+            for receiver in (client, *(rec.watchers if rec is not None else ())):
+                self._send(self.client, [receiver, *reply])
         if rec is not None:
-            for watcher in rec.watchers:
-                self._send(self.client, [watcher, *frames[2:]])
             self.balancer.task_finished(rec)
         else:
             self.balancer.dispatch()
@@ -483,6 +496,7 @@ class Controller:
         rec.completed = now
         rec.reply = frames
         rec.request = None
+        self.segments.release_request(rec)
         self.counts[status] += 1
         for client in (rec.client, *rec.watchers):
             self._send(self.client, [client, *frames])

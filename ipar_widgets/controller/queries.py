@@ -83,6 +83,8 @@ def _msg_ids(content: dict[str, Any]) -> list[str]:
 def _connection(
     ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
 ) -> None:
+    if content.get("shm") is True and ctl.segments.area is not None:
+        ctl.segments.local_clients.add(client)  # it found the area's marker: same host
     ctl.reply(
         client,
         "connection_reply",
@@ -145,6 +147,8 @@ def _results(
         entry = rec.summary()
         entry["reply"] = rec.finished and rec.reply is not None
         messages = [rec.reply, *rec.outputs] if entry["reply"] else list(rec.outputs)
+        if entry["reply"]:
+            messages[0] = ctl.segments.reply_for(client, rec, messages[0])
         entry["frames"] = [len(frames) for frames in messages]
         for frames in messages:
             buffers.extend(frames)
@@ -152,6 +156,16 @@ def _results(
             rec.watchers = [*rec.watchers, client]  # forward its reply and outputs here too
         results[msg_id] = entry
     ctl.reply(client, "result_reply", {"status": "ok", "results": results}, header, buffers)
+
+
+@handler("segments_mapped")
+def _segments_mapped(
+    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
+) -> None:
+    """A client has mapped a result's shared-memory segments (no answer)."""
+    msg_id = content.get("msg_id")
+    if isinstance(msg_id, str):
+        ctl.segments.mapped(msg_id, ctl.records.get(msg_id))
 
 
 @handler("history_request")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 PENDING = "pending"  # waiting in the controller (load balancing, dependencies)
@@ -50,6 +50,9 @@ class TaskRecord:
         "failure",
         "dep_all",
         "watchers",
+        "request_segments",
+        "segments",
+        "segment_readers",
     )
 
     def __init__(self, msg_id: str, client: bytes, msg_type: str, submitted: str) -> None:
@@ -82,6 +85,11 @@ class TaskRecord:
         self.dep_all = True
         #: other clients that asked to be sent this task's reply and outputs
         self.watchers: list[bytes] | tuple[()] = ()
+        #: shared-memory segments of the request (removed when the task finishes) and of the
+        #: result (kept with the record), and how many receivers have yet to map the latter
+        self.request_segments: list[str] | tuple[()] = ()
+        self.segments: list[str] | tuple[()] = ()
+        self.segment_readers = 0
 
     @property
     def finished(self) -> bool:
@@ -115,9 +123,16 @@ def frames_size(frames: Iterable[Any]) -> int:
 class RecordStore:
     """Records by msg_id in arrival order, bounded by ``limit`` records and ``size_limit`` bytes."""
 
-    def __init__(self, limit: int, size_limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        size_limit: int,
+        on_remove: Callable[[TaskRecord], None] | None = None,
+    ) -> None:
         self.limit = limit
         self.size_limit = size_limit
+        #: called with each record dropped (culled or purged), to release what it holds
+        self.on_remove = on_remove
         self._records: OrderedDict[str, TaskRecord] = OrderedDict()
         self._bytes = 0
         self.culled = 0
@@ -173,6 +188,8 @@ class RecordStore:
         rec = self._records.pop(msg_id, None)
         if rec is not None:
             self._bytes -= rec.nbytes
+            if self.on_remove is not None:
+                self.on_remove(rec)
         return rec
 
     def purge(self, msg_ids: Iterable[str] | None = None, engine_ids: Iterable[int] = ()) -> int:

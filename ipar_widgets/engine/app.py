@@ -25,6 +25,7 @@ from ipykernel.kernelapp import IPKernelApp, kernel_aliases
 from traitlets import Float, Integer, Unicode, default
 
 from ..controller.engines import control_ident, heartbeat_ident, shell_ident
+from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Wire
 from .heartbeat import Heartbeat
 from .kernel import EngineKernel
@@ -161,7 +162,13 @@ class EngineApp(IPKernelApp):
     def register(self) -> int:
         """Send registration_request on the shell socket and wait for our id."""
         wire = Wire(self.session.key, session=self.session.session)
-        content = {"uuid": self.uuid, "pid": os.getpid(), "hostname": socketlib.gethostname()}
+        self.shared_area = SharedArea.join(self._info.get("shm"))
+        content = {
+            "uuid": self.uuid,
+            "pid": os.getpid(),
+            "hostname": socketlib.gethostname(),
+            "shm": self.shared_area is not None,  # it can map the controller's segments
+        }
         _, frames = wire.build("registration_request", content)
         self.shell_socket.send_multipart(frames)
         deadline = time.monotonic() + self.registration_timeout
@@ -187,6 +194,7 @@ class EngineApp(IPKernelApp):
         kernel = self.kernel
         kernel.engine_id = self.engine_id
         kernel.int_id = self.engine_id  # ipykernel labels execute errors' engine_info with it
+        kernel.shared = self.shared_area
         kernel.session.iopub_streams = (self.iopub_thread, self.iopub_socket)
         prefix = f"engine.{self.engine_id}."
         for stream in (sys.stdout, sys.stderr):

@@ -23,6 +23,7 @@ from ipykernel.utils import _async_in_context
 from traitlets import Integer
 
 from ..protocol.serialize import dumps, unpack_apply
+from ..protocol.sharedmem import SharedArea, SharedMemoryError
 from ..protocol.wire import (
     InvalidMessage,
     Wire,
@@ -53,6 +54,8 @@ class EngineKernel(IPythonKernel):
         self.wire = Wire(self.session.key, session=self.session.session)
         self.aborted: set[str] = set()
         self._aborted_lock = threading.Lock()
+        #: the controller's shared-memory area, when this engine is on the controller's host
+        self.shared: SharedArea | None = None
 
     # -- message topics carry the engine id, so clients know who published -------------------------
     def _topic(self, topic: str) -> bytes:
@@ -232,11 +235,17 @@ class EngineKernel(IPythonKernel):
         assert shell is not None
         started = utcnow_iso()
         result_frames: list[Any] = []
+        segments: list[Any] = []
         self._apply_running = True
         try:
-            f, args, kwargs = unpack_apply(content, frames[delim + 6 :], shell.user_ns)
+            buffers = frames[delim + 6 :]
+            if "shm" in request_md:
+                buffers = self._attach(buffers, request_md["shm"])
+            f, args, kwargs = unpack_apply(content, buffers, shell.user_ns)
             result = list(map(f, *args)) if content.get("map") else f(*args, **kwargs)
             result_frames = dumps(result, f"the result of {getattr(f, '__name__', 'the task')}()")
+            if self.shared is not None:
+                result_frames, segments = self.shared.stage(result_frames)
             reply: dict[str, Any] = {"status": "ok"}
         except BaseException:  # KeyboardInterrupt (interrupted task) included
             reply = self._error_content("apply")
@@ -253,7 +262,24 @@ class EngineKernel(IPythonKernel):
             "completed": utcnow_iso(),
             "outputs": self.session.take_count(msg_id),  # type: ignore[attr-defined]
         }
+        if segments:
+            metadata["shm"] = segments
         self._send_reply(idents, "apply_reply", reply, header, metadata, result_frames, raw_socket)
+
+    def _attach(self, buffers: list[Any], segments: Any) -> list[Any]:
+        """Map the shared-memory segments a request's buffers were moved into."""
+        if self.shared is None:
+            raise SharedMemoryError(
+                f"the request's buffers are in shared memory segments ({segments!r}), but "
+                f"engine {self.engine_id} does not share /dev/shm with the controller"
+            )
+        if not isinstance(segments, list) or not all(
+            isinstance(s, list) and len(s) == 3 for s in segments
+        ):
+            raise SharedMemoryError(
+                f"expected 'shm' to list [index, name, nbytes] triples, found {segments!r}"
+            )
+        return self.shared.attach(buffers, segments)
 
     def _error_content(self, method: str) -> dict[str, Any]:
         etype, evalue, tb = sys.exc_info()

@@ -1,0 +1,141 @@
+"""The controller's side of shared-memory segments (see ``protocol/sharedmem.py``).
+
+It decides, per receiver, whether a message may name segments (the receiver maps them) or must
+carry the bytes in frames (the controller inlines them and signs the message again), and it
+removes segment files once nobody can need them: a request's when its task finishes, a result's
+when its record is dropped and every receiver it was sent to has mapped it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..protocol.sharedmem import SharedArea, SharedMemoryError, segment_bytes
+from ..protocol.wire import DELIM, InvalidMessage, Wire, pack, unpack
+from .records import TaskRecord
+
+log = logging.getLogger("ipar_widgets.controller")
+
+_SHM_KEY = b'"shm"'
+
+
+def _names(metadata: dict[str, Any]) -> list[str]:
+    segments = metadata.get("shm")
+    if not isinstance(segments, list):
+        return []
+    return [s[1] for s in segments if isinstance(s, list) and len(s) == 3 and isinstance(s[1], str)]
+
+
+class SegmentKeeper:
+    """Tracks which clients can map segments and which segment files are still needed."""
+
+    def __init__(self, area: SharedArea | None, wire: Wire) -> None:
+        self.area = area
+        self.wire = wire
+        #: identities of clients on the controller's host (they said so when connecting)
+        self.local_clients: set[bytes] = set()
+        #: result segments of dropped records still being mapped: msg_id -> [names, readers]
+        self._draining: dict[str, list[Any]] = {}
+
+    # -- requests -----------------------------------------------------------------------------------
+    def note_request(self, rec: TaskRecord, metadata_frame: Any) -> None:
+        """Remember the segments a request names (checked cheaply: most name none)."""
+        if _SHM_KEY in metadata_frame:
+            rec.request_segments = _names(unpack(metadata_frame))
+
+    def request_for(self, rec: TaskRecord, engine_shares_memory: bool) -> list[Any]:
+        assert rec.request is not None
+        if rec.request_segments and not engine_shares_memory:
+            return self.inline(rec.request)
+        return rec.request
+
+    def release_request(self, rec: TaskRecord) -> None:
+        """The task finished: its request's segments are mapped or no longer wanted."""
+        if rec.request_segments and self.area is not None:
+            self.area.unlink(rec.request_segments)
+        rec.request_segments = ()
+
+    # -- results ------------------------------------------------------------------------------------
+    def note_result(self, rec: TaskRecord, metadata: dict[str, Any]) -> int:
+        """Keep a reply's segments with its record; return their size in bytes."""
+        if "shm" not in metadata:
+            return 0
+        rec.segments = _names(metadata)
+        try:
+            return segment_bytes(metadata["shm"])
+        except (TypeError, ValueError):
+            return 0
+
+    def reply_for(self, client: bytes, rec: TaskRecord | None, frames: list[Any]) -> list[Any]:
+        """The reply frames (from the delimiter on) to send ``client``."""
+        if rec is None or not rec.segments:
+            return frames
+        if client in self.local_clients:
+            rec.segment_readers += 1  # until it says it has mapped them
+            return frames
+        return self.inline(frames)
+
+    def late_reply(self, frames: list[Any], metadata: dict[str, Any]) -> list[Any]:
+        """A reply no record keeps: its segments go into frames and their files away."""
+        if "shm" not in metadata:
+            return frames
+        inlined = self.inline(frames)
+        self._unlink(_names(metadata))
+        return inlined
+
+    def mapped(self, msg_id: str, rec: TaskRecord | None) -> None:
+        """A client has mapped the segments of ``msg_id``'s result."""
+        if rec is not None and rec.segments:
+            rec.segment_readers = max(0, rec.segment_readers - 1)
+            return
+        draining = self._draining.get(msg_id)
+        if draining is not None:
+            draining[1] -= 1
+            if draining[1] <= 0:
+                del self._draining[msg_id]
+                self._unlink(draining[0])
+
+    def record_removed(self, rec: TaskRecord) -> None:
+        self.release_request(rec)
+        if not rec.segments:
+            return
+        if rec.segment_readers > 0:
+            self._draining[rec.msg_id] = [rec.segments, rec.segment_readers]
+        else:
+            self._unlink(rec.segments)
+        rec.segments = ()
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def inline(self, frames: list[Any]) -> list[Any]:
+        """``[DELIM, signature, header, parent, metadata, content, *buffers]`` with each segment
+        read back into its buffer frame, signed again.  On failure the frames go unchanged,
+        and the receiver reports the segment it could not map."""
+        try:
+            if self.area is None:
+                raise SharedMemoryError("this controller has no shared memory area")
+            metadata = unpack(frames[4])
+            buffers = list(frames[6:])
+            for index, name, nbytes in metadata.pop("shm"):
+                buffers[index] = self.area.read(name, int(nbytes))
+        except (
+            SharedMemoryError,
+            InvalidMessage,
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+        ) as exc:
+            log.error("cannot inline shared memory segments for a remote receiver: %s", exc)
+            return frames
+        parts = [frames[2], frames[3], pack(metadata), frames[5]]
+        return [DELIM, self.wire.sign(parts), *parts, *buffers]
+
+    def _unlink(self, names: list[str] | tuple[()]) -> None:
+        if self.area is not None:
+            self.area.unlink(names)
+
+    def close(self) -> int:
+        """Remove every file of the area (the cluster is stopping)."""
+        self._draining.clear()
+        return self.area.remove_all() if self.area is not None else 0
