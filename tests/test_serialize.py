@@ -102,3 +102,23 @@ def test_use_cloudpickle_captures_globals_by_value() -> None:
     finally:
         serialize.use_pickle()
     assert g(1) == 6
+
+
+def test_an_interactive_functions_pickle_is_reused_only_while_it_cannot_change() -> None:
+    ns: dict[str, object] = {"__name__": "__main__"}
+    f = make_interactive("def f(x):\n    return x + 1\n", "f", ns)
+    first = serialize.pack_function(f)
+    assert serialize.pack_function(f)[0] is first[0]  # same pickle, not pickled again
+    f.__doc__ = "now documented"  # part of the pickle: pickled afresh
+    documented = serialize.pack_function(f)
+    assert documented[0] is not first[0]
+    assert serialize.loads(documented).__doc__ == "now documented"
+    f.__defaults__ = (41,)  # defaults can mutate: never reused
+    assert serialize.pack_function(f)[0] is not serialize.pack_function(f)[0]
+    assert serialize.loads(serialize.pack_function(f))() == 42
+    f.__defaults__ = None
+    f.__code__ = compile("def f(x):\n    return x * 100\n", "<cell2>", "exec").co_consts[0]
+    assert serialize.loads(serialize.pack_function(f))(2) == 200  # new code: new pickle
+
+    lam = eval("lambda: 1", {"__name__": "module"})  # pickled by value: never reused
+    assert serialize.pack_function(lam)[0] is not serialize.pack_function(lam)[0]

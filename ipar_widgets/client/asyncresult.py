@@ -66,6 +66,10 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         self._results: dict[str, Any] = {}
         self._arrival: list[str] = []
         self._n_errors = 0
+        #: threads waiting for single results (iteration, FIRST_COMPLETED); only they need a
+        #: wake-up per result: waking a thread that waits for all of them costs two thread
+        #: switches per task for nothing
+        self._eager_waiters = 0
         self._sent = False
         self._listeners: list[Callable[[AsyncResult, str], None]] = []
         self._metadata = [client._metadata_for(m) for m in self.msg_ids]
@@ -78,10 +82,12 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                 return
             self._results[msg_id] = result
             self._arrival.append(msg_id)
-            if isinstance(result, BaseException):
+            failed = isinstance(result, BaseException)
+            if failed:
                 self._n_errors += 1
             complete = len(self._results) == len(self.msg_ids)
-            self._cond.notify_all()
+            if complete or failed or self._eager_waiters:  # failed: for FIRST_EXCEPTION
+                self._cond.notify_all()
         for listener in list(self._listeners):
             try:
                 listener(self, msg_id)
@@ -146,6 +152,19 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         raise CompositeError(f"one or more exceptions raised in: {self._fname}", flat)
 
     # -- waiting ----------------------------------------------------------------------------------
+    def _wait_until(
+        self, predicate: Callable[[], bool], timeout: float | None, each_result: bool
+    ) -> bool:
+        """Wait for ``predicate``; ``each_result``: it may turn true at any single result."""
+        with self._cond:
+            if not each_result:
+                return self._cond.wait_for(predicate, _timeout(timeout))
+            self._eager_waiters += 1
+            try:
+                return self._cond.wait_for(predicate, _timeout(timeout))
+            finally:
+                self._eager_waiters -= 1
+
     def ready(self) -> bool:
         """Whether every task has finished."""
         return len(self._results) == len(self.msg_ids)
@@ -174,9 +193,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         :mod:`concurrent.futures` constant) it returns ``(done, pending)``: sets of one-task
         AsyncResults, as :func:`concurrent.futures.wait` does.
         """
-        condition = self._predicate(return_when)
-        with self._cond:
-            self._cond.wait_for(condition, _timeout(timeout))
+        self._wait_until(
+            self._predicate(return_when), timeout, each_result=return_when == FIRST_COMPLETED
+        )
         if return_when is None:
             return self.ready()
         parts = self.split()
@@ -198,8 +217,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         if return_exceptions is None:
             return_exceptions = self._return_exceptions
         condition = self._predicate(FIRST_EXCEPTION if return_when == FIRST_EXCEPTION else None)
-        with self._cond:
-            self._cond.wait_for(condition, _timeout(timeout))
+        self._wait_until(condition, timeout, each_result=False)
         if not self.ready():
             if self._n_errors and return_when == FIRST_EXCEPTION and not return_exceptions:
                 with self._cond:
@@ -350,8 +368,8 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     # -- iteration --------------------------------------------------------------------------------
     def _wait_for_msg(self, msg_id: str) -> Any:
+        self._wait_until(lambda: msg_id in self._results, None, each_result=True)
         with self._cond:
-            self._cond.wait_for(lambda: msg_id in self._results)
             return self._results[msg_id]
 
     def _items_of(self, msg_id: str, value: Any) -> list[Any]:
@@ -531,8 +549,8 @@ class AsyncMapResult(AsyncResult):
             yield from super().__iter__()
             return
         for seen in range(len(self.msg_ids)):
+            self._wait_until(lambda n=seen: len(self._arrival) > n, None, each_result=True)
             with self._cond:
-                self._cond.wait_for(lambda n=seen: len(self._arrival) > n)
                 msg_id = self._arrival[seen]
                 value = self._results[msg_id]
             yield from self._items_of(msg_id, value)

@@ -21,6 +21,7 @@ import os
 import pickle
 import sys
 import types
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -235,11 +236,53 @@ def loads(frames: Sequence[Any]) -> Any:
 
 
 # -- apply requests --------------------------------------------------------------------------
+#: function -> (what its pickle depends on, the pickle): see :func:`pack_function`
+_function_pickles: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stateless_key(f: Any) -> tuple[Any, ...] | None:
+    """Everything the pickle of an interactive function without state depends on; None for a
+    function whose pickle may change between calls: defaults, closure cells and attributes
+    can mutate, and a function pickled by value (cloudpickle) carries its globals' values."""
+    if (
+        type(f) is not types.FunctionType
+        or f.__module__ != "__main__"
+        or _state["interactive_by_value"]
+        or f.__closure__
+        or f.__defaults__ is not None
+        or f.__kwdefaults__ is not None
+        or f.__dict__
+    ):
+        return None
+    return (
+        f.__code__,
+        f.__name__,
+        f.__qualname__,
+        f.__doc__,
+    )
+
+
 def pack_function(f: Any) -> list[Any]:
-    """Pickle a task's function once (a map reuses the frames for every chunk)."""
+    """Pickle a task's function (a map reuses the frames for every chunk).
+
+    Calling the same interactive function again and again (``view.apply_sync(f)`` in a loop)
+    reuses its pickle: one without defaults, closure or attributes is sent as its code and
+    names only, so the pickle stays valid as long as those are the same.
+    """
     if not callable(f) and not isinstance(f, Reference):
         raise TypeError(f"expected a callable to run on the engines, found {_describe(f)}")
-    return dumps(f, f"the function {getattr(f, '__qualname__', f)!r}")
+    key = _stateless_key(f)
+    if key is not None:
+        cached = _function_pickles.get(f)
+        if cached is not None and cached[0] == key:
+            return list(cached[1])
+    frames = dumps(f, f"the function {getattr(f, '__qualname__', f)!r}")
+    if key is not None and len(frames) == 1:
+        _function_pickles[f] = (key, frames)
+        return list(frames)
+    return frames
 
 
 def pack_arguments(args: Sequence[Any], kwargs: dict[str, Any], fname: str = "f") -> list[Any]:
