@@ -50,4 +50,8 @@ def wait_ticking(
             wake = next_tick if tick is not None else now + interval
             if deadline is not None:
                 wake = min(wake, deadline)
-            ar._cond.wait(max(0.0, wake - now))
+            ar._eager_waiters += 1  # woken at each result, not only when the job is done
+            try:
+                ar._cond.wait(max(0.0, wake - now))
+            finally:
+                ar._eager_waiters -= 1
