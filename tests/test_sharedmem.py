@@ -80,6 +80,11 @@ def test_area_stages_maps_and_removes_segments(tmp_path: Path) -> None:
         match=rf"expected a segment name of the form {info['prefix']}-<32 hex digits>, found '../etc/passwd'",
     ):
         area.map("../etc/passwd", 10)
+    with pytest.raises(
+        SharedMemoryError,
+        match=r"expected 'shm' to list \[index, name, nbytes\] triples, found \[\[0, 'x'\]\]",
+    ):
+        area.attach([b""], [[0, "x"]])
     area.unlink([name])
     with pytest.raises(SharedMemoryError, match=f"segment {name} is gone"):
         area.map(name, 8000)

@@ -273,12 +273,6 @@ class EngineKernel(IPythonKernel):
                 f"the request's buffers are in shared memory segments ({segments!r}), but "
                 f"engine {self.engine_id} does not share /dev/shm with the controller"
             )
-        if not isinstance(segments, list) or not all(
-            isinstance(s, list) and len(s) == 3 for s in segments
-        ):
-            raise SharedMemoryError(
-                f"expected 'shm' to list [index, name, nbytes] triples, found {segments!r}"
-            )
         return self.shared.attach(buffers, segments)
 
     def _error_content(self, method: str) -> dict[str, Any]:

@@ -187,8 +187,15 @@ class SharedArea:
             os.close(fd)
         return memoryview(mapping)
 
-    def attach(self, buffers: Sequence[Any], segments: Iterable[Segment]) -> list[Any]:
-        """The message's buffers with each segment mapped in its place."""
+    def attach(self, buffers: Sequence[Any], segments: Any) -> list[Any]:
+        """The message's buffers with each segment (from the metadata's ``"shm"``) mapped in
+        its place."""
+        if not isinstance(segments, list) or not all(
+            isinstance(s, list) and len(s) == 3 and isinstance(s[2], int) for s in segments
+        ):
+            raise SharedMemoryError(
+                f"expected 'shm' to list [index, name, nbytes] triples, found {segments!r}"
+            )
         out = list(buffers)
         for index, name, nbytes in segments:
             if not isinstance(index, int) or not 0 <= index < len(out):
