@@ -122,3 +122,34 @@ def test_an_interactive_functions_pickle_is_reused_only_while_it_cannot_change()
 
     lam = eval("lambda: 1", {"__name__": "module"})  # pickled by value: never reused
     assert serialize.pack_function(lam)[0] is not serialize.pack_function(lam)[0]
+
+
+def test_the_engine_reuses_a_rebuilt_function_only_while_it_has_no_state() -> None:
+    ns: dict[str, object] = {"__name__": "__main__"}
+    f = make_interactive("def f(x):\n    return x + 1\n", "f", ns)
+    frames = serialize.pack_function(f)
+    main = sys.modules["__main__"].__dict__
+    first, _, _ = serialize.unpack_apply(
+        {"fn_frames": 1}, [*frames, *serialize.dumps(((), {}))], main
+    )
+    again = serialize._load_function(list(frames))
+    assert again is first and again(1) == 2  # the same pickle: not rebuilt
+    again.calls = 1  # a call gave it an attribute: a fresh copy has none
+    fresh = serialize._load_function(list(frames))
+    assert fresh is not again and not fresh.__dict__
+    fresh.__defaults__ = (5,)  # a default set on it: rebuilt, without the default
+    rebuilt = serialize._load_function(list(frames))
+    assert rebuilt is not fresh and rebuilt.__defaults__ is None
+    assert serialize._load_function(list(frames)) is rebuilt
+
+    with_default = make_interactive("def g(x=1):\n    return x\n", "g", ns)
+    g_frames = serialize.pack_function(with_default)
+    assert serialize._load_function(list(g_frames)) is not serialize._load_function(list(g_frames))
+    closure = make_interactive(
+        "def outer():\n    n = 0\n    def inner():\n        return n\n    return inner\n",
+        "outer",
+        ns,
+    )()
+    closure.__module__ = "__main__"
+    c_frames = serialize.pack_function(closure)
+    assert serialize._load_function(list(c_frames)) is not serialize._load_function(list(c_frames))

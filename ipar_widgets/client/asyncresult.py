@@ -86,7 +86,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             if failed:
                 self._n_errors += 1
             complete = len(self._results) == len(self.msg_ids)
-            if complete or failed or self._eager_waiters:  # failed: for FIRST_EXCEPTION
+            if not complete and (failed or self._eager_waiters):  # failed: FIRST_EXCEPTION
                 self._cond.notify_all()
         for listener in list(self._listeners):
             try:
@@ -94,10 +94,14 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             except Exception:
                 pass
         if complete:
+            # last: the waiter, once woken, needs the GIL this thread holds until it returns
             self._finalize()
 
     def _finalize(self) -> None:
+        """Settle the Future; setting its result (or exception) wakes every waiter."""
         if self.done():
+            with self._cond:
+                self._cond.notify_all()
             return
         try:
             value = self._collect(raise_errors=True)

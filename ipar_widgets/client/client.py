@@ -367,13 +367,17 @@ class Client:
         content = msg.content
         status = content.get("status", "ok")
         engine_id = rmd.get("engine_id")
-        md["engine_id"] = engine_id
-        if engine_id is not None:
-            md["engine_uuid"] = self._engines.get(engine_id, md["engine_uuid"])
-        md["status"] = status
-        md["started"] = parse_date(rmd.get("started"))
-        md["completed"] = parse_date(rmd.get("completed"))
-        md["received"] = utcnow()
+        # one dict.update for the known keys: Metadata's checked __setitem__ costs a Python
+        # call per key, on the I/O thread's path of every result
+        dict.update(
+            md,
+            engine_id=engine_id,
+            engine_uuid=self._engines.get(engine_id, md["engine_uuid"]),
+            status=status,
+            started=parse_date(rmd.get("started")),
+            completed=parse_date(rmd.get("completed")),
+            received=utcnow(),
+        )
         if status == "ok":
             if msg.msg_type == "execute_reply":
                 result: Any = ExecuteReply(msg_id, content, md)

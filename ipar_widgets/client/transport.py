@@ -169,10 +169,14 @@ class Transport:
                     log.exception("error in a sent-callback")
 
     def _drain(self, sock: zmq.Socket[Any], handler: Handler) -> None:
-        for _ in range(1000):
-            if not readable(sock):
+        # called when the poll said a message waits: only later ones need asking the socket
+        for i in range(1000):
+            if i and not readable(sock):
                 return
-            frames = recv_frames(sock)
+            try:
+                frames = recv_frames(sock, noblock=True)
+            except zmq.Again:
+                return
             try:
                 handler(frames)
             except Exception:

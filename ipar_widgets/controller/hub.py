@@ -194,10 +194,14 @@ class Controller:
 
     def _drain(self, sock: zmq.Socket[Any], handler: Callable[[list[Any]], None]) -> None:
         # Handle what is waiting in batches, so one busy socket cannot starve the others.
-        for _ in range(256):
-            if not readable(sock):
+        # The poll just said a message waits: only later ones need asking the socket.
+        for i in range(256):
+            if i and not readable(sock):
                 return
-            frames = recv_frames(sock)
+            try:
+                frames = recv_frames(sock, noblock=True)
+            except zmq.Again:
+                return
             try:
                 handler(frames)
             except InvalidMessage as exc:

@@ -83,7 +83,7 @@ class LoadBalancer:
         rec.dep_all = a_all if after else f_all
         rec.success = a_success if after else f_success
         rec.failure = a_failure if after else f_failure
-        unknown = [m for m in after + follow if m not in self.records]
+        unknown = [m for m in after + follow if m not in self.records] if after or follow else ()
         if unknown:
             self.fail_task(
                 rec,
@@ -137,6 +137,8 @@ class LoadBalancer:
     # -- choosing engines -------------------------------------------------------------------------
     def _allowed(self, rec: TaskRecord) -> set[int] | None:
         """Engine ids the task may run on, or None for any."""
+        if rec.targets is None and not rec.follow and not rec.blacklist:
+            return None  # the common case, asked for each task on every dispatch attempt
         allowed: set[int] | None = None
         if rec.targets is not None:
             allowed = set(rec.targets)

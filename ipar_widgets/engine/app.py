@@ -28,7 +28,7 @@ from ..controller.engines import control_ident, heartbeat_ident, shell_ident
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Wire
 from .heartbeat import Heartbeat
-from .kernel import EngineKernel
+from .kernel import EngineKernel, ShellStream
 from .session import CountingSession
 
 log = logging.getLogger("ipar_widgets.engine")
@@ -192,6 +192,11 @@ class EngineApp(IPKernelApp):
     def init_kernel(self) -> None:
         super().init_kernel()
         kernel = self.kernel
+        # Serve the shell socket with our ShellStream instead of ipykernel's plain one: the
+        # plain stream is taken off the event loop before anything listens on it.
+        plain = kernel.shell_stream
+        plain.io_loop.remove_handler(plain.socket)
+        kernel.shell_stream = ShellStream(self.shell_socket, plain.io_loop)
         kernel.engine_id = self.engine_id
         kernel.int_id = self.engine_id  # ipykernel labels execute errors' engine_info with it
         kernel.shared = self.shared_area
