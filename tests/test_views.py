@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_until
 
 import ipar_widgets as ipp
 
@@ -278,3 +279,38 @@ def test_100mb_array_push_pull_intact(rc) -> None:  # type: ignore[no-untyped-de
     assert np.array_equal(back, big)
     back[0] = 1  # the pulled array is an ordinary writable array
     e0.execute("del big", block=True)
+
+
+def pipelining_cluster(make_cluster):  # type: ignore[no-untyped-def]
+    """One engine whose controller counts tasks back within 0.2 s as tiny (the default 5 ms
+    would make these tests depend on the machine's speed), after a stream of tiny tasks."""
+    rc = make_cluster(n=1, controller_args=["--pipeline-threshold=0.2"]).rc
+    view = rc.load_balanced_view()
+    assert view.map_sync(abs, range(-16, 0)) == list(range(16, 0, -1))
+    return rc, view
+
+
+def test_a_stream_of_tiny_tasks_is_pipelined_on_the_engine(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    rc, view = pipelining_cluster(make_cluster)
+    tasks = [view.apply_async(time.sleep, 0.5) for _ in range(6)]
+    # hwm 1 plus the default pipeline_depth 3 go to the engine at once; the rest wait
+    wait_until(lambda: rc.queue_status(0)["tasks"] == 4, 5, what="4 tasks on engine 0")
+    assert rc.queue_status()["unassigned"] == 2
+    for ar in tasks:
+        assert ar.get(timeout=30) is None
+    started = [ar.metadata["started"] for ar in tasks]
+    assert started == sorted(started)
+
+
+def test_nothing_is_queued_behind_a_task_that_runs_long(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    rc, view = pipelining_cluster(make_cluster)
+    slow = view.apply_async(time.sleep, 1.5)
+    wait_until(lambda: rc.queue_status(0)["tasks"] == 1, 5, what="the slow task on engine 0")
+    # What is measured is elapsed time: once the slow task has run longer than a tiny task
+    # does (0.2 s here), nothing more may wait behind it on its engine.
+    time.sleep(0.4)
+    quick = [view.apply_async(abs, -i) for i in range(3)]
+    wait_until(lambda: rc.queue_status()["unassigned"] == 3, 5, what="3 unassigned tasks")
+    assert rc.queue_status(0)["tasks"] == 1 and not slow.ready()
+    assert [ar.get(timeout=30) for ar in quick] == [0, 1, 2]
+    assert all(ar.metadata["started"] >= slow.metadata["completed"] for ar in quick)

@@ -70,8 +70,14 @@ class ControllerApp(Application):
     pipeline_threshold = Float(
         0.005,
         help="Seconds: when the last 16 load-balanced tasks each came back faster than this, "
-        "an engine may hold one task more than hwm, so streams of tiny tasks do not wait for "
-        "the round trip to the controller (0 turns it off).",
+        "an engine may hold pipeline_depth tasks more than hwm, so streams of tiny tasks do "
+        "not wait for the round trip to the controller (0 turns it off).",
+    ).tag(config=True)
+    pipeline_depth = Integer(
+        3,
+        help="Tasks an engine may hold beyond hwm while load-balanced work is a stream of tiny "
+        "tasks (see pipeline_threshold); none are queued behind a task that has run longer "
+        "than pipeline_threshold.  0 turns pipelining off.",
     ).tag(config=True)
     shutdown_grace = Float(
         5.0, help="Seconds an engine gets to exit when stopped before it is killed."
@@ -105,6 +111,7 @@ class ControllerApp(Application):
         "n": "ControllerApp.n",
         "hwm": "ControllerApp.hwm",
         "pipeline-threshold": "ControllerApp.pipeline_threshold",
+        "pipeline-depth": "ControllerApp.pipeline_depth",
         "heartbeat-timeout": "ControllerApp.heartbeat_timeout",
         "shared-memory-threshold": "ControllerApp.shared_memory_threshold",
         "log-level": "Application.log_level",
@@ -154,6 +161,7 @@ class ControllerApp(Application):
             record_size_limit=self.record_size_limit,
             hwm=self.hwm,
             pipeline_threshold=self.pipeline_threshold,
+            pipeline_depth=self.pipeline_depth,
             shutdown_grace=self.shutdown_grace,
             launcher=launcher,
             shared_area=area,

@@ -70,6 +70,7 @@ class Controller:
         record_size_limit: int = 1 << 30,
         hwm: int = 1,
         pipeline_threshold: float = 0.005,
+        pipeline_depth: int = 3,
         shutdown_grace: float = 5.0,
         launcher: LocalLauncher | None = None,
         shared_area: SharedArea | None = None,
@@ -86,7 +87,13 @@ class Controller:
         self.segments = SegmentKeeper(shared_area, self.wire)
         self.records = RecordStore(record_limit, record_size_limit, self.segments.record_removed)
         self.balancer = LoadBalancer(
-            self.engines, self.records, self._send_task, self._fail_task, hwm, pipeline_threshold
+            self.engines,
+            self.records,
+            self._send_task,
+            self._fail_task,
+            hwm,
+            pipeline_threshold,
+            pipeline_depth,
         )
         self.started_at = time.time()
         self.requested_engines = 0

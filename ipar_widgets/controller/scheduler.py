@@ -52,6 +52,7 @@ class LoadBalancer:
         fail_task: FailTask,
         hwm: int = 1,
         pipeline_threshold: float = 0.005,
+        pipeline_depth: int = 3,
     ) -> None:
         self.engines = engines
         self.records = records
@@ -59,6 +60,7 @@ class LoadBalancer:
         self.fail_task = fail_task
         self.hwm = hwm
         self.pipeline_threshold = pipeline_threshold
+        self.pipeline_depth = pipeline_depth
         #: how long the last balanced tasks took, dispatch to reply (controller clock)
         self.recent: deque[float] = deque(maxlen=16)
         self.queue: deque[TaskRecord] = deque()
@@ -163,33 +165,42 @@ class LoadBalancer:
         """Most tasks an engine may hold now (0: no limit).
 
         When the last 16 balanced tasks each came back within ``pipeline_threshold``, the
-        work is a stream of tiny tasks: an engine may then hold one more, so it never sits
-        idle waiting for the round trip to the controller.  One slow task turns that off, so
-        a long task never makes a short one wait behind it.
+        work is a stream of tiny tasks: an engine may then hold ``pipeline_depth`` more, so it
+        finds its next tasks waiting instead of idling through a round trip to the
+        controller, and handles them in one wake-up.  One slow task turns that off.
         """
         if not self.hwm:
             return 0
         if (
-            self.pipeline_threshold > 0
+            self.pipeline_depth > 0
+            and self.pipeline_threshold > 0
             and len(self.recent) == self.recent.maxlen
             and max(self.recent) < self.pipeline_threshold
         ):
-            return self.hwm + 1
+            return self.hwm + self.pipeline_depth
         return self.hwm
 
     def _choose(self, rec: TaskRecord) -> EngineState | None:
         allowed = self._allowed(rec)
         best: EngineState | None = None
         capacity = self.capacity
+        # Pipelining queues tasks behind the one an engine is running; never behind one that
+        # has already run longer than a tiny task does: it may be the first of slow ones.
+        slow_since = time.monotonic() - self.pipeline_threshold if capacity > self.hwm else None
         for engine in self.engines.by_id.values():
-            if capacity and engine.load >= capacity:
+            load = engine.load
+            if capacity and load >= capacity:
+                continue
+            if (
+                slow_since is not None
+                and load >= self.hwm
+                and engine.busy_since is not None
+                and engine.busy_since < slow_since
+            ):
                 continue
             if allowed is not None and engine.id not in allowed:
                 continue
-            if best is None or (engine.load, engine.last_assigned) < (
-                best.load,
-                best.last_assigned,
-            ):
+            if best is None or (load, engine.last_assigned) < (best.load, best.last_assigned):
                 best = engine
         return best
 
