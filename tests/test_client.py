@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -182,3 +184,124 @@ def test_a_burst_of_direct_tasks_is_answered_in_full_and_in_order(rc) -> None:  
     assert [ar.get(timeout=30) for ar in ars] == list(range(300))
     starts = [ar.metadata.started for ar in ars]
     assert starts == sorted(starts)
+
+
+def waiter_identity(rc) -> bytes | None:  # type: ignore[no-untyped-def]
+    """The identity of this thread's waiter socket, if it has one."""
+    waiter = rc._transport._waiters.get(threading.get_ident())
+    return None if waiter is None else waiter.socket.identity
+
+
+def test_a_blocking_call_receives_its_reply_on_its_own_thread(rc) -> None:  # type: ignore[no-untyped-def]
+    handled_by: list[str] = []
+    on_reply = rc._on_reply
+
+    def spy(frames):  # type: ignore[no-untyped-def]
+        handled_by.append(threading.current_thread().name)
+        return on_reply(frames)
+
+    rc._on_reply = rc._transport._on_reply = spy  # what waiters and the I/O thread call
+    try:
+        assert rc[1].apply_sync(pow, 2, 10) == 1024
+        assert rc.load_balanced_view().apply_sync(pow, 3, 2) == 9
+        assert rc[:].map_sync(abs, [-1, -2, -3, -4]) == [1, 2, 3, 4]
+        assert rc[2].apply_async(pow, 2, 3).get(timeout=10) == 8  # not blocking: I/O thread
+    finally:
+        del rc._on_reply
+        rc._transport._on_reply = rc._on_reply
+    me = threading.current_thread().name
+    assert handled_by == [me, me, me, me, me, me, "ipar-client-io"]
+    assert waiter_identity(rc) == rc._transport.identity + b"/w1"
+    assert not rc._transport._waiters[threading.get_ident()].busy
+
+
+def test_outputs_are_complete_when_a_blocking_call_returns(rc) -> None:  # type: ignore[no-untyped-def]
+    def chatty(n: int) -> int:
+        for i in range(n):
+            print("line", i)
+        return n
+
+    for _ in range(20):
+        assert rc[0].apply_sync(chatty, 30) == 30
+        md = rc.metadata[rc.history[-1]]
+        assert md.stdout == "".join(f"line {i}\n" for i in range(30))
+    assert rc[0].execute("print('from execute')", block=True) is not None
+    assert rc.metadata[rc.history[-1]].stdout == "from execute\n"
+
+
+def test_threads_blocking_at_once_each_get_their_own_replies(rc) -> None:  # type: ignore[no-untyped-def]
+    view = rc.load_balanced_view()
+    got: dict[int, list[int]] = {}
+    identities: dict[int, bytes | None] = {}
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            got[k] = [view.apply_sync(lambda x, k=k: x + k, i) for i in range(40)]
+            identities[k] = waiter_identity(rc)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k * 100,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert got == {k * 100: [k * 100 + i for i in range(40)] for k in range(4)}
+    assert len(set(identities.values())) == 4 and None not in identities.values()
+
+
+def test_closing_the_client_wakes_a_thread_blocked_on_its_waiter(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    rc = make_cluster(n=1).rc
+    outcome: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            rc[0].apply_sync(time.sleep, 30)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    wait_until(lambda: rc.queue_status(0)["queue"] == 1, 10, what="the task on engine 0")
+    rc.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [str(e) for e in outcome] == ["the client was closed while waiting for results"]
+    assert rc._transport._closing_w == -1  # the waiter and its signal pipe are closed
+
+
+INTERRUPTED = """
+import os, signal, sys, threading, time
+import ipar_widgets as ipp
+
+rc = ipp.Client(profile=sys.argv[1])
+e0 = rc[0]
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    e0.apply_sync(time.sleep, 1.5)
+except KeyboardInterrupt:
+    print("interrupted")
+ar = rc.get_result(rc.history[-1])
+print("late result:", ar.get(timeout=20), ar.metadata["status"])
+print("next call:", e0.apply_sync(pow, 2, 5))
+rc.close()
+"""
+
+
+def test_a_blocking_call_interrupted_by_ctrl_c_still_gets_its_result(
+    make_cluster, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=1)
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED)
+    done = subprocess.run(
+        [sys.executable, str(script), handle.cluster.profile],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["interrupted", "late result: None ok", "next call: 32"]

@@ -10,6 +10,8 @@ It is also a :class:`concurrent.futures.Future` (``result()``, ``add_done_callba
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from datetime import datetime
@@ -71,6 +73,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         #: switches per task for nothing
         self._eager_waiters = 0
         self._sent = False
+        #: the socket its replies come to, when the thread that sent it waits for them there
+        self._waiter: Any = None
+        self._waiter_thread: threading.Thread | None = None
         self._listeners: list[Callable[[AsyncResult, str], None]] = []
         self._metadata = [client._metadata_for(m) for m in self.msg_ids]
         client._track(self)
@@ -160,6 +165,12 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         self, predicate: Callable[[], bool], timeout: float | None, each_result: bool
     ) -> bool:
         """Wait for ``predicate``; ``each_result``: it may turn true at any single result."""
+        if self._waiter is not None and threading.current_thread() is self._waiter_thread:
+            timeout = _timeout(timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self._receive_waited(deadline)
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
         with self._cond:
             if not each_result:
                 return self._cond.wait_for(predicate, _timeout(timeout))
@@ -168,6 +179,33 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                 return self._cond.wait_for(predicate, _timeout(timeout))
             finally:
                 self._eager_waiters -= 1
+
+    def _receive_waited(self, deadline: float | None) -> None:
+        """Receive this result's replies on the waiter of the thread that sent it.
+
+        Outputs still come through the I/O thread: a reply that arrives before its task's
+        outputs is held there, and the wait on the condition that follows sees it complete.
+        """
+        sock, self._waiter = self._waiter, None
+        transport = self._client._transport
+        pending = set(self.msg_ids)
+        try:
+            while pending:
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    return
+                frames = transport.receive_waited(sock, timeout)
+                if frames is None:
+                    return
+                pending.discard(self._client._on_reply(frames))  # type: ignore[arg-type]
+        finally:
+            transport.end_wait(sock, complete=not pending)
+
+    def _abandon_waiter(self) -> None:
+        """The thread that sent this will not wait for it: the I/O thread takes the replies."""
+        sock, self._waiter = self._waiter, None
+        if sock is not None:
+            self._client._transport.end_wait(sock, complete=False)
 
     def ready(self) -> bool:
         """Whether every task has finished."""

@@ -7,9 +7,10 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from typing import Any
 
 import zmq
@@ -22,7 +23,15 @@ from ..error import (
 )
 from ..protocol import serialize
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
-from ..protocol.wire import InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
+from ..protocol.wire import (
+    InvalidMessage,
+    Message,
+    Wire,
+    as_bytes,
+    parse_date,
+    send_frames,
+    utcnow,
+)
 from .asyncresult import AsyncHubResult, AsyncResult
 from .connect import find_client_file, load_connection_file
 from .display import ExecuteReply
@@ -105,6 +114,8 @@ class Client:
         self._held: dict[str, tuple[Any, int, float]] = {}
         self._output_listeners: list[OutputListener] = []
         self._closed = False
+        #: per thread: the AsyncResults sent inside _waiting() (None outside it)
+        self._thread_state = threading.local()
         base = f"tcp://{info['location']}"
         self._transport = Transport(
             self._context,
@@ -342,26 +353,60 @@ class Client:
     def _send_tasks(self, messages: list[list[Any]], ar: AsyncResult | None = None) -> None:
         if self._closed:
             raise RuntimeError("this client is closed")
-        self._transport.send_many(messages, on_sent=ar._set_sent if ar is not None else None)
+        claims = getattr(self._thread_state, "claims", None)
+        if claims is None or claims or ar is None or not self._transport.direct:
+            self._transport.send_many(messages, on_sent=ar._set_sent if ar is not None else None)
+            return
+        # the first tasks sent inside waiting(): their replies come to this thread's waiter
+        sock = self._transport.begin_wait()
+        try:
+            for frames in messages:
+                send_frames(sock, frames)
+        except BaseException:
+            self._transport.end_wait(sock, complete=False)
+            raise
+        ar._waiter = sock
+        ar._waiter_thread = threading.current_thread()
+        claims.append(ar)
+        ar._set_sent()
 
-    # -- messages from the controller (I/O thread) ----------------------------------------------
-    def _on_reply(self, frames: list[Any]) -> None:
+    @contextmanager
+    def _waiting(self) -> Iterator[list[AsyncResult]]:
+        """Tasks this thread sends in the block and then waits for with ``get()``: their
+        replies come to the thread's own socket, where its ``get()`` receives them."""
+        state = self._thread_state
+        if getattr(state, "claims", None) is not None:
+            yield []  # nested: the outer block's tasks have the waiter
+            return
+        state.claims = claims = []
+        try:
+            yield claims
+        except BaseException:
+            for ar in claims:
+                ar._abandon_waiter()
+            raise
+        finally:
+            state.claims = None
+
+    # -- messages from the controller (I/O thread, or a thread receiving on its waiter) ---------
+    def _on_reply(self, frames: list[Any]) -> str | None:
+        """Handle one message on a reply socket; return the msg_id a task reply answers."""
         try:
             msg = self.session.decode(frames)
         except InvalidMessage as exc:
             log.warning("dropped a message from the controller: %s", exc)
-            return
+            return None
         if msg.msg_type in ("apply_reply", "execute_reply"):
-            self._on_task_reply(msg)
-            return
+            return self._on_task_reply(msg)
         future = self._queries.pop(msg.parent_header.get("msg_id", ""), None)
         if future is not None and not future.done():
             future.set_result(msg)
+        return None
 
-    def _on_task_reply(self, msg: Message) -> None:
+    def _on_task_reply(self, msg: Message) -> str | None:
         msg_id = msg.parent_header.get("msg_id")
         if not isinstance(msg_id, str):
-            return
+            return None
         md = self._metadata_for(msg_id)
         rmd = msg.metadata
         content = msg.content
@@ -399,8 +444,11 @@ class Client:
         with self._lock:
             if self._output_counts.get(msg_id, 0) < expected:
                 self._held[msg_id] = (result, expected, time.monotonic() + OUTPUT_GRACE)
-                return
+                if threading.current_thread() is not self._transport.thread:
+                    self._transport.wake()  # so the I/O thread keeps the grace's deadline
+                return msg_id
         self._complete(msg_id, result)
+        return msg_id
 
     def _result_buffers(self, msg_id: str, msg: Message) -> list[Any]:
         """A reply's buffers, with those the engine put in shared memory mapped in place."""

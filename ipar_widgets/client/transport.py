@@ -9,6 +9,13 @@ to the I/O thread's socket (identity ``<client>``).  A send then costs the calle
 more than the send: no hand-off to the I/O thread and back.  Until the I/O thread's
 connection is known to be up (its first request has been answered), messages go through its
 outbox instead, so no answer can arrive before its socket is connected.
+
+Waiting: a thread that sends tasks and at once waits for them (``apply_sync``, a view with
+``block=True``) sends them on a socket of its own, its *waiter* (identity ``<client>/w<n>``),
+and the controller sends their replies back to that socket, where the waiting thread
+receives them itself.  That saves the I/O thread's wake-up and the hand-over to the waiting
+thread: about a sixth of a round trip.  A thread that stops waiting before every reply came
+(a timeout, Ctrl-C) gives its waiter to the I/O thread, which receives the rest.
 """
 
 from __future__ import annotations
@@ -27,9 +34,20 @@ from ..protocol.wire import readable, recv_frames, send_frames
 
 log = logging.getLogger("ipar_widgets.client")
 
-Handler = Callable[[list[Any]], None]
+Handler = Callable[[list[Any]], object]
 #: suffix of the identity user threads send from; the controller answers the identity without it
 SENDER_SUFFIX = b"/s"
+
+
+class _Waiter:
+    """A thread's own socket for the replies to what it sends and waits for."""
+
+    __slots__ = ("thread", "socket", "busy")
+
+    def __init__(self, thread: threading.Thread, socket: zmq.Socket[Any]) -> None:
+        self.thread = thread
+        self.socket = socket
+        self.busy = False
 
 
 class Transport:
@@ -74,6 +92,15 @@ class Transport:
         self._wake_sent = False
         self._closing = False
         self._closed = threading.Event()
+        self._request_url = request_url
+        self._context = context
+        #: thread id -> its waiter (see begin_wait)
+        self._waiters: dict[int, _Waiter] = {}
+        self._waiter_count = 0
+        #: waiters of threads that stopped waiting early, for the I/O thread to take over
+        self._orphans: list[zmq.Socket[Any]] = []
+        #: readable once the client closes, so waiting threads wake up and stop
+        self._closing_r, self._closing_w = os.pipe()
         #: optional: returns the monotonic time of the next deadline (or None) ...
         self.next_deadline: Callable[[], float | None] | None = None
         #: ... and is called in the I/O thread once that time has passed
@@ -124,6 +151,85 @@ class Transport:
         if wake:
             self._wake()
 
+    # -- waiters (each used only by the thread that owns it) ------------------------------------
+    def begin_wait(self) -> zmq.Socket[Any]:
+        """This thread's waiter socket (made on first use), marked in use until end_wait."""
+        me = threading.current_thread()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("this client is closed")
+            waiter = self._waiters.get(me.ident or 0)
+            if waiter is None or waiter.thread is not me:
+                # a thread that ended no longer uses its socket: close it here, under the lock
+                for ident, other in list(self._waiters.items()):
+                    if not other.thread.is_alive():
+                        del self._waiters[ident]
+                        other.socket.close(linger=0)
+                self._waiter_count += 1
+                sock = self._context.socket(zmq.DEALER)
+                sock.identity = self.identity + b"/w%d" % self._waiter_count
+                sock.linger = 0
+                sock.sndhwm = sock.rcvhwm = 0
+                sock.connect(self._request_url)
+                waiter = self._waiters[me.ident or 0] = _Waiter(me, sock)
+            waiter.busy = True
+            return waiter.socket
+
+    def receive_waited(self, sock: zmq.Socket[Any], timeout: float | None) -> list[Any] | None:
+        """The next reply on this thread's waiter, or None after ``timeout`` seconds.
+
+        Raises RuntimeError once the client closes.
+        """
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._closing_r, zmq.POLLIN)
+        events = dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
+        if self._closing:
+            raise RuntimeError("the client was closed while waiting for results")
+        if sock not in events:
+            return None
+        return recv_frames(sock, noblock=True)
+
+    def end_wait(self, sock: zmq.Socket[Any], complete: bool) -> None:
+        """This thread is done with its waiter.  ``complete``: every reply it waited for came;
+        if not, the I/O thread takes the socket over and receives the rest, and the thread
+        gets a fresh one next time."""
+        me = threading.current_thread()
+        with self._lock:
+            waiter = self._waiters.get(me.ident or 0)
+            if waiter is None or waiter.socket is not sock:
+                return
+            waiter.busy = False
+            if self._closing:
+                del self._waiters[me.ident or 0]
+                sock.close(linger=0)
+                self._close_pipe_if_unused()
+                return
+            if complete:
+                return
+            del self._waiters[me.ident or 0]
+            self._orphans.append(sock)
+            wake = not self._wake_sent
+            self._wake_sent = True
+        if wake:
+            self._wake()
+
+    def wake(self) -> None:
+        """Make the I/O thread go round its loop (to take in a new deadline)."""
+        with self._lock:
+            wake = not self._wake_sent
+            self._wake_sent = True
+        if wake:
+            self._wake()
+
+    def _close_pipe_if_unused(self) -> None:
+        """Close the closing-signal pipe once no thread can be waiting on it (call with the
+        lock, after closing began)."""
+        if self._closing_w >= 0 and not self._waiters:
+            os.close(self._closing_r)
+            os.close(self._closing_w)
+            self._closing_r = self._closing_w = -1
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
@@ -137,6 +243,13 @@ class Transport:
             self._closing = True
         with self._send_lock:
             self.sender.close(linger=1000)
+        with self._lock:  # waiters not in use close now; the others when their threads stop
+            for ident, waiter in list(self._waiters.items()):
+                if not waiter.busy:
+                    del self._waiters[ident]
+                    waiter.socket.close(linger=0)
+            os.write(self._closing_w, b"x")  # wakes the threads still waiting
+            self._close_pipe_if_unused()
         self._wake()
         if threading.current_thread() is not self.thread:
             self._closed.wait(timeout)
@@ -156,6 +269,10 @@ class Transport:
             batch = list(self._outbox)
             self._outbox.clear()
             self._wake_sent = False
+            orphans, self._orphans = self._orphans, []
+        for sock in orphans:
+            self._poller.register(sock, zmq.POLLIN)
+            self._adopted.append(sock)
         for frames, on_sent in batch:
             try:
                 send_frames(self.requests, frames)
@@ -183,7 +300,8 @@ class Transport:
                 log.exception("error handling a message from the controller")
 
     def _run(self) -> None:
-        poller = zmq.Poller()
+        self._poller = poller = zmq.Poller()
+        self._adopted: list[zmq.Socket[Any]] = []  # waiters of threads that stopped waiting
         poller.register(self.notify, zmq.POLLIN)
         poller.register(self.requests, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
@@ -201,6 +319,9 @@ class Transport:
                     self._drain(self.notify, self._on_notify)
                 if self.requests in events:
                     self._drain(self.requests, self._on_reply)
+                for sock in self._adopted:
+                    if sock in events:
+                        self._drain(sock, self._on_reply)
                 if self._wake_r in events:
                     self._flush_outbox()
                     if self._closing:
@@ -210,6 +331,12 @@ class Transport:
         finally:
             self.requests.close(linger=0)
             self.notify.close(linger=0)
+            for sock in self._adopted:
+                sock.close(linger=0)
+            with self._lock:
+                orphans, self._orphans = self._orphans, []
+            for sock in orphans:
+                sock.close(linger=0)
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._closed.set()

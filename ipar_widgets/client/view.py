@@ -83,15 +83,27 @@ class View:
             self.history.extend(ar.msg_ids)
         return ar
 
-    def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
-        if self.block if block is None else block:
-            return ar.get()
-        return ar
+    def _finish(self, submit: AsyncResult | Callable[[], AsyncResult], block: bool | None) -> Any:
+        """The AsyncResult (made by ``submit`` when it is a function), or, when blocking, its
+        value.  Blocking on tasks submitted here lets this thread receive their replies."""
+        if not (self.block if block is None else block):
+            return submit if isinstance(submit, AsyncResult) else submit()
+        if isinstance(submit, AsyncResult):
+            return submit.get()
+        return self._submit_and_wait(submit)
+
+    def _submit_and_wait(self, submit: Callable[[], AsyncResult]) -> Any:
+        with self.client._waiting() as claimed:
+            ar = submit()
+            for other in claimed:
+                if other is not ar:  # not what get() will be called on
+                    other._abandon_waiter()
+        return ar.get()
 
     # -- apply ------------------------------------------------------------------------------------
     def apply(self, __f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``__f(*args, **kwargs)`` remotely; blocks or not according to ``self.block``."""
-        return self._finish(self._apply(__f, args, kwargs), None)
+        return self._finish(lambda: self._apply(__f, args, kwargs), None)
 
     def apply_async(self, __f: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
         """Call ``__f(*args, **kwargs)`` remotely and return an AsyncResult at once."""
@@ -99,7 +111,7 @@ class View:
 
     def apply_sync(self, __f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``__f(*args, **kwargs)`` remotely and wait for the result."""
-        return self._apply(__f, args, kwargs).get()
+        return self._submit_and_wait(lambda: self._apply(__f, args, kwargs))
 
     def _apply(self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncResult:
         raise NotImplementedError
@@ -109,7 +121,7 @@ class View:
         self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, **kwargs: Any
     ) -> Any:
         """Parallel ``map(f, *sequences)``; blocks or not according to ``block``/``self.block``."""
-        return self._finish(self._map(f, sequences, **kwargs), block)
+        return self._finish(lambda: self._map(f, sequences, **kwargs), block)
 
     def map_async(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> AsyncMapResult:
         """Parallel ``map``, returning an AsyncMapResult at once."""
@@ -121,7 +133,7 @@ class View:
         """Parallel ``map``, waiting for the list of results."""
         if "block" in kwargs:
             raise TypeError("map_sync doesn't take a `block` keyword argument.")
-        return self._map(f, sequences, **kwargs).get()  # type: ignore[no-any-return]
+        return self._submit_and_wait(lambda: self._map(f, sequences, **kwargs))  # type: ignore[no-any-return]
 
     def _map(self, f: Any, sequences: tuple[Any, ...], **kwargs: Any) -> AsyncMapResult:
         raise NotImplementedError
@@ -303,8 +315,10 @@ class DirectView(View):
             "allow_stdin": False,
             "stop_on_error": False,  # tasks are independent: an error must not abort later cells
         }
-        ar = self._send_to_engines(ids, "execute_request", content, [], "execute", single)
-        return self._finish(ar, block)
+        return self._finish(
+            lambda: self._send_to_engines(ids, "execute_request", content, [], "execute", single),
+            block,
+        )
 
     def run(self, filename: str, targets: Any = None, block: bool | None = None) -> Any:
         """Run a local Python file's code on the engines."""
@@ -323,7 +337,7 @@ class DirectView(View):
         """Define the names in ``ns`` in each engine's namespace."""
         if not isinstance(ns, dict):
             raise TypeError(f"push takes a dict of names to values, found {type(ns).__name__}")
-        return self._finish(self._apply(engine_side.push, (ns,), {}, targets), block)
+        return self._finish(lambda: self._apply(engine_side.push, (ns,), {}, targets), block)
 
     def pull(
         self,
@@ -334,7 +348,7 @@ class DirectView(View):
         """The value(s) of ``names`` in each engine's namespace."""
         if not isinstance(names, (str, list, tuple)):
             raise TypeError(f"pull takes a name or a list of names, found {type(names).__name__}")
-        return self._finish(self._apply(engine_side.pull, (names,), {}, targets), block)
+        return self._finish(lambda: self._apply(engine_side.pull, (names,), {}, targets), block)
 
     def update(self, ns: dict[str, Any]) -> Any:
         return self.push(ns, block=self.block)

@@ -54,6 +54,15 @@ REPLY_TYPES = {"apply_request": "apply_reply", "execute_request": "execute_reply
 HEARTBEAT = b"\x00ping"
 #: a client sends from identity <id>/s and receives on <id> (see client/transport.py)
 SENDER_SUFFIX = b"/s"
+#: a client thread that sends a request and waits for its reply receives it on a socket of
+#: its own, identity ``<client>/w<n>``
+WAITER_MARK = b"/w"
+
+
+def _client_of(identity: bytes) -> bytes:
+    """The client a reply identity belongs to (a waiter socket's ``<client>/w<n>``)."""
+    mark = identity.rfind(WAITER_MARK)
+    return identity if mark < 0 else identity[:mark]
 
 
 class Controller:
@@ -238,6 +247,12 @@ class Controller:
                 return False
             raise
 
+    def _answer(self, receiver: bytes, frames: list[Any]) -> None:
+        """Send a task's reply; one for a waiting thread whose socket is gone (it stopped
+        waiting, and its client closed that socket) goes to the client's own socket."""
+        if not self._send(self.client, [receiver, *frames]) and receiver != _client_of(receiver):
+            self._send(self.client, [_client_of(receiver), *frames])
+
     def reply(
         self,
         client: bytes,
@@ -258,7 +273,8 @@ class Controller:
 
     def _send_task(self, rec: TaskRecord, engine: EngineState) -> bool:
         request = self.segments.request_for(rec, engine.shm)
-        if not self._send(self.engine, [engine.shell, rec.client, *request]):
+        # the engine sends its reply back with this identity in front: the reply's receiver
+        if not self._send(self.engine, [engine.shell, rec.reply_to, *request]):
             return False
         now = time.monotonic()
         rec.engine_id = engine.id
@@ -271,9 +287,11 @@ class Controller:
 
     # -- clients ----------------------------------------------------------------------------------
     def _on_client(self, frames: list[Any]) -> None:
-        client = as_bytes(frames[0])
+        client = reply_to = as_bytes(frames[0])
         if client.endswith(SENDER_SUFFIX):
-            client = client[: -len(SENDER_SUFFIX)]  # answers go to the client's receiving socket
+            client = reply_to = client[: -len(SENDER_SUFFIX)]  # answers go to its receiving socket
+        elif WAITER_MARK in client:
+            client = client[: client.rindex(WAITER_MARK)]  # the reply goes back to the waiter
         route = as_bytes(frames[1]) if len(frames) > 1 else b""
         delim = 2
         if route == DELIM:  # a client that sent no routing frame talks to the controller
@@ -288,7 +306,7 @@ class Controller:
             raise InvalidMessage("the header has no msg_type or msg_id")
         kind = route[:1]
         if kind in (b"b", b"d"):
-            self._submit(client, route, header, frames[delim:])
+            self._submit(client, route, header, frames[delim:], reply_to)
         elif kind == b"k":
             self._forward_control(client, route, header, frames[delim:])
         elif kind == b"c":
@@ -298,7 +316,12 @@ class Controller:
             raise InvalidMessage(f"unknown routing frame {route[:20]!r}")
 
     def _submit(
-        self, client: bytes, route: bytes, header: dict[str, Any], signed: list[Any]
+        self,
+        client: bytes,
+        route: bytes,
+        header: dict[str, Any],
+        signed: list[Any],
+        reply_to: bytes,
     ) -> None:
         msg_type = header["msg_type"]
         if msg_type not in TASK_TYPES:
@@ -307,6 +330,7 @@ class Controller:
         if msg_id in self.records:
             raise InvalidMessage(f"a task with msg_id {msg_id!r} was already submitted")
         rec = TaskRecord(msg_id, client, msg_type, str(header.get("date", "")))
+        rec.reply_to = reply_to
         rec.request = signed
         self.segments.note_request(rec, signed[4])
         self.records.add(rec)
@@ -444,13 +468,13 @@ class Controller:
             self.counts[rec.status] += 1
             reply = frames[2:]
             for receiver in (client, *rec.watchers):
-                self._send(self.client, [receiver, *self.segments.reply_for(receiver, rec, reply)])
+                self._answer(receiver, self.segments.reply_for(_client_of(receiver), rec, reply))
             # after sending: culling must know who has yet to map the result's segments
             self.records.account(rec, nbytes)
         else:  # a late reply (its task failed meanwhile) or one without a record
             reply = self.segments.late_reply(frames[2:], metadata)
             for receiver in (client, *(rec.watchers if rec is not None else ())):
-                self._send(self.client, [receiver, *reply])
+                self._answer(receiver, reply)
         if rec is not None:
             self.balancer.task_finished(rec)
         else:
@@ -509,8 +533,8 @@ class Controller:
         rec.request = None
         self.segments.release_request(rec)
         self.counts[status] += 1
-        for client in (rec.client, *rec.watchers):
-            self._send(self.client, [client, *frames])
+        for client in (rec.reply_to, *rec.watchers):
+            self._answer(client, frames)
         self.balancer.task_finished(rec)
 
     def _on_iopub(self, frames: list[Any]) -> None:

@@ -27,6 +27,7 @@ class TaskRecord:
     __slots__ = (
         "msg_id",
         "client",
+        "reply_to",
         "msg_type",
         "balanced",
         "engine_id",
@@ -57,7 +58,10 @@ class TaskRecord:
 
     def __init__(self, msg_id: str, client: bytes, msg_type: str, submitted: str) -> None:
         self.msg_id = msg_id
+        #: the client's identity (its outputs are published under it) and where its reply
+        #: goes: the same, or the socket of the client's thread that waits for it
         self.client = client
+        self.reply_to = client
         self.msg_type = msg_type
         self.balanced = False
         self.engine_id: int | None = None
