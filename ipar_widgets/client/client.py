@@ -378,7 +378,8 @@ class Client:
         if getattr(state, "claims", None) is not None:
             yield []  # nested: the outer block's tasks have the waiter
             return
-        state.claims = claims = []
+        claims: list[AsyncResult] = []
+        state.claims = claims
         try:
             yield claims
         except BaseException:
@@ -417,7 +418,9 @@ class Client:
         dict.update(
             md,
             engine_id=engine_id,
-            engine_uuid=self._engines.get(engine_id, md["engine_uuid"]),
+            engine_uuid=self._engines.get(engine_id, md["engine_uuid"])
+            if engine_id is not None
+            else md["engine_uuid"],
             status=status,
             started=parse_date(rmd.get("started")),
             completed=parse_date(rmd.get("completed")),

@@ -183,7 +183,7 @@ class Transport:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._closing_r, zmq.POLLIN)
-        events = dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
+        events = dict(poller.poll(None if timeout is None else int(max(0.0, timeout) * 1000) + 1))
         if self._closing:
             raise RuntimeError("the client was closed while waiting for results")
         if sock not in events:

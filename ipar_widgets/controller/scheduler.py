@@ -119,6 +119,10 @@ class LoadBalancer:
         return "impossible" if impossible == len(deps) else "waiting"
 
     def _consider(self, rec: TaskRecord) -> None:
+        if not rec.after and not rec.follow:  # no dependencies: the common case, kept short
+            self.queue.append(rec)
+            self.dispatch()
+            return
         state = self._dependency_state(rec)
         if state == "impossible":
             self.fail_task(
