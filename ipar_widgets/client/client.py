@@ -353,11 +353,43 @@ class Client:
     def _send_tasks(self, messages: list[list[Any]], ar: AsyncResult | None = None) -> None:
         if self._closed:
             raise RuntimeError("this client is closed")
-        claims = getattr(self._thread_state, "claims", None)
-        if claims is None or claims or ar is None or not self._transport.direct:
-            self._transport.send_many(messages, on_sent=ar._set_sent if ar is not None else None)
+        if ar is not None and self._waiting_here():
+            sock = self._send_waited(messages)
+            self._claim_waiter(ar, sock)
             return
-        # the first tasks sent inside waiting(): their replies come to this thread's waiter
+        self._transport.send_many(messages, on_sent=ar._set_sent if ar is not None else None)
+
+    def _submit_tasks(
+        self, messages: list[list[Any]], make_result: Callable[[], AsyncResult]
+    ) -> AsyncResult:
+        """Send tasks and return the AsyncResult ``make_result`` makes for them.
+
+        A thread that will wait for them sends them first: their replies come to its own
+        socket, so making the AsyncResult can overlap their travel.  Otherwise the
+        AsyncResult is made first, so the I/O thread knows it when the replies come.
+        """
+        if self._closed:
+            raise RuntimeError("this client is closed")
+        if self._waiting_here():
+            sock = self._send_waited(messages)
+            try:
+                ar = make_result()
+            except BaseException:
+                self._transport.end_wait(sock, complete=False)
+                raise
+            self._claim_waiter(ar, sock)
+            return ar
+        ar = make_result()
+        self._transport.send_many(messages, on_sent=ar._set_sent)
+        return ar
+
+    def _waiting_here(self) -> bool:
+        """Whether tasks sent now go to this thread's waiter: the first ones sent inside
+        ``_waiting()``, once the I/O thread's connection is up."""
+        claims = getattr(self._thread_state, "claims", None)
+        return claims is not None and not claims and self._transport.direct
+
+    def _send_waited(self, messages: list[list[Any]]) -> Any:
         sock = self._transport.begin_wait()
         try:
             for frames in messages:
@@ -365,9 +397,12 @@ class Client:
         except BaseException:
             self._transport.end_wait(sock, complete=False)
             raise
+        return sock
+
+    def _claim_waiter(self, ar: AsyncResult, sock: Any) -> None:
         ar._waiter = sock
         ar._waiter_thread = threading.current_thread()
-        claims.append(ar)
+        self._thread_state.claims.append(ar)
         ar._set_sent()
 
     @contextmanager

@@ -251,8 +251,9 @@ class DirectView(View):
             )
             msg_ids.append(msg_id)
             messages.append(frames)
-        ar = AsyncResult(client, msg_ids, fname, ids[0] if single else ids)
-        client._send_tasks(messages, ar)
+        ar = client._submit_tasks(
+            messages, lambda: AsyncResult(client, msg_ids, fname, ids[0] if single else ids)
+        )
         return self._record(ar)
 
     def _apply(
@@ -525,8 +526,9 @@ class LoadBalancedView(View):
             serialize.pack_function(f), args, kwargs, getname(f)
         )
         msg_id, frames = self._submit(content, buffers, self._metadata())
-        ar = AsyncResult(self.client, [msg_id], getname(f), single=True)
-        self.client._send_tasks([frames], ar)
+        ar = self.client._submit_tasks(
+            [frames], lambda: AsyncResult(self.client, [msg_id], getname(f), single=True)
+        )
         return self._record(ar)
 
     def _map(
