@@ -209,13 +209,10 @@ class Transport:
                 return
             del self._waiters[me.ident or 0]
             self._orphans.append(sock)
-            wake = not self._wake_sent
-            self._wake_sent = True
-        if wake:
-            self._wake()
+        self.wake()
 
     def wake(self) -> None:
-        """Make the I/O thread go round its loop (to take in a new deadline)."""
+        """Make the I/O thread go round its loop (to take in a deadline or an orphan)."""
         with self._lock:
             wake = not self._wake_sent
             self._wake_sent = True

@@ -290,8 +290,8 @@ class Controller:
         client = reply_to = as_bytes(frames[0])
         if client.endswith(SENDER_SUFFIX):
             client = reply_to = client[: -len(SENDER_SUFFIX)]  # answers go to its receiving socket
-        elif WAITER_MARK in client:
-            client = client[: client.rindex(WAITER_MARK)]  # the reply goes back to the waiter
+        else:
+            client = _client_of(client)  # a waiter's reply goes back to it; outputs to client
         route = as_bytes(frames[1]) if len(frames) > 1 else b""
         delim = 2
         if route == DELIM:  # a client that sent no routing frame talks to the controller
