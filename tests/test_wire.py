@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 from jupyter_client.session import Session
 
-from ipar_widgets.protocol.wire import DELIM, InvalidMessage, Wire, parse_date, utcnow
+from ipar_widgets.protocol.wire import (
+    DELIM,
+    HmacSha256,
+    InvalidMessage,
+    Wire,
+    parse_date,
+    utcnow,
+)
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -22,6 +32,16 @@ def test_build_and_decode_round_trip() -> None:
     assert msg.content == {"x": 1}
     assert msg.metadata == {"m": "é"}
     assert [bytes(b) for b in msg.buffers] == [b"raw"]
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 36, 63, 64, 65, 200])
+def test_prepared_hmac_matches_the_standard_library(key_length: int) -> None:
+    key = bytes(range(256))[:key_length]
+    parts = [b'{"msg_id": "a"}', b"", b"\x00\xff" * 40, memoryview(b"tail")]
+    expected = hmac.new(key, b"".join(bytes(p) for p in parts), hashlib.sha256).hexdigest()
+    signer = HmacSha256(key)
+    assert signer.hexdigest(parts) == expected.encode()
+    assert signer.hexdigest(parts) == expected.encode()  # the prepared state is not consumed
 
 
 @pytest.mark.parametrize(

@@ -315,10 +315,10 @@ class Client:
             ar._finalize()
 
     def _new_task(
-        self, msg_id: str, submitted: Any, engine_id: int | None, extra: dict[str, Any]
+        self, msg_id: str, submitted: str, engine_id: int | None, extra: dict[str, Any]
     ) -> None:
         md = self._metadata_for(msg_id)
-        md["submitted"] = submitted
+        md["submitted"] = parse_date(submitted)
         md["engine_id"] = engine_id
         if engine_id is not None:
             md["engine_uuid"] = self._engines.get(engine_id)
@@ -336,7 +336,10 @@ class Client:
         buffers: Sequence[Any],
         metadata: dict[str, Any] | None = None,
         engine_id: int | None = None,
+        later: list[tuple[Any, ...]] | None = None,
     ) -> tuple[str, list[Any]]:
+        """Sign a task's message and note it as submitted; with ``later``, the noting is
+        appended there for :meth:`_submit_tasks`, which may do it while the task travels."""
         if self._closed:
             raise RuntimeError("this client is closed")
         header = self.session.header(msg_type)
@@ -347,7 +350,11 @@ class Client:
         _, frames = self.session.build(
             msg_type, content, header=header, metadata=metadata, idents=[route], buffers=buffers
         )
-        self._new_task(header["msg_id"], parse_date(header["date"]), engine_id, metadata or {})
+        note = (header["msg_id"], header["date"], engine_id, metadata or {})
+        if later is None:
+            self._new_task(*note)
+        else:
+            later.append(note)
         return header["msg_id"], frames
 
     def _send_tasks(self, messages: list[list[Any]], ar: AsyncResult | None = None) -> None:
@@ -360,25 +367,33 @@ class Client:
         self._transport.send_many(messages, on_sent=ar._set_sent if ar is not None else None)
 
     def _submit_tasks(
-        self, messages: list[list[Any]], make_result: Callable[[], AsyncResult]
+        self,
+        messages: list[list[Any]],
+        notes: list[tuple[Any, ...]],
+        make_result: Callable[[], AsyncResult],
     ) -> AsyncResult:
-        """Send tasks and return the AsyncResult ``make_result`` makes for them.
+        """Send tasks and return the AsyncResult ``make_result`` makes for them; ``notes``
+        are what ``_build_task(later=...)`` left to note about them.
 
         A thread that will wait for them sends them first: their replies come to its own
-        socket, so making the AsyncResult can overlap their travel.  Otherwise the
-        AsyncResult is made first, so the I/O thread knows it when the replies come.
+        socket, so the bookkeeping can overlap their travel.  Otherwise it comes first, so
+        the I/O thread knows the tasks when their replies come.
         """
         if self._closed:
             raise RuntimeError("this client is closed")
         if self._waiting_here():
             sock = self._send_waited(messages)
             try:
+                for note in notes:
+                    self._new_task(*note)
                 ar = make_result()
             except BaseException:
                 self._transport.end_wait(sock, complete=False)
                 raise
             self._claim_waiter(ar, sock)
             return ar
+        for note in notes:
+            self._new_task(*note)
         ar = make_result()
         self._transport.send_many(messages, on_sent=ar._set_sent)
         return ar

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from zmq.backend import zmq_poll
 
 from ..protocol.wire import readable, recv_frames, send_frames
 
@@ -37,6 +38,7 @@ log = logging.getLogger("ipar_widgets.client")
 Handler = Callable[[list[Any]], object]
 #: suffix of the identity user threads send from; the controller answers the identity without it
 SENDER_SUFFIX = b"/s"
+_POLLIN = int(zmq.POLLIN)
 
 
 class _Waiter:
@@ -180,13 +182,14 @@ class Transport:
 
         Raises RuntimeError once the client closes.
         """
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._closing_r, zmq.POLLIN)
-        events = dict(poller.poll(None if timeout is None else int(max(0.0, timeout) * 1000) + 1))
+        # zmq_poll itself, not a zmq.Poller: this is on the path of every blocking call
+        ready = zmq_poll(
+            [(sock, _POLLIN), (self._closing_r, _POLLIN)],
+            -1 if timeout is None else int(max(0.0, timeout) * 1000) + 1,
+        )
         if self._closing:
             raise RuntimeError("the client was closed while waiting for results")
-        if sock not in events:
+        if not ready or ready[0][0] is not sock:
             return None
         return recv_frames(sock, noblock=True)
 

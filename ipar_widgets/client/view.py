@@ -244,15 +244,17 @@ class DirectView(View):
         single: bool,
     ) -> AsyncResult:
         client = self.client
-        msg_ids, messages = [], []
+        msg_ids: list[str] = []
+        messages: list[list[Any]] = []
+        notes: list[tuple[Any, ...]] = []
         for engine_id in ids:
             msg_id, frames = client._build_task(
-                b"d%d" % engine_id, msg_type, content, buffers, engine_id=engine_id
+                b"d%d" % engine_id, msg_type, content, buffers, engine_id=engine_id, later=notes
             )
             msg_ids.append(msg_id)
             messages.append(frames)
         ar = client._submit_tasks(
-            messages, lambda: AsyncResult(client, msg_ids, fname, ids[0] if single else ids)
+            messages, notes, lambda: AsyncResult(client, msg_ids, fname, ids[0] if single else ids)
         )
         return self._record(ar)
 
@@ -517,17 +519,24 @@ class LoadBalancedView(View):
         return md
 
     def _submit(
-        self, content: dict[str, Any], buffers: list[Any], md: dict[str, Any]
+        self,
+        content: dict[str, Any],
+        buffers: list[Any],
+        md: dict[str, Any],
+        later: list[tuple[Any, ...]] | None = None,
     ) -> tuple[str, list[Any]]:
-        return self.client._build_task(b"b", "apply_request", content, buffers, metadata=md)
+        return self.client._build_task(
+            b"b", "apply_request", content, buffers, metadata=md, later=later
+        )
 
     def _apply(self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncResult:
         content, buffers = serialize.pack_apply(
             serialize.pack_function(f), args, kwargs, getname(f)
         )
-        msg_id, frames = self._submit(content, buffers, self._metadata())
+        notes: list[tuple[Any, ...]] = []
+        msg_id, frames = self._submit(content, buffers, self._metadata(), notes)
         ar = self.client._submit_tasks(
-            [frames], lambda: AsyncResult(self.client, [msg_id], getname(f), single=True)
+            [frames], notes, lambda: AsyncResult(self.client, [msg_id], getname(f), single=True)
         )
         return self._record(ar)
 

@@ -31,10 +31,14 @@ from ..protocol.wire import (
     readable,
     recv_frames,
     send_frames,
+    socket_events,
     split_routing,
     unpack,
     utcnow_iso,
 )
+
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 
 
 class ShellStream(ZMQStream):
@@ -42,8 +46,36 @@ class ShellStream(ZMQStream):
 
     pyzmq's ``recv_multipart`` asks the socket for ``RCVMORE`` after every frame, at the cost
     of an enum conversion each time; on a stream of tiny tasks that was a tenth of the
-    engine's work.  Everything else is the ordinary ZMQStream that ipykernel expects.
+    engine's work.  Each wake-up of a ZMQStream also asks the socket for its events through
+    pyzmq's attribute sugar, which builds an enum flag each time; :meth:`_handle_events`
+    asks for a plain int.  Everything else is the ordinary ZMQStream that ipykernel expects.
     """
+
+    def _handle_events(self, fd: Any, events: int) -> None:
+        sock = self.socket
+        if sock is None or sock.closed:
+            super()._handle_events(fd, events)  # warns and cleans up as pyzmq does
+            return
+        try:
+            ready = socket_events(sock)
+        except zmq.ZMQError:
+            super()._handle_events(fd, events)
+            return
+        if ready & _POLLIN and self._recv_callback is not None:
+            self._handle_recv()
+        if ready & _POLLOUT and self.socket is not None and self.sending():
+            self._handle_send()
+        sock = self.socket
+        if sock is None:
+            return
+        # The socket's descriptor is edge-triggered: whatever still waits now will not wake
+        # the loop again, so give it another turn (what pyzmq's _rebuild_io_state does).
+        state = (_POLLIN if self._recv_callback is not None else 0) | (
+            _POLLOUT if self.sending() else 0
+        )
+        self._state = state
+        if state & socket_events(sock):
+            self.io_loop.add_callback(self._handle_events, sock, 0)
 
     def _handle_recv(self) -> None:
         if self._flushed:
@@ -167,6 +199,8 @@ class EngineKernel(IPythonKernel):
         await super().dispatch_shell(msg, subshell_id, concurrent=concurrent)
 
     def _take_aborted(self, msg_id: str) -> bool:
+        if not self.aborted:  # the usual case, without taking the lock
+            return False
         with self._aborted_lock:
             if msg_id in self.aborted:
                 self.aborted.discard(msg_id)
