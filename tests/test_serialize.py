@@ -67,6 +67,22 @@ def test_large_buffers_go_out_of_band_and_come_back_writable() -> None:
     back[0] = -1.0  # writable, like any array a user owns
 
 
+@pytest.mark.parametrize("value", [None, True, 0, -(2**70), 1.5, 2j, "", "é" * 3, b"\x00raw"])
+def test_plain_values_take_the_short_path_and_come_back_equal(value: object) -> None:
+    frames = serialize.dumps(value)
+    assert len(frames) == 1 and isinstance(frames[0], bytes)
+    back = serialize.loads(frames)
+    assert back == value and type(back) is type(value)
+
+
+def test_a_call_without_arguments_unpacks_to_empty_args_and_kwargs() -> None:
+    content, buffers = serialize.pack_apply(serialize.pack_function(len), (), {})
+    f, args, kwargs = serialize.unpack_apply(content, buffers, {})
+    assert (f, args, kwargs) == (len, (), {})
+    kwargs["x"] = 1  # each call gets its own dict, whatever the receiver does with it
+    assert serialize.unpack_apply(content, buffers, {})[2] == {}
+
+
 def test_reference_resolves_one_level_deep() -> None:
     content, buffers = serialize.pack_apply(
         serialize.pack_function(serialize.Reference("f")),

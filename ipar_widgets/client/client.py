@@ -318,10 +318,13 @@ class Client:
         self, msg_id: str, submitted: str, engine_id: int | None, extra: dict[str, Any]
     ) -> None:
         md = self._metadata_for(msg_id)
-        md["submitted"] = parse_date(submitted)
-        md["engine_id"] = engine_id
-        if engine_id is not None:
-            md["engine_uuid"] = self._engines.get(engine_id)
+        # dict.update: Metadata's checked __setitem__ costs a Python call per key
+        dict.update(
+            md,
+            submitted=parse_date(submitted),
+            engine_id=engine_id,
+            engine_uuid=None if engine_id is None else self._engines.get(engine_id),
+        )
         for key in ("after", "follow"):
             if extra.get(key):
                 md[key] = extra[key]

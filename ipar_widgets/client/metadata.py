@@ -35,10 +35,9 @@ class Metadata(dict):  # type: ignore[type-arg]
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        dict.__init__(self, _DEFAULTS)
-        self["outputs"] = []
-        self["data"] = {}
-        self.update(dict(*args, **kwargs))
+        dict.__init__(self, _DEFAULTS, outputs=[], data={})  # fresh mutable defaults
+        if args or kwargs:
+            dict.update(self, *args, **kwargs)
 
     def __getattr__(self, key: str) -> Any:
         try:

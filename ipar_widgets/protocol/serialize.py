@@ -198,6 +198,11 @@ class _PlainPickler(pickle.Pickler):
         return NotImplemented
 
 
+#: types whose pickle never has out-of-band buffers nor needs cloudpickle (None: the result
+#: of most tasks that are run for their effect)
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
 def dumps(obj: Any, what: str = "object") -> list[Any]:
     """Pickle ``obj`` into ``[stream, *out_of_band_buffers]``.
 
@@ -205,6 +210,8 @@ def dumps(obj: Any, what: str = "object") -> list[Any]:
     cheaper than cloudpickle's; anything with functions or classes in it takes cloudpickle.
     ``what`` names the object in the error raised when it cannot be pickled.
     """
+    if type(obj) in _ATOMS:  # no buffers, no functions: skip setting up a pickler
+        return [pickle.dumps(obj, 5)]
     buffers: list[Any] = [None]
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -285,8 +292,13 @@ def pack_function(f: Any) -> list[Any]:
     return frames
 
 
+_NO_ARGUMENTS = pickle.dumps(((), {}), 5)
+
+
 def pack_arguments(args: Sequence[Any], kwargs: dict[str, Any], fname: str = "f") -> list[Any]:
     """Pickle a task's arguments; the error names the argument that failed."""
+    if not args and not kwargs:
+        return [_NO_ARGUMENTS]
     try:
         return dumps((tuple(args), kwargs), "arguments")
     except SerializationError:
