@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 import pytest
+import zmq
 from jupyter_client.session import Session
 
 from ipar_widgets.protocol.wire import (
@@ -32,6 +33,16 @@ def test_build_and_decode_round_trip() -> None:
     assert msg.content == {"x": 1}
     assert msg.metadata == {"m": "é"}
     assert [bytes(b) for b in msg.buffers] == [b"raw"]
+
+
+@pytest.mark.parametrize("as_frame", [bytes, zmq.Frame], ids=["bytes", "zmq-frame"])
+def test_a_reply_can_carry_the_request_header_frame_as_its_parent(as_frame) -> None:  # type: ignore[no-untyped-def]
+    wire = Wire(KEY)
+    request_header, request = wire.build("apply_request", {"x": 1})
+    reply_header, reply = wire.build("apply_reply", {"status": "ok"}, parent=as_frame(request[2]))
+    msg = wire.decode(reply)
+    assert msg.parent_header == request_header
+    assert msg.header == reply_header
 
 
 @pytest.mark.parametrize("key_length", [0, 1, 32, 36, 63, 64, 65, 200])

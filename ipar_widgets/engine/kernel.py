@@ -212,13 +212,20 @@ class EngineKernel(IPythonKernel):
         idents: list[bytes],
         msg_type: str,
         content: dict[str, Any],
-        parent: dict[str, Any],
+        parent: dict[str, Any] | bytes | zmq.Frame,
         metadata: dict[str, Any],
         buffers: list[Any] = (),  # type: ignore[assignment]
         raw_socket: bool = False,
+        date: str | None = None,
     ) -> None:
         _, frames = self.wire.build(
-            msg_type, content, parent=parent, metadata=metadata, idents=idents, buffers=buffers
+            msg_type,
+            content,
+            parent=parent,
+            metadata=metadata,
+            idents=idents,
+            buffers=buffers,
+            header=self.wire.header(msg_type, date=date),
         )
         stream = self.shell_stream
         assert stream is not None
@@ -313,16 +320,26 @@ class EngineKernel(IPythonKernel):
             # flushing hands off to the IOPub thread and waits: only worth it with output pending
             if getattr(stream, "_buffers", True):
                 stream.flush()
+        completed = utcnow_iso()
         metadata = {
             "engine_id": self.engine_id,
             "status": reply["status"],
             "started": started,
-            "completed": utcnow_iso(),
+            "completed": completed,
             "outputs": self.session.take_count(msg_id),  # type: ignore[attr-defined]
         }
         if segments:
             metadata["shm"] = segments
-        self._send_reply(idents, "apply_reply", reply, header, metadata, result_frames, raw_socket)
+        self._send_reply(
+            idents,
+            "apply_reply",
+            reply,
+            frames[delim + 2],  # the request's header as it came: the reply's parent
+            metadata,
+            result_frames,
+            raw_socket,
+            date=completed,
+        )
 
     def _attach(self, buffers: list[Any], segments: Any) -> list[Any]:
         """Map the shared-memory segments a request's buffers were moved into."""

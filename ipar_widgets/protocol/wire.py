@@ -305,13 +305,15 @@ class Wire:
         """A message id unique to this session, cheaper than a fresh UUID per message."""
         return f"{self._id_prefix}_{next(self._counter)}"
 
-    def header(self, msg_type: str, msg_id: str | None = None) -> dict[str, Any]:
+    def header(
+        self, msg_type: str, msg_id: str | None = None, date: str | None = None
+    ) -> dict[str, Any]:
         return {
             "msg_id": msg_id or self.new_msg_id(),
             "msg_type": msg_type,
             "username": self.username,
             "session": self.session,
-            "date": utcnow_iso(),
+            "date": date or utcnow_iso(),
             "version": PROTOCOL_VERSION,
         }
 
@@ -325,15 +327,22 @@ class Wire:
         msg_type: str,
         content: dict[str, Any] | None = None,
         *,
-        parent: dict[str, Any] | None = None,
+        parent: dict[str, Any] | Frame | None = None,
         metadata: dict[str, Any] | None = None,
         header: dict[str, Any] | None = None,
         idents: Sequence[bytes] = (),
         buffers: Sequence[Any] = (),
     ) -> tuple[dict[str, Any], list[Any]]:
-        """Return ``(header, frames)`` ready for ``send_multipart``."""
+        """Return ``(header, frames)`` ready for ``send_multipart``.
+
+        ``parent`` may be the request's header frame as received (bytes or a zmq Frame): a
+        reply then carries it as it came, without decoding and encoding it again.
+        """
         header = header or self.header(msg_type)
-        parts = [pack(header), pack(parent), pack(metadata), pack(content)]
+        parent_part = (
+            pack(parent) if parent is None or isinstance(parent, dict) else as_bytes(parent)
+        )
+        parts = [pack(header), parent_part, pack(metadata), pack(content)]
         frames: list[Any] = [*idents, DELIM, self.sign(parts), *parts, *buffers]
         return header, frames
 
