@@ -529,7 +529,11 @@ class Client:
             self._held.pop(msg_id, None)
             self.outstanding.discard(msg_id)
             trackers = self._trackers.pop(msg_id, ())
-            owner = next((t for t in trackers if t.owner), None)
+            owner = None
+            for tracker in trackers:
+                if tracker.owner:
+                    owner = tracker
+                    break
             if owner is None:
                 self.results[msg_id] = result
             else:

@@ -379,9 +379,10 @@ def unpack_apply(
 ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
     """Rebuild ``(f, args, kwargs)`` on the engine, resolving References in ``namespace``."""
     n_fn = int(content.get("fn_frames", 1))
-    f = _load_function(buffers[:n_fn])
+    f = _resolve(_load_function(buffers[:n_fn]), namespace)
     args, kwargs = loads(buffers[n_fn:])
-    f = _resolve(f, namespace)
-    args = tuple(_resolve_one_level(a, namespace) for a in args)
-    kwargs = {k: _resolve_one_level(v, namespace) for k, v in kwargs.items()}
+    if args:
+        args = tuple([_resolve_one_level(a, namespace) for a in args])
+    if kwargs:
+        kwargs = {k: _resolve_one_level(v, namespace) for k, v in kwargs.items()}
     return f, args, kwargs
