@@ -444,7 +444,9 @@ class Controller:
         # [ident, client, DELIM, signature, header, parent, metadata, content, buffers...]
         parent = unpack(frames[5])
         metadata = unpack(frames[6])
-        content = unpack(frames[7])
+        # the engine copies the reply's status into its metadata: the content (an error's
+        # name and traceback) only needs decoding when the task did not succeed
+        content = {"status": "ok"} if metadata.get("status") == "ok" else unpack(frames[7])
         msg_id = parent.get("msg_id")
         rec = self.records.get(msg_id) if isinstance(msg_id, str) else None
         if msg_id in engine.outstanding:
