@@ -6,7 +6,7 @@ with the same code and ``import <backend> as ipp``; rounds alternate the order (
 slow drift.  Figures:
 
     start_s          Cluster(n=E).start_and_connect_sync() until every engine answered a task
-    latency_us       round trip of rc[0].apply_sync(noop), median of a batch of calls
+    latency_us       round trip of rc[0].apply_sync(noop): the median call of each batch of 300
     lb_tasks_s       load-balanced map of 2,000 no-op tasks, chunksize 1
     chunked_tasks_s  map of 100,000 tiny tasks, chunksize 1,000 (and client bytes per task)
     direct_tasks_s   2,000 dv.apply_async(noop) on every engine (engine executions per s)
@@ -118,11 +118,12 @@ def child(backend: str, engines: int, workloads: list[str], reps: int) -> None:
                 e0.apply_sync(noop)
             values = []
             for _ in range(max(3, reps)):
-                n = 300
-                t0 = time.perf_counter()
-                for _ in range(n):
+                calls = []
+                for _ in range(300):
+                    t0 = time.perf_counter()
                     e0.apply_sync(noop)
-                values.append((time.perf_counter() - t0) / n * 1e6)
+                    calls.append(time.perf_counter() - t0)
+                values.append(statistics.median(calls) * 1e6)
             emit(backend, "latency_us", values)
         # big transfers first: a controller that keeps the records of 100,000 tasks (as
         # ipyparallel's hub does) would otherwise slow them down for reasons of its own
