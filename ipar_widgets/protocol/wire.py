@@ -97,7 +97,7 @@ def recv_frames(sock: zmq.Socket[Any], noblock: bool = False) -> list[Any]:
 
 def socket_events(sock: zmq.Socket[Any]) -> int:
     """The socket's ``EVENTS`` as a plain int (pyzmq's ``sock.EVENTS`` builds an enum flag)."""
-    return _base_get(sock, _EVENTS)  # type: ignore[no-any-return]
+    return _base_get(sock, _EVENTS)  # type: ignore[return-value]
 
 
 def readable(sock: zmq.Socket[Any]) -> bool:
