@@ -31,7 +31,7 @@ from typing import Any
 import zmq
 from zmq.backend import zmq_poll
 
-from ..protocol.wire import readable, recv_frames, send_frames
+from ..protocol.wire import recv_frames, send_frames, waiting_messages
 
 log = logging.getLogger("ipar_widgets.client")
 
@@ -286,14 +286,7 @@ class Transport:
                     log.exception("error in a sent-callback")
 
     def _drain(self, sock: zmq.Socket[Any], handler: Handler) -> None:
-        # called when the poll said a message waits: only later ones need asking the socket
-        for i in range(1000):
-            if i and not readable(sock):
-                return
-            try:
-                frames = recv_frames(sock, noblock=True)
-            except zmq.Again:
-                return
+        for frames in waiting_messages(sock, 1000):
             try:
                 handler(frames)
             except Exception:

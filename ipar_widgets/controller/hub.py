@@ -34,11 +34,10 @@ from ..protocol.wire import (
     InvalidMessage,
     Wire,
     as_bytes,
-    readable,
-    recv_frames,
     send_frames,
     unpack,
     utcnow_iso,
+    waiting_messages,
 )
 from . import queries
 from .engines import EngineRegistry, EngineState, shell_ident
@@ -209,15 +208,7 @@ class Controller:
         self._close()
 
     def _drain(self, sock: zmq.Socket[Any], handler: Callable[[list[Any]], None]) -> None:
-        # Handle what is waiting in batches, so one busy socket cannot starve the others.
-        # The poll just said a message waits: only later ones need asking the socket.
-        for i in range(256):
-            if i and not readable(sock):
-                return
-            try:
-                frames = recv_frames(sock, noblock=True)
-            except zmq.Again:
-                return
+        for frames in waiting_messages(sock, 256):
             try:
                 handler(frames)
             except InvalidMessage as exc:

@@ -20,7 +20,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -135,6 +135,19 @@ class HmacSha256:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest().encode()
+
+
+def waiting_messages(sock: zmq.Socket[Any], limit: int) -> Iterator[list[Any]]:
+    """The messages waiting on ``sock``, at most ``limit`` of them (so one busy socket cannot
+    starve the others), for a caller whose poll just said that one waits: only the later ones
+    cost a question to the socket."""
+    for i in range(limit):
+        if i and not readable(sock):
+            return
+        try:
+            yield recv_frames(sock, noblock=True)
+        except zmq.Again:
+            return
 
 
 class InvalidMessage(ValueError):
