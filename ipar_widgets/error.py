@@ -4,21 +4,32 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
 
     Exception
     ├── IPythonError                 base of every ipar_widgets error
-    │   └── KernelError              something went wrong on an engine or in the cluster
-    │       ├── EngineError          an engine died or stopped answering while it held a task
-    │       ├── NoEnginesRegistered  a request needs engines and none are registered
-    │       ├── TaskAborted          the task was aborted before it ran
-    │       ├── TaskTimeout          the task did not start within its ``timeout``
-    │       ├── TaskRejectError      the scheduler refused the task (no engine may run it)
-    │       ├── UnmetDependency      the task's dependencies are not met on this engine
-    │       │   └── ImpossibleDependency    they can never be met on any engine
-    │       │       ├── DependencyTimeout   they were not met within the timeout
-    │       │       └── InvalidDependency   a dependency refers to an unknown task
-    │       └── RemoteError          the task raised: carries ename, evalue, traceback, engine
-    │           ├── CompositeError   several tasks raised: carries every RemoteError
-    │           └── AlreadyDisplayedError  the error was already shown (``%px``)
+    │   ├── KernelError              something went wrong on an engine or in the cluster
+    │   │   ├── EngineError          an engine died or stopped answering while it held a task
+    │   │   │   └── EngineStartFailed    an engine the cluster started exited before registering
+    │   │   ├── NoEnginesRegistered  a request needs engines and none are registered
+    │   │   ├── TaskAborted          the task was aborted before it ran
+    │   │   ├── TaskTimeout          the task did not start within its ``timeout``
+    │   │   ├── TaskRejectError      the scheduler refused the task (no engine may run it)
+    │   │   ├── UnmetDependency      the task's dependencies are not met on this engine
+    │   │   │   └── ImpossibleDependency    they can never be met on any engine
+    │   │   │       ├── DependencyTimeout   they were not met within the timeout
+    │   │   │       └── InvalidDependency   a dependency refers to an unknown task
+    │   │   └── RemoteError          the task raised: carries ename, evalue, traceback, engine
+    │   │       ├── CompositeError   several tasks raised: carries every RemoteError
+    │   │       └── AlreadyDisplayedError  the error was already shown (``%px``)
+    │   ├── ClusterError (also RuntimeError)  starting, stopping or asking a cluster failed
+    │   │   ├── ClusterNotFound (also OSError)      no running cluster matches what was given
+    │   │   ├── ControllerRefused (also ValueError)  the controller refused a request, and why
+    │   │   ├── NoAnswer (also TimeoutError)        the controller did not answer in time
+    │   │   └── EnginesNotReady (also TimeoutError) fewer engines registered than waited for
+    │   └── ClientClosed (also RuntimeError)   the Client was closed; connect a new one
     ├── TimeoutError (builtin)       a wait ran out of time (``error.TimeoutError`` is the builtin)
     └── SerializationError (TypeError)  a function or argument could not be pickled
+
+The second bases keep ``except OSError`` / ``except ValueError`` / ``except TimeoutError``
+working where Python or ipyparallel code expects those kinds; each error's text says what was
+expected, what was found and what to do, and its attributes carry the same facts.
 """
 
 from __future__ import annotations
@@ -43,6 +54,13 @@ __all__ = [
     "RemoteError",
     "CompositeError",
     "AlreadyDisplayedError",
+    "EngineStartFailed",
+    "ClusterError",
+    "ClusterNotFound",
+    "ControllerRefused",
+    "NoAnswer",
+    "EnginesNotReady",
+    "ClientClosed",
     "TimeoutError",
     "SerializationError",
     "collect_exceptions",
@@ -99,6 +117,82 @@ class DependencyTimeout(ImpossibleDependency):
 
 class InvalidDependency(ImpossibleDependency):
     """A dependency names a task the controller does not know."""
+
+
+class EngineStartFailed(EngineError):
+    """An engine the cluster started exited before it registered.
+
+    ``returncode`` is its exit code, ``log`` the path of its log and ``log_tail`` the log's
+    last lines (they usually say why: a bad argument, a missing module).
+    """
+
+    def __init__(self, returncode: int | None, log: str, log_tail: str, what: str = "an engine"):
+        self.returncode = returncode
+        self.log = log
+        self.log_tail = log_tail
+        super().__init__(
+            f"{what} exited with code {returncode} before registering; the end of its log "
+            f"({log}):\n{log_tail}"
+        )
+
+
+class ClusterError(IPythonError, RuntimeError):
+    """Starting, stopping or asking a cluster failed; the text says why and what to do."""
+
+
+class ClusterNotFound(ClusterError, OSError):
+    """No running cluster matches the profile, cluster id or connection file given."""
+
+
+class ControllerRefused(ClusterError, ValueError):
+    """The controller refused a request: ``request`` is its type, ``reason`` the
+    controller's own explanation."""
+
+    def __init__(self, request: str, reason: str) -> None:
+        self.request = request
+        self.reason = reason
+        super().__init__(reason)
+
+
+class NoAnswer(ClusterError, TimeoutError):
+    """The controller did not answer ``request`` within ``timeout`` seconds."""
+
+    def __init__(self, request: str, timeout: float | None, address: str = "") -> None:
+        self.request = request
+        self.timeout = timeout
+        self.address = address
+        where = f"the controller at {address}" if address else "the controller"
+        super().__init__(
+            f"{where} did not answer {request} within {timeout:g} s; is the cluster running? "
+            "(see: ipar list)"
+            if timeout is not None
+            else f"{where} did not answer {request}"
+        )
+
+
+class EnginesNotReady(ClusterError, TimeoutError):
+    """Fewer engines than waited for registered within the timeout: ``registered`` of
+    ``wanted``, after ``timeout`` seconds."""
+
+    def __init__(self, registered: int, wanted: int, timeout: float, detail: str = "") -> None:
+        self.registered = registered
+        self.wanted = wanted
+        self.timeout = timeout
+        super().__init__(
+            f"{registered} engine(s) registered of the {wanted} waited for, after {timeout:g} s"
+            + detail
+        )
+
+
+class ClientClosed(IPythonError, RuntimeError):
+    """The Client was closed (``rc.close()``, or the cluster it used stopped); the text says
+    what could not be done.  Connect a new Client to go on."""
+
+    def __init__(self, what: str = "") -> None:
+        text = "this client is closed"
+        if what:
+            text += f": cannot {what}"
+        super().__init__(text + "; connect a new Client to go on")
 
 
 class SerializationError(TypeError):

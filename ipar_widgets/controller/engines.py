@@ -12,17 +12,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-
-def shell_ident(uuid: str) -> bytes:
-    return b"s:" + uuid.encode()
-
-
-def control_ident(uuid: str) -> bytes:
-    return b"c:" + uuid.encode()
-
-
-def heartbeat_ident(uuid: str) -> bytes:
-    return b"h:" + uuid.encode()
+from ..protocol.routing import control_identity, heartbeat_identity, shell_identity
 
 
 class EngineState:
@@ -51,9 +41,9 @@ class EngineState:
     def __init__(self, engine_id: int, uuid: str, pid: int, hostname: str, local: bool) -> None:
         self.id = engine_id
         self.uuid = uuid
-        self.shell = shell_ident(uuid)
-        self.control = control_ident(uuid)
-        self.heartbeat = heartbeat_ident(uuid)
+        self.shell = shell_identity(uuid)
+        self.control = control_identity(uuid)
+        self.heartbeat = heartbeat_identity(uuid)
         self.pid = pid
         self.hostname = hostname
         self.registered_at = time.time()

@@ -28,6 +28,19 @@ from typing import Any
 
 import zmq
 
+from ..protocol.routing import (
+    CONTROLLER,
+    CONTROLLER_IDENTITY,
+    CONTROLLER_TOPIC,
+    EVERYONE,
+    HEARTBEAT_PING,
+    SENDER_SUFFIX,
+    SHELL_PREFIX,
+    client_of,
+    parse_route,
+    shell_identity,
+    topic_for,
+)
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import (
     DELIM,
@@ -40,7 +53,7 @@ from ..protocol.wire import (
     waiting_messages,
 )
 from . import queries
-from .engines import EngineRegistry, EngineState, shell_ident
+from .engines import EngineRegistry, EngineState
 from .launcher import LocalLauncher
 from .records import ABORTED, ERROR, FINISHED, RUNNING, RecordStore, TaskRecord, frames_size
 from .scheduler import LoadBalancer
@@ -50,18 +63,6 @@ log = logging.getLogger("ipar_widgets.controller")
 
 TASK_TYPES = frozenset({"apply_request", "execute_request"})
 REPLY_TYPES = {"apply_request": "apply_reply", "execute_request": "execute_reply"}
-HEARTBEAT = b"\x00ping"
-#: a client sends from identity <id>/s and receives on <id> (see client/transport.py)
-SENDER_SUFFIX = b"/s"
-#: a client thread that sends a request and waits for its reply receives it on a socket of
-#: its own, identity ``<client>/w<n>``
-WAITER_MARK = b"/w"
-
-
-def _client_of(identity: bytes) -> bytes:
-    """The client a reply identity belongs to (a waiter socket's ``<client>/w<n>``)."""
-    mark = identity.rfind(WAITER_MARK)
-    return identity if mark < 0 else identity[:mark]
 
 
 class Controller:
@@ -241,8 +242,8 @@ class Controller:
     def _answer(self, receiver: bytes, frames: list[Any]) -> None:
         """Send a task's reply; one for a waiting thread whose socket is gone (it stopped
         waiting, and its client closed that socket) goes to the client's own socket."""
-        if not self._send(self.client, [receiver, *frames]) and receiver != _client_of(receiver):
-            self._send(self.client, [_client_of(receiver), *frames])
+        if not self._send(self.client, [receiver, *frames]) and receiver != client_of(receiver):
+            self._send(self.client, [client_of(receiver), *frames])
 
     def reply(
         self,
@@ -259,7 +260,7 @@ class Controller:
 
     def publish(self, msg_type: str, content: dict[str, Any]) -> None:
         """Tell every client about the cluster (engines joining/leaving, shutdown)."""
-        _, frames = self.wire.build(msg_type, content, idents=[b"*\x00controller"])
+        _, frames = self.wire.build(msg_type, content, idents=[CONTROLLER_TOPIC])
         self.notify.send_multipart(frames)
 
     def _send_task(self, rec: TaskRecord, engine: EngineState) -> bool:
@@ -278,15 +279,14 @@ class Controller:
 
     # -- clients ----------------------------------------------------------------------------------
     def _on_client(self, frames: list[Any]) -> None:
-        client = reply_to = as_bytes(frames[0])
-        if client.endswith(SENDER_SUFFIX):
-            client = reply_to = client[: -len(SENDER_SUFFIX)]  # answers go to its receiving socket
-        else:
-            client = _client_of(client)  # a waiter's reply goes back to it; outputs to client
-        route = as_bytes(frames[1]) if len(frames) > 1 else b""
+        sender = as_bytes(frames[0])
+        client = client_of(sender)  # outputs go to the client's own identity ...
+        # ... and so do answers, but for a waiting thread's socket, whose replies go back to it
+        reply_to = client if sender.endswith(SENDER_SUFFIX) else sender
+        frame = as_bytes(frames[1]) if len(frames) > 1 else b""
         delim = 2
-        if route == DELIM:  # a client that sent no routing frame talks to the controller
-            route, delim = b"c", 1
+        if frame == DELIM:  # a client that sent no routing frame talks to the controller
+            frame, delim = CONTROLLER, 1
         elif len(frames) < 3 or as_bytes(frames[2]) != DELIM:
             raise InvalidMessage("expected [routing frame, <IDS|MSG>, ...] from a client")
         if not self.wire.verify(frames, delim + 1):
@@ -295,25 +295,28 @@ class Controller:
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str) or "msg_id" not in header:
             raise InvalidMessage("the header has no msg_type or msg_id")
-        kind = route[:1]
-        if kind in (b"b", b"d"):
-            self._submit(client, route, header, frames[delim:], reply_to)
-        elif kind == b"k":
-            self._forward_control(client, route, header, frames[delim:])
-        elif kind == b"c":
+        try:
+            route = parse_route(frame)
+        except ValueError as exc:
+            raise InvalidMessage(str(exc)) from None
+        if route.kind == "controller":
             content = unpack(frames[delim + 5])
             queries.handle(self, client, header, content)
+        elif route.kind == "control":
+            assert route.engine_id is not None
+            self._forward_control(client, route.engine_id, header, frames[delim:])
         else:
-            raise InvalidMessage(f"unknown routing frame {route[:20]!r}")
+            self._submit(client, route.engine_id, header, frames[delim:], reply_to)
 
     def _submit(
         self,
         client: bytes,
-        route: bytes,
+        engine_id: int | None,
         header: dict[str, Any],
         signed: list[Any],
         reply_to: bytes,
     ) -> None:
+        """A task for engine ``engine_id``, or (None) for the load balancer."""
         msg_type = header["msg_type"]
         if msg_type not in TASK_TYPES:
             raise InvalidMessage(f"expected apply_request or execute_request, found {msg_type!r}")
@@ -326,14 +329,10 @@ class Controller:
         self.segments.note_request(rec, signed[4])
         self.records.add(rec)
         self.counts["submitted"] += 1
-        if route == b"b":
+        if engine_id is None:
             rec.balanced = True
             self.balancer.submit(rec, unpack(signed[4]))
             return
-        try:
-            engine_id = int(route[1:])
-        except ValueError:
-            raise InvalidMessage(f"bad engine id in routing frame {route[:20]!r}") from None
         engine = self.engines.by_id.get(engine_id)
         if engine is None:
             self._fail_task(rec, "EngineError", self._unknown_engine(engine_id))
@@ -345,12 +344,8 @@ class Controller:
         return f"engine {engine_id} is not registered (registered engines: {ids})"
 
     def _forward_control(
-        self, client: bytes, route: bytes, header: dict[str, Any], signed: list[Any]
+        self, client: bytes, engine_id: int, header: dict[str, Any], signed: list[Any]
     ) -> None:
-        try:
-            engine_id = int(route[1:])
-        except ValueError:
-            raise InvalidMessage(f"bad engine id in routing frame {route[:20]!r}") from None
         engine = self.engines.by_id.get(engine_id)
         if engine is None or not self._send(self.engine, [engine.control, client, *signed]):
             reply_type = header["msg_type"].replace("_request", "_reply")
@@ -383,7 +378,7 @@ class Controller:
             raise InvalidMessage("missing or invalid HMAC signature")
         if engine is None:
             header = unpack(frames[delim + 2])
-            if header.get("msg_type") == "registration_request" and ident.startswith(b"s:"):
+            if header.get("msg_type") == "registration_request" and ident.startswith(SHELL_PREFIX):
                 self._register(ident, header, unpack(frames[delim + 5]))
                 return
             raise InvalidMessage(f"message from an unregistered engine identity {ident[:40]!r}")
@@ -397,7 +392,7 @@ class Controller:
 
     def _register(self, ident: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
         uuid = str(content.get("uuid", ""))
-        if ident != shell_ident(uuid):
+        if ident != shell_identity(uuid):
             raise InvalidMessage("registration identity does not match its uuid")
         if uuid in self.engines.by_uuid:
             engine = self.engines.by_uuid[uuid]  # a repeated request: answer it again
@@ -461,7 +456,7 @@ class Controller:
             self.counts[rec.status] += 1
             reply = frames[2:]
             for receiver in (client, *rec.watchers):
-                self._answer(receiver, self.segments.reply_for(_client_of(receiver), rec, reply))
+                self._answer(receiver, self.segments.reply_for(client_of(receiver), rec, reply))
             # after sending: culling must know who has yet to map the result's segments
             self.records.account(rec, nbytes)
         else:  # a late reply (its task failed meanwhile) or one without a record
@@ -550,11 +545,11 @@ class Controller:
             self.records.account(rec, frames_size(frames[2:]))
             prefix = rec.client
         else:
-            prefix = b"*"
-        send_frames(self.notify, [prefix + b"\x00" + topic, *frames[1:]])
+            prefix = EVERYONE
+        send_frames(self.notify, [topic_for(prefix, topic), *frames[1:]])
         if rec is not None:
             for watcher in rec.watchers:
-                send_frames(self.notify, [watcher + b"\x00" + topic, *frames[1:]])
+                send_frames(self.notify, [topic_for(watcher, topic), *frames[1:]])
 
     # -- liveness ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -564,7 +559,9 @@ class Controller:
                 self._engine_lost(
                     engine, f"it did not answer heartbeats for {now - engine.last_pong:.1f} s"
                 )
-            elif not self._send(self.engine, [engine.heartbeat, HEARTBEAT]) and engine.answered:
+            elif (
+                not self._send(self.engine, [engine.heartbeat, HEARTBEAT_PING]) and engine.answered
+            ):
                 self._engine_lost(engine, "its connection closed (the process died)")
 
     def _watch_processes(self) -> None:
@@ -624,7 +621,7 @@ class Controller:
     def stop_engine(self, engine: EngineState) -> None:
         """Ask an engine to exit; a local one is killed if it has not after the grace period."""
         _, frames = self.wire.build(
-            "shutdown_request", {"restart": False}, idents=[engine.control, b"controller"]
+            "shutdown_request", {"restart": False}, idents=[engine.control, CONTROLLER_IDENTITY]
         )
         self._send(self.engine, frames)
         if self.launcher is not None:

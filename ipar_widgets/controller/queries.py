@@ -1,4 +1,4 @@
-"""Answers to the questions and commands clients send the controller itself (routing ``b"c"``).
+"""Answers to the questions and commands clients send the controller itself (routing frame ``b"c"``).
 
 Each handler takes the controller, the asking client's identity, the request header and its
 content, and replies with ``<name>_reply``.  A bad request gets an error reply that says what
@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..protocol.routing import CONTROLLER_IDENTITY
 from .records import ABORTED, FINISHED
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         if engine is None:
             continue
         _, frames = ctl.wire.build(
-            "abort_request", {"msg_ids": ids}, idents=[engine.control, b"controller"]
+            "abort_request", {"msg_ids": ids}, idents=[engine.control, CONTROLLER_IDENTITY]
         )
         ctl._send(ctl.engine, frames)
     ctl.reply(

@@ -24,7 +24,12 @@ from ipykernel.iostream import IOPubThread
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases
 from traitlets import Float, Integer, Unicode, default
 
-from ..controller.engines import control_ident, heartbeat_ident, shell_ident
+from ..protocol.routing import (
+    control_identity,
+    engine_topic,
+    heartbeat_identity,
+    shell_identity,
+)
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Wire
 from .heartbeat import Heartbeat
@@ -122,7 +127,7 @@ class EngineApp(IPKernelApp):
     def init_sockets(self) -> None:
         self.context = context = zmq.Context()
         shell = context.socket(zmq.DEALER)
-        shell.identity = shell_ident(self.uuid)
+        shell.identity = shell_identity(self.uuid)
         shell.linger = 1000
         shell.sndhwm = shell.rcvhwm = 0
         shell.connect(self._url("engine"))
@@ -133,7 +138,7 @@ class EngineApp(IPKernelApp):
 
     def init_control(self, context: zmq.Context[Any]) -> None:
         control = context.socket(zmq.DEALER)
-        control.identity = control_ident(self.uuid)
+        control.identity = control_identity(self.uuid)
         control.linger = 1000
         control.connect(self._url("engine"))
         self.control_socket = control
@@ -154,7 +159,7 @@ class EngineApp(IPKernelApp):
 
     def init_heartbeat(self) -> None:
         self.heartbeat_echo = Heartbeat(
-            self._url("engine"), heartbeat_ident(self.uuid), self.controller_timeout
+            self._url("engine"), heartbeat_identity(self.uuid), self.controller_timeout
         )
         self.heartbeat_echo.start()
         self.engine_id = self.register()
@@ -201,19 +206,17 @@ class EngineApp(IPKernelApp):
         kernel.int_id = self.engine_id  # ipykernel labels execute errors' engine_info with it
         kernel.shared = self.shared_area
         kernel.session.iopub_streams = (self.iopub_thread, self.iopub_socket)
-        prefix = f"engine.{self.engine_id}."
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "topic"):
-                stream.topic = (prefix + "stream." + stream.name).encode()
-        self.displayhook.topic = (prefix + "execute_result").encode()
+                stream.topic = engine_topic(self.engine_id, "stream." + stream.name)
+        self.displayhook.topic = engine_topic(self.engine_id, "execute_result")
 
     def init_shell(self) -> None:
         super().init_shell()
         shell = self.shell
         if shell is not None:
-            prefix = f"engine.{self.engine_id}."
-            shell.displayhook.topic = (prefix + "execute_result").encode()
-            shell.display_pub.topic = (prefix + "display_data").encode()
+            shell.displayhook.topic = engine_topic(self.engine_id, "execute_result")
+            shell.display_pub.topic = engine_topic(self.engine_id, "display_data")
             shell.user_ns["__ipar_engine_id__"] = self.engine_id
 
 

@@ -23,6 +23,7 @@ from ipykernel.utils import _async_in_context
 from traitlets import Integer
 from zmq.eventloop.zmqstream import ZMQStream
 
+from ..protocol.routing import engine_topic
 from ..protocol.serialize import dumps, unpack_apply
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
 from ..protocol.wire import (
@@ -113,7 +114,7 @@ class EngineKernel(IPythonKernel):
 
     # -- message topics carry the engine id, so clients know who published -------------------------
     def _topic(self, topic: str) -> bytes:
-        return f"engine.{self.engine_id}.{topic}".encode()
+        return engine_topic(self.engine_id, topic)
 
     # -- dispatch -----------------------------------------------------------------------------------
     def start(self) -> None:
