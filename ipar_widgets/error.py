@@ -162,11 +162,10 @@ class NoAnswer(ClusterError, TimeoutError):
         self.timeout = timeout
         self.address = address
         where = f"the controller at {address}" if address else "the controller"
+        within = f" within {timeout:g} s" if timeout is not None else ""
         super().__init__(
-            f"{where} did not answer {request} within {timeout:g} s; is the cluster running? "
-            "(see: ipar list)"
-            if timeout is not None
-            else f"{where} did not answer {request}"
+            f"{where} did not answer{within}; is the cluster running? "
+            f"(see: ipar list; the request was {request})"
         )
 
 
@@ -188,11 +187,11 @@ class ClientClosed(IPythonError, RuntimeError):
     """The Client was closed (``rc.close()``, or the cluster it used stopped); the text says
     what could not be done.  Connect a new Client to go on."""
 
-    def __init__(self, what: str = "") -> None:
-        text = "this client is closed"
-        if what:
-            text += f": cannot {what}"
-        super().__init__(text + "; connect a new Client to go on")
+    def __init__(self, what: str = "", *, text: str | None = None) -> None:
+        if text is None:
+            text = "this client is closed" + (f": cannot {what}" if what else "")
+            text += "; connect a new Client to go on"
+        super().__init__(text)
 
 
 class SerializationError(TypeError):

@@ -126,7 +126,7 @@ def test_unordered_map_yields_in_completion_order(ids_scattered) -> None:  # typ
     durations = [0.1 * t for t in range(8, 0, -1)]  # slowest first
     amr = view.map(sleep_here, durations, ordered=False)
     seen = [r[1] for r in amr]
-    arrival = [amr._results[m][0][1] for m in amr._arrival]
+    arrival = [chunk[0][1] for _, chunk in amr.arrived_since(0)]
     assert seen == arrival  # yielded exactly in the order results came back
     assert seen != durations and sorted(seen) == sorted(durations)
     assert seen[:4] == sorted(durations[:4])  # the first four run together; shortest first

@@ -194,21 +194,22 @@ def waiter_identity(rc) -> bytes | None:  # type: ignore[no-untyped-def]
 
 def test_a_blocking_call_receives_its_reply_on_its_own_thread(rc) -> None:  # type: ignore[no-untyped-def]
     handled_by: list[str] = []
-    on_reply = rc._on_reply
+    on_reply = rc._dispatch.on_reply
 
     def spy(frames):  # type: ignore[no-untyped-def]
         handled_by.append(threading.current_thread().name)
         return on_reply(frames)
 
-    rc._on_reply = rc._transport._on_reply = spy  # what waiters and the I/O thread call
+    # what waiters and the I/O thread call
+    rc._dispatch.on_reply = rc._transport._on_reply = spy
     try:
         assert rc[1].apply_sync(pow, 2, 10) == 1024
         assert rc.load_balanced_view().apply_sync(pow, 3, 2) == 9
         assert rc[:].map_sync(abs, [-1, -2, -3, -4]) == [1, 2, 3, 4]
         assert rc[2].apply_async(pow, 2, 3).get(timeout=10) == 8  # not blocking: I/O thread
     finally:
-        del rc._on_reply
-        rc._transport._on_reply = rc._on_reply
+        del rc._dispatch.on_reply
+        rc._transport._on_reply = rc._dispatch.on_reply
     me = threading.current_thread().name
     assert handled_by == [me, me, me, me, me, me, "ipar-client-io"]
     assert waiter_identity(rc) == rc._transport.identity + b"/w1"

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from ipar_widgets.progress import ProgressTracker, wait_interactive, widgets_wanted
+from ipar_widgets.client.frontend import wait_interactive
+from ipar_widgets.progress import ProgressTracker, widgets_wanted
 from ipar_widgets.progress.snapshot import Snapshot, estimate_eta
 from ipar_widgets.progress.terminal import TerminalDisplay, format_eta, status_line, summary_line
 

@@ -218,7 +218,7 @@ def test_cluster_api_and_context_manager(profile: str) -> None:
     with ipp.Cluster(n=2, profile=profile) as rc:
         assert rc.ids == [0, 1]
         assert rc[:].apply_sync(lambda: 1) == [1, 1]
-        cid = rc._cluster.cluster_id
+        cid = rc.cluster.cluster_id
         assert paths.client_file(paths.profile_dir(profile), cid).exists()
         pids = rc[:].apply_sync(os.getpid)
     assert not paths.client_file(paths.profile_dir(profile), cid).exists()

@@ -14,7 +14,7 @@ import pytest
 import ipar_widgets as ipp
 from ipar_widgets.progress import ProgressTracker
 from ipar_widgets.progress.placement import query_placement
-from ipar_widgets.widgets.html import asyncresult_html, client_html, progress_html, progress_text
+from ipar_widgets.widgets.html import client_html, job_html, progress_html, progress_text
 from ipar_widgets.widgets.loop import FINAL_RESERVE, MessageBudget, UpdateLoop
 from ipar_widgets.widgets.progress import ProgressView, wait_with_widget
 from ipar_widgets.widgets.timeline import timeline
@@ -180,7 +180,7 @@ def test_reprs_of_client_and_asyncresult(rc) -> None:  # type: ignore[no-untyped
     ar.get(timeout=30)
     assert rc._repr_html_() is not None
     html = ar._repr_html_()
-    assert html == asyncresult_html(ar)
+    assert html == job_html(ar)
     assert "4/4 items done" in html and len(rows_of(html)) == 4
 
 
@@ -257,7 +257,7 @@ def test_static_text_of_a_running_job() -> None:
 
 
 def test_imap_display_follows_the_iteration(rc) -> None:  # type: ignore[no-untyped-def]
-    from ipar_widgets.progress.imap import TaskStream
+    from ipar_widgets.client.imap import TaskStream
 
     loop = UpdateLoop()
     it = rc.load_balanced_view().imap(fails_on_13, range(10, 30), return_exceptions=True)

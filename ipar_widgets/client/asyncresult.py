@@ -2,9 +2,11 @@
 
 An AsyncResult stands for one or more messages (msg_ids).  The client's I/O thread hands it
 each result as it arrives (:meth:`AsyncResult._deliver`); everything that waits (``get``,
-``wait``, iteration, ``wait_interactive``) waits on one condition variable, so nothing polls.
-It is also a :class:`concurrent.futures.Future` (``result()``, ``add_done_callback``,
-``concurrent.futures.wait``) and awaitable.
+``wait``, iteration, ``wait_interactive``) goes through the one loop of :mod:`.waiting`,
+which sleeps on the result's condition variable, so nothing polls.  It is also a
+:class:`concurrent.futures.Future` (``result()``, ``add_done_callback``,
+``concurrent.futures.wait``), awaitable, and a :class:`~ipar_widgets.client.job.Job`: what
+the progress displays, widgets and magics read.
 """
 
 from __future__ import annotations
@@ -19,24 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..error import CompositeError, RemoteError, TaskAborted
 from ..protocol.wire import utcnow
-from .metadata import _DEFAULTS
+from . import frontend
+from .job import JobClient, condition_for
+from .metadata import METADATA_KEYS, Metadata
+from .waiting import timeout_of, wait_until
 
 if TYPE_CHECKING:
+    import zmq
+
     from .client import Client
 
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
-_METADATA_KEYS = frozenset(_DEFAULTS)
 
-
-def _timeout(timeout: float | None) -> float | None:
-    """ipyparallel's convention: None or a negative number waits forever."""
-    if timeout is None or timeout < 0:
-        return None
-    return timeout
-
-
-class AsyncResult(Future):  # type: ignore[type-arg]
+class AsyncResult(Future[Any]):
     """The pending (or finished) result of one or more tasks."""
 
     _single_result: bool
@@ -68,17 +66,19 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         self._results: dict[str, Any] = {}
         self._arrival: list[str] = []
         self._n_errors = 0
+        #: how many results had arrived when the latest failure arrived (0: none failed)
+        self._failed_at = 0
         #: threads waiting for single results (iteration, FIRST_COMPLETED); only they need a
         #: wake-up per result: waking a thread that waits for all of them costs two thread
         #: switches per task for nothing
         self._eager_waiters = 0
         self._sent = False
         #: the socket its replies come to, when the thread that sent it waits for them there
-        self._waiter: Any = None
+        self._waiter: zmq.Socket[bytes] | None = None
         self._waiter_thread: threading.Thread | None = None
-        self._listeners: list[Callable[[AsyncResult, str], None]] = []
-        self._metadata = [client._metadata_for(m) for m in self.msg_ids]
-        client._track(self)
+        ledger = client._ledger
+        self._metadata = [ledger.metadata_for(m) for m in self.msg_ids]
+        ledger.track(self)
 
     # -- delivery (the client's I/O thread) ---------------------------------------------------------
     def _deliver(self, msg_id: str, result: Any) -> None:
@@ -90,14 +90,10 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             failed = isinstance(result, BaseException)
             if failed:
                 self._n_errors += 1
+                self._failed_at = len(self._arrival)
             complete = len(self._results) == len(self.msg_ids)
             if not complete and (failed or self._eager_waiters):  # failed: FIRST_EXCEPTION
                 self._cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener(self, msg_id)
-            except Exception:
-                pass
         if complete:
             # last: the waiter, once woken, needs the GIL this thread holds until it returns
             self._finalize()
@@ -120,15 +116,69 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             self._sent = True
             self._cond.notify_all()
 
-    def add_listener(self, listener: Callable[[AsyncResult, str], None]) -> None:
-        """Call ``listener(ar, msg_id)`` (in the I/O thread) each time a result arrives."""
-        self._listeners.append(listener)
+    # -- the Job seam (what displays read; see job.py) -------------------------------------------
+    @property
+    def name(self) -> str:
+        """The name of the function the tasks run."""
+        return self._fname
 
-    def remove_listener(self, listener: Callable[[AsyncResult, str], None]) -> None:
-        try:
-            self._listeners.remove(listener)
-        except ValueError:
-            pass
+    @property
+    def task_metadata(self) -> list[Metadata]:
+        """One Metadata per task, in the order of ``msg_ids`` (also for a single result)."""
+        return self._metadata
+
+    @property
+    def client(self) -> JobClient:
+        """The Client these tasks were submitted through."""
+        return self._client
+
+    def task_size(self, msg_id: str) -> int:
+        """Items per task: 1 (a map's AsyncMapResult counts its chunks' elements)."""
+        return 1
+
+    def arrived_count(self) -> int:
+        """How many tasks' results have arrived."""
+        return len(self._arrival)
+
+    def arrived_since(self, count: int) -> list[tuple[str, Any]]:
+        """``(msg_id, result)`` of the results that arrived after the first ``count``."""
+        with self._cond:
+            results = self._results
+            return [(m, results[m]) for m in self._arrival[count:]]
+
+    def wait_for_change(
+        self, timeout: float | None, since: int | None = None, *, every_result: bool = True
+    ) -> int:
+        """Block until more than ``since`` results have arrived (default: as many as now),
+        every task has finished, or ``timeout`` seconds pass; return how many arrived.
+
+        ``every_result=False``: only a failure or the end counts as a change, so a thread
+        that waits for a whole job is not woken (two thread switches) once per task.  The
+        thread that sent the tasks and waits for them receives their replies here, on its
+        own socket (see ``submission.py``).
+        """
+        if self._waiter is not None and threading.current_thread() is self._waiter_thread:
+            limit = timeout_of(timeout)
+            self._receive_waited(None if limit is None else time.monotonic() + limit)
+            return len(self._arrival)
+        with self._cond:
+            if since is None:
+                since = len(self._arrival)
+            if every_result:
+
+                def changed() -> bool:
+                    return len(self._arrival) > since or self.ready()
+
+                self._eager_waiters += 1
+                try:
+                    self._cond.wait_for(changed, timeout_of(timeout))
+                finally:
+                    self._eager_waiters -= 1
+            else:
+                self._cond.wait_for(
+                    lambda: self._failed_at > since or self.ready(), timeout_of(timeout)
+                )
+            return len(self._arrival)
 
     # -- assembling results ---------------------------------------------------------------------------
     def _raw(self) -> list[Any]:
@@ -161,25 +211,6 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         raise CompositeError(f"one or more exceptions raised in: {self._fname}", flat)
 
     # -- waiting ----------------------------------------------------------------------------------
-    def _wait_until(
-        self, predicate: Callable[[], bool], timeout: float | None, each_result: bool
-    ) -> bool:
-        """Wait for ``predicate``; ``each_result``: it may turn true at any single result."""
-        if self._waiter is not None and threading.current_thread() is self._waiter_thread:
-            timeout = _timeout(timeout)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            self._receive_waited(deadline)
-            if deadline is not None:
-                timeout = max(0.0, deadline - time.monotonic())
-        with self._cond:
-            if not each_result:
-                return self._cond.wait_for(predicate, _timeout(timeout))
-            self._eager_waiters += 1
-            try:
-                return self._cond.wait_for(predicate, _timeout(timeout))
-            finally:
-                self._eager_waiters -= 1
-
     def _receive_waited(self, deadline: float | None) -> None:
         """Receive this result's replies on the waiter of the thread that sent it.
 
@@ -187,6 +218,8 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         outputs is held there, and the wait on the condition that follows sees it complete.
         """
         sock, self._waiter = self._waiter, None
+        if sock is None:
+            return
         transport = self._client._transport
         pending = set(self.msg_ids)
         try:
@@ -197,7 +230,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
                 frames = transport.receive_waited(sock, timeout)
                 if frames is None:
                     return
-                pending.discard(self._client._on_reply(frames))  # type: ignore[arg-type]
+                answered = self._client._dispatch.on_reply(frames)
+                if answered is not None:
+                    pending.discard(answered)
         finally:
             transport.end_wait(sock, complete=not pending)
 
@@ -217,17 +252,6 @@ class AsyncResult(Future):  # type: ignore[type-arg]
             raise AssertionError("the result is not ready; call successful() once ready() is True")
         return self._n_errors == 0
 
-    def _predicate(self, return_when: Any) -> Callable[[], bool]:
-        if return_when in (None, ALL_COMPLETED):
-            return self.ready
-        if return_when == FIRST_COMPLETED:
-            return lambda: bool(self._results)
-        if return_when == FIRST_EXCEPTION:
-            return lambda: self._n_errors > 0 or self.ready()
-        raise ValueError(
-            f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION, found {return_when!r}"
-        )
-
     def wait(self, timeout: float | None = -1, return_when: Any = None) -> Any:
         """Wait until the tasks finish, or ``timeout`` seconds pass (-1 or None: no limit).
 
@@ -235,8 +259,11 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         :mod:`concurrent.futures` constant) it returns ``(done, pending)``: sets of one-task
         AsyncResults, as :func:`concurrent.futures.wait` does.
         """
-        self._wait_until(
-            self._predicate(return_when), timeout, each_result=return_when == FIRST_COMPLETED
+        wait_until(
+            self,
+            condition_for(self, return_when),
+            timeout,
+            every_result=return_when == FIRST_COMPLETED,
         )
         if return_when is None:
             return self.ready()
@@ -258,8 +285,11 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         """
         if return_exceptions is None:
             return_exceptions = self._return_exceptions
-        condition = self._predicate(FIRST_EXCEPTION if return_when == FIRST_EXCEPTION else None)
-        self._wait_until(condition, timeout, each_result=False)
+        if return_when == FIRST_EXCEPTION:
+            condition: Callable[[], bool] = lambda: self._n_errors > 0 or self.ready()
+        else:
+            condition = self.ready
+        wait_until(self, condition, timeout, every_result=False)
         if not self.ready():
             if self._n_errors and return_when == FIRST_EXCEPTION and not return_exceptions:
                 with self._cond:
@@ -316,7 +346,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     def wait_for_send(self, timeout: float | None = -1) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._sent, _timeout(timeout))
+            return self._cond.wait_for(lambda: self._sent, timeout_of(timeout))
 
     # -- metadata ---------------------------------------------------------------------------------
     @property
@@ -340,12 +370,12 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         )
 
     def __getattr__(self, key: str) -> Any:
-        if key in _METADATA_KEYS:
+        if key in METADATA_KEYS:
             return self[key]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
 
     def __dir__(self) -> list[str]:
-        return [*super().__dir__(), *_METADATA_KEYS]
+        return [*super().__dir__(), *METADATA_KEYS]
 
     # -- timing -----------------------------------------------------------------------------------
     def _times(self, key: str) -> list[datetime]:
@@ -410,7 +440,7 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
     # -- iteration --------------------------------------------------------------------------------
     def _wait_for_msg(self, msg_id: str) -> Any:
-        self._wait_until(lambda: msg_id in self._results, None, each_result=True)
+        wait_until(self, lambda: msg_id in self._results)
         with self._cond:
             return self._results[msg_id]
 
@@ -434,7 +464,9 @@ class AsyncResult(Future):  # type: ignore[type-arg]
         """One AsyncResult per task (for ``concurrent.futures.wait`` and friends)."""
         if len(self.msg_ids) == 1:
             return (self,)
-        targets = self._targets or [None] * len(self.msg_ids)  # type: ignore[list-item]
+        targets: list[int | None] = (
+            list(self._targets) if self._targets else [None] * len(self.msg_ids)
+        )
         return tuple(
             AsyncResult(
                 self._client,
@@ -508,31 +540,21 @@ class AsyncResult(Future):  # type: ignore[type-arg]
 
         Raises TimeoutError if not done within ``timeout`` seconds.
         """
-        from ..progress import wait_interactive
-
-        wait_interactive(
+        frontend.wait_interactive(
             self, interval=interval, timeout=timeout, widget=widget, return_when=return_when
         )
 
     def display(self) -> Any:
         """Show a live progress widget and return at once (the non-blocking wait_interactive)."""
-        from ..widgets.progress import display_progress
-
-        return display_progress(self)
+        return frontend.display_progress(self)
 
     def timeline(self) -> Any:
         """A Gantt-style chart of the tasks: one row per engine, one bar per task."""
-        from ..widgets.timeline import timeline
-
-        return timeline(self)
+        return frontend.timeline(self)
 
     # -- rendering --------------------------------------------------------------------------------
-    def _repr_html_(self) -> str | None:
-        try:
-            from ..widgets.html import asyncresult_html
-        except ImportError:
-            return None
-        return asyncresult_html(self)
+    def _repr_html_(self) -> str:
+        return frontend.job_html(self)
 
     def _status_word(self) -> str:
         if not self.ready():
@@ -590,8 +612,12 @@ class AsyncMapResult(AsyncResult):
         if self.ordered:
             yield from super().__iter__()
             return
+
+        def more_than(n: int) -> Callable[[], bool]:
+            return lambda: len(self._arrival) > n
+
         for seen in range(len(self.msg_ids)):
-            self._wait_until(lambda n=seen: len(self._arrival) > n, None, each_result=True)
+            wait_until(self, more_than(seen))
             with self._cond:
                 msg_id = self._arrival[seen]
                 value = self._results[msg_id]
@@ -599,6 +625,10 @@ class AsyncMapResult(AsyncResult):
 
     def __len__(self) -> int:
         return sum(self._chunk_sizes.values())
+
+    def task_size(self, msg_id: str) -> int:
+        """Items in one chunk."""
+        return self._chunk_sizes.get(msg_id, 1)
 
     @property
     def progress(self) -> int:

@@ -44,7 +44,7 @@ def _msg_ids_of(deps: Any) -> list[str]:
     return out
 
 
-class Dependency(set):  # type: ignore[type-arg]
+class Dependency(set[str]):
     """A set of msg_ids a task depends on.
 
     ``all``: every one must be met (else any one); ``success``: a task that succeeded meets

@@ -144,7 +144,7 @@ class ExecuteReply:
         return dict(result.get("metadata", {})) if result else {}
 
     def plaintext(self, color: bool = False) -> str:
-        text = self.data.get("text/plain", "")
+        text: str = self.data.get("text/plain", "")
         if not text:
             return ""
         if "\n" in text and not text.startswith("\n"):

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .asyncresult import AsyncResult
+    from .baseview import View
 
 
 class ViewExecutor(Executor):
     """Runs ``submit``/``map`` through a view; the futures are AsyncResults."""
 
-    def __init__(self, view: Any) -> None:
+    def __init__(self, view: View) -> None:
         self.view = view
-        self._submitted: list[Any] = []
+        self._submitted: list[AsyncResult] = []
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         ar = self.view.apply_async(fn, *args, **kwargs)
         self._submitted.append(ar)
-        return ar  # type: ignore[no-any-return]
+        return ar
 
     def map(
         self,

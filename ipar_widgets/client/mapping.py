@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from itertools import chain, islice
-from typing import Any
+from typing import Any, cast
 
 
 def is_array(obj: Any) -> bool:
@@ -20,9 +20,9 @@ def is_array(obj: Any) -> bool:
 def as_sequence(obj: Any) -> Sequence[Any]:
     """Sequences stay as they are (sliceable, with a length); other iterables become lists."""
     if is_array(obj) or isinstance(obj, (list, tuple, range, str, bytes)):
-        return obj  # type: ignore[no-any-return]
+        return cast(Sequence[Any], obj)
     if hasattr(obj, "__len__") and hasattr(obj, "__getitem__"):
-        return obj  # type: ignore[no-any-return]
+        return cast(Sequence[Any], obj)
     return list(obj)
 
 

@@ -24,9 +24,11 @@ _DEFAULTS: dict[str, Any] = {
     "data": {},
     "label": None,
 }
+#: every key a task's metadata has (an AsyncResult reads them as attributes too)
+METADATA_KEYS = frozenset(_DEFAULTS)
 
 
-class Metadata(dict):  # type: ignore[type-arg]
+class Metadata(dict[str, Any]):
     """A dict of a task's facts whose keys also read as attributes (``md.engine_id``).
 
     Times are timezone-aware datetimes: ``submitted`` and ``received`` on the client's clock,

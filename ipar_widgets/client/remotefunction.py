@@ -64,8 +64,9 @@ class ParallelFunction(RemoteFunction):
                 f"all sequences must have equal length, but have {[len(s) for s in seqs]}"
             )
         n = lengths.pop() if lengths else 0
+        ids: list[int | None]
         if isinstance(self.view, DirectView):
-            ids, _ = self.view._target_list()
+            ids = list(self.view._target_list()[0])
             nparts = len(ids)
         else:
             size = self.chunksize or 1

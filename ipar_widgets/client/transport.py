@@ -26,18 +26,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import zmq
 from zmq.backend import zmq_poll
 
-from ..protocol.wire import recv_frames, send_frames, waiting_messages
+from ..error import ClientClosed
+from ..protocol.routing import EVERYONE, sender_identity, subscription, waiter_identity
+from ..protocol.wire import Frame, recv_frames, send_frames, waiting_messages
 
 log = logging.getLogger("ipar_widgets.client")
 
-Handler = Callable[[list[Any]], object]
-#: suffix of the identity user threads send from; the controller answers the identity without it
-SENDER_SUFFIX = b"/s"
+Handler = Callable[[list[Frame]], object]
 _POLLIN = int(zmq.POLLIN)
 
 
@@ -46,7 +45,7 @@ class _Waiter:
 
     __slots__ = ("thread", "socket", "busy")
 
-    def __init__(self, thread: threading.Thread, socket: zmq.Socket[Any]) -> None:
+    def __init__(self, thread: threading.Thread, socket: zmq.Socket[bytes]) -> None:
         self.thread = thread
         self.socket = socket
         self.busy = False
@@ -57,7 +56,7 @@ class Transport:
 
     def __init__(
         self,
-        context: zmq.Context[Any],
+        context: zmq.Context[zmq.Socket[bytes]],
         identity: bytes,
         request_url: str,
         notify_url: str,
@@ -74,12 +73,12 @@ class Transport:
         self.notify = context.socket(zmq.SUB)
         self.notify.linger = 0
         self.notify.rcvhwm = 0
-        self.notify.subscribe(identity + b"\x00")  # outputs of this client's tasks
-        self.notify.subscribe(b"*\x00")  # cluster notices and outputs nobody claimed
+        self.notify.subscribe(subscription(identity))  # outputs of this client's tasks
+        self.notify.subscribe(subscription(EVERYONE))  # notices, outputs nobody claimed
         self.notify.connect(notify_url)
         self.requests.connect(request_url)
         self.sender = context.socket(zmq.DEALER)
-        self.sender.identity = identity + SENDER_SUFFIX
+        self.sender.identity = sender_identity(identity)
         self.sender.linger = 1000
         self.sender.sndhwm = 0
         self.sender.connect(request_url)
@@ -89,7 +88,7 @@ class Transport:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._outbox: deque[tuple[list[Any], Callable[[], None] | None]] = deque()
+        self._outbox: deque[tuple[list[Frame], Callable[[], None] | None]] = deque()
         self._lock = threading.Lock()
         self._wake_sent = False
         self._closing = False
@@ -100,7 +99,7 @@ class Transport:
         self._waiters: dict[int, _Waiter] = {}
         self._waiter_count = 0
         #: waiters of threads that stopped waiting early, for the I/O thread to take over
-        self._orphans: list[zmq.Socket[Any]] = []
+        self._orphans: list[zmq.Socket[bytes]] = []
         #: readable once the client closes, so waiting threads wake up and stop
         self._closing_r, self._closing_w = os.pipe()
         #: optional: returns the monotonic time of the next deadline (or None) ...
@@ -111,14 +110,14 @@ class Transport:
         self.thread.start()
 
     # -- called from any thread -------------------------------------------------------------------
-    def send(self, frames: list[Any], on_sent: Callable[[], None] | None = None) -> None:
+    def send(self, frames: list[Frame], on_sent: Callable[[], None] | None = None) -> None:
         """Send one multipart message; ``on_sent`` runs once it is sent."""
         if self.direct:
             self.send_many([frames], on_sent)
             return
         with self._lock:
             if self._closing:
-                raise RuntimeError("this client is closed")
+                raise ClientClosed("send to the controller")
             self._outbox.append((frames, on_sent))
             wake = not self._wake_sent
             self._wake_sent = True
@@ -126,7 +125,7 @@ class Transport:
             self._wake()
 
     def send_many(
-        self, messages: list[list[Any]], on_sent: Callable[[], None] | None = None
+        self, messages: list[list[Frame]], on_sent: Callable[[], None] | None = None
     ) -> None:
         """Queue several messages at once; ``on_sent`` runs after the last one is sent."""
         if not messages:
@@ -136,7 +135,7 @@ class Transport:
         if self.direct:
             with self._send_lock:
                 if self._closing:
-                    raise RuntimeError("this client is closed")
+                    raise ClientClosed("send to the controller")
                 for frames in messages:
                     send_frames(self.sender, frames)
             if on_sent is not None:
@@ -144,7 +143,7 @@ class Transport:
             return
         with self._lock:
             if self._closing:
-                raise RuntimeError("this client is closed")
+                raise ClientClosed("send to the controller")
             last = len(messages) - 1
             for i, frames in enumerate(messages):
                 self._outbox.append((frames, on_sent if i == last else None))
@@ -154,12 +153,12 @@ class Transport:
             self._wake()
 
     # -- waiters (each used only by the thread that owns it) ------------------------------------
-    def begin_wait(self) -> zmq.Socket[Any]:
+    def begin_wait(self) -> zmq.Socket[bytes]:
         """This thread's waiter socket (made on first use), marked in use until end_wait."""
         me = threading.current_thread()
         with self._lock:
             if self._closing:
-                raise RuntimeError("this client is closed")
+                raise ClientClosed("send to the controller")
             waiter = self._waiters.get(me.ident or 0)
             if waiter is None or waiter.thread is not me:
                 # a thread that ended no longer uses its socket: close it here, under the lock
@@ -169,7 +168,7 @@ class Transport:
                         other.socket.close(linger=0)
                 self._waiter_count += 1
                 sock = self._context.socket(zmq.DEALER)
-                sock.identity = self.identity + b"/w%d" % self._waiter_count
+                sock.identity = waiter_identity(self.identity, self._waiter_count)
                 sock.linger = 0
                 sock.sndhwm = sock.rcvhwm = 0
                 sock.connect(self._request_url)
@@ -177,7 +176,7 @@ class Transport:
             waiter.busy = True
             return waiter.socket
 
-    def receive_waited(self, sock: zmq.Socket[Any], timeout: float | None) -> list[Any] | None:
+    def receive_waited(self, sock: zmq.Socket[bytes], timeout: float | None) -> list[Frame] | None:
         """The next reply on this thread's waiter, or None after ``timeout`` seconds.
 
         Raises RuntimeError once the client closes.
@@ -188,12 +187,14 @@ class Transport:
             -1 if timeout is None else int(max(0.0, timeout) * 1000) + 1,
         )
         if self._closing:
-            raise RuntimeError("the client was closed while waiting for results")
-        if not ready or ready[0][0] is not sock:
+            raise ClientClosed(text="the client was closed while waiting for results")
+        # zmq_poll gives back the socket objects it was given (its stub says int)
+        first: object = ready[0][0] if ready else None
+        if first is not sock:
             return None
         return recv_frames(sock, noblock=True)
 
-    def end_wait(self, sock: zmq.Socket[Any], complete: bool) -> None:
+    def end_wait(self, sock: zmq.Socket[bytes], complete: bool) -> None:
         """This thread is done with its waiter.  ``complete``: every reply it waited for came;
         if not, the I/O thread takes the socket over and receives the rest, and the thread
         gets a fresh one next time."""
@@ -285,7 +286,7 @@ class Transport:
                 except Exception:
                     log.exception("error in a sent-callback")
 
-    def _drain(self, sock: zmq.Socket[Any], handler: Handler) -> None:
+    def _drain(self, sock: zmq.Socket[bytes], handler: Handler) -> None:
         for frames in waiting_messages(sock, 1000):
             try:
                 handler(frames)
@@ -294,16 +295,16 @@ class Transport:
 
     def _run(self) -> None:
         self._poller = poller = zmq.Poller()
-        self._adopted: list[zmq.Socket[Any]] = []  # waiters of threads that stopped waiting
+        self._adopted: list[zmq.Socket[bytes]] = []  # waiters of threads that stopped waiting
         poller.register(self.notify, zmq.POLLIN)
         poller.register(self.requests, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         try:
             while True:
-                timeout = None
+                timeout: int | None = None
                 deadline = self.next_deadline() if self.next_deadline else None
                 if deadline is not None:
-                    timeout = max(0.0, deadline - time.monotonic()) * 1000
+                    timeout = int(max(0.0, deadline - time.monotonic()) * 1000) + 1
                 events = dict(poller.poll(timeout))
                 if deadline is not None and self.on_deadline and time.monotonic() >= deadline:
                     self.on_deadline()

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import paths
 from .._version import __version__
+from ..error import ClusterError, EngineStartFailed
 from ..progress.terminal import format_seconds
 from . import control
 from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
@@ -92,7 +93,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             args.log_level,
             args.engine_timeout,
         )
-    except control.ClusterError as exc:
+    except (ClusterError, EngineStartFailed) as exc:
         raise CommandError(f"the cluster did not start: {exc}") from None
     where = f"tcp://{cluster['location']}:{cluster['ports']['client']}"
     cid = f" (cluster id {args.cluster_id!r})" if args.cluster_id else ""
@@ -185,10 +186,13 @@ def cmd_engines_add(args: argparse.Namespace) -> int:
         raise CommandError(f"-n must be at least 1, found {args.n}")
     info = _running_cluster(args)
     before = info.engines_registered
-    reply = control.request(info.data, "spawn_request", {"n": args.n}).content
+    failures = len(info.status.get("launch_failures") or [])
     try:
-        control.wait_for_engines(info.data, before + args.n, args.engine_timeout)
-    except control.ClusterError as exc:
+        reply = control.request(info.data, "spawn_request", {"n": args.n}).content
+        control.wait_for_engines(
+            info.data, before + args.n, args.engine_timeout, failures_before=failures
+        )
+    except (ClusterError, EngineStartFailed) as exc:
         raise CommandError(str(exc)) from None
     print(f"Added {args.n} engine(s); {reply['requested']} requested in profile {args.profile!r}.")
     return 0
@@ -198,7 +202,7 @@ def cmd_engines_stop(args: argparse.Namespace) -> int:
     info = _running_cluster(args)
     try:
         control.request(info.data, "shutdown_request", {"targets": args.ids}, timeout=30)
-    except control.ClusterError as exc:
+    except ClusterError as exc:
         raise CommandError(str(exc)) from None
     print(f"Stopped engine(s) {', '.join(map(str, args.ids))} in profile {args.profile!r}.")
     return 0

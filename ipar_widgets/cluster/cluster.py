@@ -1,26 +1,54 @@
 """``Cluster``: start, grow, connect to and stop a cluster from Python (ipyparallel's names).
 
 Every operation has a blocking form (``start_cluster_sync``) and an awaitable one
-(``start_cluster``); the awaitable one runs the blocking one in a worker thread, so there is
-one implementation of each.
+(``start_cluster``); :func:`awaitable` makes the second from the first (it runs it in a
+worker thread), so there is one implementation of each and they cannot drift apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
+import os
 import random
 import string
 import subprocess
 import time
 import weakref
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from traitlets import Bool, Float, HasTraits, Integer, List, Unicode, default
 
 from .. import paths
+from ..processes import pid_alive
 from . import control
+
+if TYPE_CHECKING:
+    from ..client.client import Client
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C")
+
+
+def awaitable(
+    blocking: Callable[Concatenate[C, P], R],
+) -> Callable[Concatenate[C, P], Coroutine[Any, Any, R]]:
+    """The awaitable twin of a blocking method (``start_cluster`` of ``start_cluster_sync``):
+    it runs the blocking one in the event loop's default executor, with the same arguments."""
+
+    async def twin(self: C, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(blocking, self, *args, **kwargs))
+
+    name = blocking.__name__.removesuffix("_sync")
+    twin.__name__ = twin.__qualname__ = name
+    twin.__doc__ = f"Awaitable form of :meth:`{blocking.__name__}`, run in a worker thread."
+    return twin
+
 
 _live_clusters: weakref.WeakSet[Cluster] = weakref.WeakSet()
 
@@ -106,7 +134,7 @@ class Cluster(HasTraits):
         self._proc: subprocess.Popen[bytes] | None = None
         self._data: dict[str, Any] | None = None
         self._owned = False
-        self._client: Any = None
+        self._client: Client | None = None
         _live_clusters.add(self)
 
     def __repr__(self) -> str:
@@ -170,22 +198,22 @@ class Cluster(HasTraits):
             return None
 
     def _running(self) -> bool:
-        return self._data is not None and control.pid_alive(int(self._data["controller_pid"]))
+        return self._data is not None and pid_alive(int(self._data["controller_pid"]))
 
     # -- starting -----------------------------------------------------------------------------------
     def start_controller_sync(self, n: int = 0) -> None:
         """Start the controller (and ``n`` local engines with it)."""
-        if self._running():
+        if self._data is not None and self._running():
             raise RuntimeError(
                 f"this cluster's controller is already running (pid {self._data['controller_pid']})"
-            )  # type: ignore[index]
+            )
         path = paths.cluster_file(self._profile_path, self.cluster_id)
         if path.exists():
             try:
                 pid = paths.read_json(path).get("controller_pid")
             except (OSError, ValueError):
                 pid = None
-            if isinstance(pid, int) and control.pid_alive(pid):
+            if isinstance(pid, int) and pid_alive(pid):
                 raise RuntimeError(
                     f"a cluster with id {self.cluster_id!r} is already running in profile "
                     f"{self.profile!r} (controller pid {pid})"
@@ -206,9 +234,9 @@ class Cluster(HasTraits):
 
     def start_engines_sync(self, n: int | None = None) -> list[int]:
         """Start ``n`` more engines on this host (they register on their own)."""
-        self._require_running()
+        data = self._require_running()
         n = self._engine_count(n)
-        reply = control.request(self._data, "spawn_request", {"n": n}).content  # type: ignore[arg-type]
+        reply = control.request(data, "spawn_request", {"n": n}).content
         return list(reply["launched"])
 
     def start_cluster_sync(self, n: int | None = None) -> None:
@@ -219,7 +247,7 @@ class Cluster(HasTraits):
         else:
             self.start_controller_sync(n)
 
-    def start_and_connect_sync(self, n: int | None = None, activate: bool = False) -> Any:
+    def start_and_connect_sync(self, n: int | None = None, activate: bool = False) -> Client:
         """Start the cluster, connect a Client, wait for the engines; return the Client."""
         n = self._engine_count(n)
         self.start_cluster_sync(n)
@@ -233,8 +261,8 @@ class Cluster(HasTraits):
             rc.activate()
         return rc
 
-    def connect_client_sync(self, **client_kwargs: Any) -> Any:
-        """A Client connected to this cluster."""
+    def connect_client_sync(self, /, **client_kwargs: Any) -> Client:
+        """A Client connected to this cluster (``rc.cluster`` is this Cluster)."""
         from ..client.client import Client
 
         self._require_running()
@@ -242,9 +270,9 @@ class Cluster(HasTraits):
             url_file=self.client_file,
             profile=self.profile,
             cluster_id=self.cluster_id,
+            cluster=self,
             **client_kwargs,
         )
-        rc._cluster = self
         self._client = rc
         return rc
 
@@ -252,30 +280,30 @@ class Cluster(HasTraits):
         if n is None:
             n = self.n
         if n is None:
-            import os
-
             n = os.cpu_count() or 1
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"the number of engines must be a whole number >= 0, found {n!r}")
         return n
 
-    def _require_running(self) -> None:
+    def _require_running(self) -> dict[str, Any]:
+        """The cluster file's data; RuntimeError if the cluster is not running."""
         if self._data is None:
             self._data = self._read_cluster_file()
-        if not self._running():
+        if self._data is None or not self._running():
             raise RuntimeError(
                 f"the cluster {self.cluster_id!r} in profile {self.profile!r} is not running; "
                 "start it with start_cluster_sync()"
             )
+        return self._data
 
     # -- stopping -----------------------------------------------------------------------------------
-    def stop_engines_sync(self, engine_ids: Any = None) -> None:
+    def stop_engines_sync(self, engine_ids: int | list[int] | None = None) -> None:
         """Stop the given engines (default: all); the controller keeps running."""
-        self._require_running()
+        data = self._require_running()
         content: dict[str, Any] = {}
         if engine_ids is not None:
             content["targets"] = [engine_ids] if isinstance(engine_ids, int) else list(engine_ids)
-        control.request(self._data, "shutdown_request", content, timeout=30)  # type: ignore[arg-type]
+        control.request(data, "shutdown_request", content, timeout=30)
 
     def stop_engine_sync(self, engine_id: int) -> None:
         self.stop_engines_sync([engine_id])
@@ -305,56 +333,36 @@ class Cluster(HasTraits):
 
     stop_controller_sync = stop_cluster_sync
 
-    def signal_engines_sync(self, signum: int, engine_ids: Any = None) -> None:
+    def signal_engines_sync(
+        self, signum: int | str, engine_ids: int | list[int] | None = None
+    ) -> None:
         """Send a signal to engines (e.g. SIGINT to interrupt what they run)."""
         rc = self._client or self.connect_client_sync()
         rc.send_signal(signum, targets=engine_ids)
 
     # -- awaitable twins ----------------------------------------------------------------------------
-    async def _in_thread(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: getattr(self, method)(*args, **kwargs))
-
-    async def start_controller(self, n: int = 0) -> None:
-        return await self._in_thread("start_controller_sync", n)  # type: ignore[no-any-return]
-
-    async def start_engines(self, n: int | None = None) -> list[int]:
-        return await self._in_thread("start_engines_sync", n)  # type: ignore[no-any-return]
-
-    async def start_cluster(self, n: int | None = None) -> None:
-        return await self._in_thread("start_cluster_sync", n)  # type: ignore[no-any-return]
-
-    async def start_and_connect(self, n: int | None = None, activate: bool = False) -> Any:
-        return await self._in_thread("start_and_connect_sync", n, activate)
-
-    async def connect_client(self, **kwargs: Any) -> Any:
-        return await self._in_thread("connect_client_sync", **kwargs)
-
-    async def stop_engines(self, engine_ids: Any = None) -> None:
-        return await self._in_thread("stop_engines_sync", engine_ids)  # type: ignore[no-any-return]
-
-    async def stop_engine(self, engine_id: int) -> None:
-        return await self._in_thread("stop_engine_sync", engine_id)  # type: ignore[no-any-return]
-
-    async def stop_cluster(self) -> None:
-        return await self._in_thread("stop_cluster_sync")  # type: ignore[no-any-return]
-
+    start_controller = awaitable(start_controller_sync)
+    start_engines = awaitable(start_engines_sync)
+    start_cluster = awaitable(start_cluster_sync)
+    start_and_connect = awaitable(start_and_connect_sync)
+    connect_client = awaitable(connect_client_sync)
+    stop_engines = awaitable(stop_engines_sync)
+    stop_engine = awaitable(stop_engine_sync)
+    stop_cluster = awaitable(stop_cluster_sync)
     stop_controller = stop_cluster
-
-    async def signal_engines(self, signum: int, engine_ids: Any = None) -> None:
-        return await self._in_thread("signal_engines_sync", signum, engine_ids)  # type: ignore[no-any-return]
+    signal_engines = awaitable(signal_engines_sync)
 
     # -- context managers ---------------------------------------------------------------------------
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Client:
         return self.start_and_connect_sync()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop_cluster_sync()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Client:
         return await self.start_and_connect()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop_cluster()
 
     def __del__(self) -> None:

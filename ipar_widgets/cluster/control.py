@@ -14,17 +14,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 from .. import paths
+from ..client.controlplane import ask_once
+from ..client.controlplane import wait_for_engines as wait_until_registered
 from ..controller.launcher import tail
+from ..error import ClusterError, ControllerRefused, EngineStartFailed, NoAnswer
 from ..processes import group_alive, pid_alive
 from ..protocol.sharedmem import remove_area
-from ..protocol.wire import Message, Wire
+from ..protocol.wire import Message
 
-
-class ClusterError(RuntimeError):
-    """A cluster operation failed; the message says why and what to do."""
+__all__ = [
+    "ClusterError",
+    "request",
+    "launch_controller",
+    "wait_for_cluster_file",
+    "start_cluster",
+    "wait_for_engines",
+    "stop_cluster",
+]
 
 
 def request(
@@ -33,29 +40,10 @@ def request(
     content: dict[str, Any] | None = None,
     timeout: float = 5.0,
 ) -> Message:
-    """Ask a cluster's controller one question over a short-lived connection."""
+    """Ask a cluster's controller one question over a short-lived connection (its answer,
+    or ControllerRefused / NoAnswer)."""
     info = paths.read_json(Path(cluster["client_file"]))
-    wire = Wire(info["key"].encode())
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    try:
-        sock.connect(f"tcp://{info['location']}:{info['ports']['client']}")
-        header, frames = wire.build(msg_type, content, idents=[b"c"])
-        sock.send_multipart(frames)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not sock.poll(remaining * 1000):
-                raise TimeoutError(f"the controller did not answer {msg_type} within {timeout:g} s")
-            msg = wire.decode(sock.recv_multipart())
-            if msg.parent_header.get("msg_id") == header["msg_id"]:
-                break
-    finally:
-        sock.close(linger=0)
-    if msg.content.get("status") == "error":
-        raise ClusterError(str(msg.content.get("evalue", "the controller refused the request")))
-    return msg
+    return ask_once(info, msg_type, content, timeout)
 
 
 def launch_controller(
@@ -133,18 +121,21 @@ def start_cluster(
     """Start a controller and ``n`` local engines; return once the engines registered.
 
     Returns the cluster file's data and the controller process (whoever started it reaps it).
-    On failure nothing is left running and ClusterError says why (with the failing
-    process's log).  The ``ipar`` command and the JupyterLab server extension both start
-    clusters through here.
+    On failure nothing is left running and the error says why: ClusterError (the
+    controller's log) or EngineStartFailed (the failing engine's log).  The ``ipar``
+    command and the JupyterLab server extension both start clusters through here.
     """
     profile_path = paths.profile_dir(profile, create=True)
     proc = launch_controller(profile, cluster_id, n, ip, extra_args=extra_args, log_level=log_level)
     try:
         data = wait_for_cluster_file(profile_path, cluster_id, proc)
         wait_for_engines(data, n, engine_timeout)
-    except (ClusterError, TimeoutError, OSError) as exc:
+    except (ClusterError, EngineStartFailed):
         _abandon(profile_path, cluster_id, proc)
-        raise ClusterError(str(exc)) from None
+        raise
+    except OSError as exc:
+        _abandon(profile_path, cluster_id, proc)
+        raise ClusterError(str(exc)) from exc
     return data, proc
 
 
@@ -164,33 +155,27 @@ def _abandon(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes])
         pass
 
 
-def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
-    """Wait until ``n`` engines registered; ClusterError (with the failing engine's log) if
-    one exits first or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = request(cluster, "status_request").content
-        if status["engines_registered"] >= n:
-            return dict(status)
-        failures = status.get("launch_failures") or []
-        if failures and status["engines_registered"] + status.get("engines_starting", 0) < n:
-            f = failures[-1]
-            raise ClusterError(
-                f"engine {f['seq']} exited with code {f['returncode']} before registering; the end "
-                f"of its log ({f['log']}):\n{f['log_tail']}"
-            )
-        if time.monotonic() > deadline:
-            logs = sorted(
-                Path(cluster["log_dir"]).glob(
-                    f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"
-                )
-            )
-            detail = f"\nthe end of {logs[-1]}:\n{tail(logs[-1])}" if logs else ""
-            raise ClusterError(
-                f"only {status['engines_registered']} of {n} engines registered within {timeout:g} s"
-                + detail
-            )
-        time.sleep(0.05)
+def wait_for_engines(
+    cluster: dict[str, Any], n: int, timeout: float, failures_before: int = 0
+) -> dict[str, Any]:
+    """Wait until ``n`` engines registered; EngineStartFailed (with the failing engine's log)
+    if one exits first, EnginesNotReady (with the end of the newest engine log) if time runs
+    out.  Launch failures after the first ``failures_before`` count."""
+
+    def newest_log_tail() -> str:
+        pattern = f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"
+        logs = sorted(Path(cluster["log_dir"]).glob(pattern))
+        return f"\nthe end of {logs[-1]}:\n{tail(logs[-1])}" if logs else ""
+
+    status = wait_until_registered(
+        lambda: request(cluster, "status_request").content,
+        n,
+        timeout,
+        lambda seconds: time.sleep(min(seconds, 0.05)),
+        failures_before=failures_before,
+        timeout_detail=newest_log_tail,
+    )
+    return dict(status)
 
 
 def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
@@ -202,7 +187,7 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
     if pid and pid_alive(pid):
         try:
             request(cluster, "shutdown_request", {"hub": True}, timeout=grace)
-        except (TimeoutError, ClusterError, OSError, ValueError) as exc:
+        except (NoAnswer, ControllerRefused, OSError, ValueError) as exc:
             notes.append(f"the controller did not stop cleanly ({exc}); stopping its processes")
         else:  # it answered once its engines were gone; give it a moment to exit
             deadline = time.monotonic() + 3

@@ -13,8 +13,6 @@ import time
 from functools import reduce
 from math import sqrt
 
-from ..progress import wait_interactive
-
 
 def _title(text: str) -> None:
     print(f"\n== {text} ==")
@@ -25,7 +23,8 @@ def sleep_here(t: float) -> tuple[int, float]:
     import time
 
     time.sleep(t)
-    return id, t  # noqa: F821  (`id` is scattered to every engine's namespace)
+    # `id` is the engine's id, scattered to every engine's namespace (the tutorial's code)
+    return id, t  # type: ignore[return-value]
 
 
 sleep_here.__module__ = "__main__"  # resolve `id` in the engine's namespace, as in a notebook
@@ -59,7 +58,7 @@ def run_demo(n: int = 4, profile: str = "ipar-demo") -> int:
         view = rc.load_balanced_view()
         _title("Load-balanced map, one task per call, with live progress")
         amr = view.map(sleep_here, [0.1 * t for t in range(12)])
-        wait_interactive(amr, interval=0.1)
+        amr.wait_interactive(interval=0.1)
         print("engines used, in order:", [r[0] for r in amr])
 
         _title("chunksize=2: two calls per message, so pairs share an engine")
@@ -83,7 +82,7 @@ def run_demo(n: int = 4, profile: str = "ipar-demo") -> int:
 
         _title("Serial time, wall time and speedup")
         amr = view.map(sleep_here, [0.25] * 16)
-        wait_interactive(amr, interval=0.1)
+        amr.wait_interactive(interval=0.1)
         print(
             f"serial_time {amr.serial_time:.2f} s, wall_time {amr.wall_time:.2f} s, "
             f"speedup {amr.serial_time / amr.wall_time:.1f}x on {len(rc)} engines"

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from .control import pid_alive, request
+from ..processes import pid_alive
+from .control import request
 
 RUNNING = "running"
 UNRESPONSIVE = "unresponsive"  # the controller process lives but does not answer
@@ -83,7 +84,7 @@ def read_cluster(
 
 def find_clusters(profiles: list[str] | None = None, query: bool = True) -> list[ClusterInfo]:
     """Every cluster in the given profiles (default: all), sorted by profile and id."""
-    found = []
+    found: list[tuple[str, str, Path]] = []
     for profile in profiles if profiles is not None else paths.list_profiles():
         try:
             profile_path = paths.profile_dir(profile)
@@ -94,7 +95,7 @@ def find_clusters(profiles: list[str] | None = None, query: bool = True) -> list
     if not found:
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
-        return list(pool.map(lambda f: read_cluster(*f, query=query), found))
+        return list(pool.map(lambda f: read_cluster(f[0], f[1], f[2], query=query), found))
 
 
 def find_cluster(profile: str, cluster_id: str = "", query: bool = True) -> ClusterInfo | None:

@@ -19,9 +19,11 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..client.client import Client
+    from ..client.view import View
     from .parallel import ParallelMagics
 
-__all__ = ["activate", "load_ipython_extension"]
+__all__ = ["activate", "load_ipython_extension", "register_magics_if_ipython"]
 
 log = logging.getLogger("ipar_widgets.magics")
 
@@ -50,7 +52,7 @@ def _install(shell: Any, view: Any, suffix: str) -> ParallelMagics:
     return magics
 
 
-def activate(view: Any, suffix: str = "") -> None:
+def activate(view: View, suffix: str = "") -> None:
     """Point ``%px<suffix>`` and its siblings at ``view``."""
     shell = _shell()
     if shell is None:
@@ -58,7 +60,9 @@ def activate(view: Any, suffix: str = "") -> None:
             "the parallel magics (%px, %%px, %autopx, ...) work in IPython only; "
             "outside it, use view.execute(code) and ar.display_outputs()"
         )
-    if not hasattr(view, "execute"):
+    from ..client.view import DirectView
+
+    if not isinstance(view, DirectView):
         raise TypeError(
             f"the parallel magics run code on chosen engines, which needs a DirectView "
             f"(rc[:], rc.direct_view()), not a {type(view).__name__}"
@@ -73,7 +77,7 @@ def load_ipython_extension(ip: Any) -> None:
         _install(ip, None, "")
 
 
-def _register_magics_if_ipython(client: Any) -> None:
+def register_magics_if_ipython(client: Client) -> None:
     """Called at the end of ``Client.__init__``: inside IPython, the first client (or the first
     after the active one was closed) activates the magics.  Cheap, and never raises."""
     try:
@@ -86,7 +90,7 @@ def _register_magics_if_ipython(client: Any) -> None:
         if magics is None:
             if "px" in shell.magics_manager.magics["line"]:
                 return  # another library's %px (ipyparallel's): leave it
-        elif magics._view is not None and not getattr(magics._view.client, "_closed", False):
+        elif magics._view is not None and not magics._view.client.closed:
             return
         client.activate()
     except Exception:

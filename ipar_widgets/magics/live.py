@@ -1,5 +1,5 @@
-"""Waiting for a blocking %px: one loop that shows outputs as they arrive and a progress line,
-and turns Ctrl-C into a signal to the engines.
+"""Waiting for a blocking %px: shows outputs as they arrive and a progress line, and turns
+Ctrl-C into a signal to the engines.
 
 The client's I/O thread only queues what arrives (:class:`OutputFeed`); everything shown is
 shown from the thread running the magic, so the kernel files each output under the right cell
@@ -12,15 +12,21 @@ import queue
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client.asyncresult import AsyncResult
 from ..client.display import ExecuteReply
+from ..client.job import Job
+from ..client.waiting import wait_until
 from ..error import CompositeError, RemoteError
 from ..progress.snapshot import take_snapshot
 from .text import as_remote_error, error_lines, interrupt_text, progress_text
 
-_WAKE = object()
+if TYPE_CHECKING:
+    from ..client.client import Client
+
+#: one output message as the client's listener reports it: engine id, msg_id, type, content
+Output = tuple[int | None, str, str, dict[str, Any]]
+
 #: seconds between two refreshes of the live display (more when many engines print at once)
 REFRESH = 0.1
 #: seconds between two refreshes of the progress line
@@ -34,8 +40,8 @@ class OutputFeed:
     can slip past; messages of other tasks are dropped by the consumer.
     """
 
-    def __init__(self, client: Any, outputs: bool) -> None:
-        self.queue: queue.Queue[Any] = queue.Queue()
+    def __init__(self, client: Client, outputs: bool) -> None:
+        self.queue: queue.SimpleQueue[Output] = queue.SimpleQueue()
         self._client = client
         self._outputs = outputs
         if outputs:
@@ -47,15 +53,9 @@ class OutputFeed:
         if msg_id is not None:
             self.queue.put((engine_id, msg_id, msg_type, content))
 
-    def wake(self, *_: Any) -> None:
-        self.queue.put(_WAKE)
-
-    def take(self, timeout: float) -> list[Any]:
-        """Everything queued, waiting up to ``timeout`` seconds for the first item."""
-        try:
-            items = [self.queue.get(timeout=max(0.0, timeout))]
-        except queue.Empty:
-            return []
+    def take(self) -> list[Output]:
+        """Everything queued so far (without waiting)."""
+        items: list[Output] = []
         while True:
             try:
                 items.append(self.queue.get_nowait())
@@ -147,7 +147,7 @@ def signal_name(signum: int) -> str:
 
 
 def wait_for_cell(
-    ar: AsyncResult,
+    job: Job,
     feed: OutputFeed,
     *,
     outputs: LiveOutputs | None,
@@ -156,55 +156,53 @@ def wait_for_cell(
     progress_after: float,
     signum: int,
 ) -> None:
-    """Wait until every task of ``ar`` finished, showing outputs (if ``outputs``) as they
+    """Wait until every task of ``job`` finished, showing outputs (if ``outputs``) as they
     arrive and, after ``progress_after`` seconds (negative: never), a progress line.
 
-    On KeyboardInterrupt, sends ``signum`` (0: nothing) to the engines still running and
-    raises :class:`EnginesInterrupted` saying so.
+    The wait is the one of every job (:func:`~ipar_widgets.client.waiting.wait_until`); what
+    arrived is shown at each of its ticks, every :data:`REFRESH` seconds.  On
+    KeyboardInterrupt, sends ``signum`` (0: nothing) to the engines still running and raises
+    :class:`EnginesInterrupted` saying so.
     """
-    msg_ids = list(ar.msg_ids)
+    msg_ids = list(job.msg_ids)
     wanted = set(msg_ids)
-    metadata = dict(zip(msg_ids, ar._metadata, strict=True))
+    metadata = dict(zip(msg_ids, job.task_metadata, strict=True))
     finished: set[str] = set()
     errors_seen: set[str] = set()
     start = time.monotonic()
     progress_at = None if progress is None or progress_after < 0 else start + progress_after
-    next_progress = 0.0
     # a refresh sends one update per engine that printed: stay near 200 messages/s at most
     refresh = max(REFRESH, len(msg_ids) / 200)
-    next_refresh = start + refresh
-    ar.add_listener(feed.wake)
+    timers = {"refresh": start + refresh, "progress": 0.0}
+
+    def show() -> None:
+        # results first, then the queue: a task's outputs are all queued before its result
+        # arrives, so each result is shown after its outputs
+        done = job.arrived_since(len(finished))
+        for engine_id, msg_id, msg_type, content in feed.take():
+            if msg_id not in wanted or engine_id is None:
+                continue
+            if msg_type == "error":
+                errors_seen.add(msg_id)
+            if outputs is not None:
+                outputs.output(engine_id, msg_type, content)
+        for msg_id, value in done:
+            finished.add(msg_id)
+            if outputs is not None:
+                outputs.result(metadata[msg_id]["engine_id"], value, msg_id in errors_seen)
+        now = time.monotonic()
+        if outputs is not None and now >= timers["refresh"]:
+            outputs.flush()
+            timers["refresh"] = now + refresh
+        if progress_at is not None and now >= progress_at and now >= timers["progress"]:
+            progress.show(progress_text(name, take_snapshot(job)))
+            timers["progress"] = now + PROGRESS_REFRESH
+
     try:
-        while len(finished) < len(msg_ids):
-            items = feed.take(REFRESH)
-            with ar._cond:
-                done = [
-                    (m, ar._results[m]) for m in msg_ids if m in ar._results and m not in finished
-                ]
-            if done:
-                # a task's outputs are all queued before its result arrives: take the rest
-                items += feed.take(0)
-            for item in items:
-                if item is _WAKE or item[1] not in wanted:
-                    continue
-                engine_id, msg_id, msg_type, content = item
-                if msg_type == "error":
-                    errors_seen.add(msg_id)
-                if outputs is not None:
-                    outputs.output(engine_id, msg_type, content)
-            for msg_id, value in done:
-                finished.add(msg_id)
-                if outputs is not None:
-                    outputs.result(metadata[msg_id]["engine_id"], value, msg_id in errors_seen)
-            now = time.monotonic()
-            if outputs is not None and now >= next_refresh:
-                outputs.flush()
-                next_refresh = now + refresh
-            if progress_at is not None and now >= progress_at and now >= next_progress:
-                progress.show(progress_text(name, take_snapshot(ar)))
-                next_progress = now + PROGRESS_REFRESH
+        wait_until(job, job.ready, tick=show, interval=REFRESH)
+        show()  # what arrived since the last tick
     except KeyboardInterrupt:
-        _finish(ar, outputs, progress, name, interrupted=True)
+        _finish(job, outputs, progress, name, interrupted=True)
         pending = [metadata[m]["engine_id"] for m in msg_ids if m not in finished]
         engine_ids = sorted({e for e in pending if e is not None})
         sent = None
@@ -212,20 +210,18 @@ def wait_for_cell(
         if signum and engine_ids:
             sent = signal_name(signum)
             try:
-                ar._client.send_signal(signum, targets=engine_ids)
+                job.client.send_signal(signum, targets=engine_ids)
             except Exception as exc:
                 text = f"KeyboardInterrupt: could not send {sent} to the engines: {exc}"
         text = text or interrupt_text(sent, engine_ids)
         raise EnginesInterrupted(text, engine_ids) from None
-    finally:
-        ar.remove_listener(feed.wake)
-    _finish(ar, outputs, progress, name, interrupted=False)
+    _finish(job, outputs, progress, name, interrupted=False)
 
 
 def _finish(
-    ar: AsyncResult, outputs: LiveOutputs | None, progress: Any, name: str, interrupted: bool
+    job: Job, outputs: LiveOutputs | None, progress: Any, name: str, interrupted: bool
 ) -> None:
     if outputs is not None:
         outputs.finish()
     if progress is not None and progress.shown:
-        progress.show(progress_text(name, take_snapshot(ar), interrupted), final=True)
+        progress.show(progress_text(name, take_snapshot(job), interrupted), final=True)

@@ -10,6 +10,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import no_var_expand
 
 from ..client.asyncresult import AsyncResult
+from ..client.job import Job
+from ..client.targets import resolve_targets
 from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RemoteError
 from . import autopx
 from .kernel import KernelOutputs, KernelProgress
@@ -235,7 +237,9 @@ class ParallelMagics:
             after = self.progress_after if progress_after is None else progress_after
             sig = self.signal_on_interrupt if signum is None else signum
             if stream:
-                self._show_live(ar, feed, after, sig)
+                # one engine's output goes unlabelled, as its result is a single value
+                single = isinstance(view.targets if targets is None else targets, int)
+                self._show_live(ar, feed, after, sig, labelled=not single)
             else:
                 self._show_at_end(ar, groupby or self.groupby, feed, after, sig)
         finally:
@@ -249,13 +253,18 @@ class ParallelMagics:
             return "all"
         if isinstance(targets, int):
             return str(targets)
-        return describe_targets(view.client._build_targets(targets))
+        return describe_targets(resolve_targets(view.client.ids, targets))
 
     def _show_live(
-        self, ar: AsyncResult, feed: OutputFeed, progress_after: float, signum: int
+        self,
+        ar: AsyncResult,
+        feed: OutputFeed,
+        progress_after: float,
+        signum: int,
+        *,
+        labelled: bool,
     ) -> None:
         kernel = _in_kernel(self.shell)
-        labelled = not ar._single_result
         outputs: LiveOutputs = (
             KernelOutputs(self.shell, labelled) if kernel else TerminalOutputs(labelled)
         )
@@ -285,7 +294,7 @@ class ParallelMagics:
         signum: int,
     ) -> None:
         if not ar.ready():
-            feed = feed or OutputFeed(ar._client, outputs=False)
+            feed = feed or OutputFeed(self.view.client, outputs=False)
             progress = KernelProgress(self.shell) if _in_kernel(self.shell) else TerminalProgress()
             wait_for_cell(
                 ar,
@@ -301,12 +310,11 @@ class ParallelMagics:
         ar.get()  # raises the engines' errors, each traceback headed [engine:execute]
 
 
-def _errors(ar: AsyncResult) -> list[RemoteError]:
-    """The finished tasks' errors, each naming its engine."""
-    with ar._cond:
-        results = [ar._results.get(m) for m in ar.msg_ids]
+def _errors(job: Job) -> list[RemoteError]:
+    """The finished tasks' errors, each naming its engine, in the order of the tasks."""
+    arrived = dict(job.arrived_since(0))
     return [
         as_remote_error(value, md["engine_id"])
-        for value, md in zip(results, ar._metadata, strict=True)
-        if isinstance(value, BaseException)
+        for msg_id, md in zip(job.msg_ids, job.task_metadata, strict=True)
+        if isinstance(value := arrived.get(msg_id), BaseException)
     ]

@@ -67,7 +67,7 @@ class TerminalOutputs(LiveOutputs):
         from IPython.display import display
 
         self._release(engine_id)
-        display(reply)  # type: ignore[no-untyped-call]
+        display(reply)
 
     def flush(self) -> None:
         self._release(older_than=PARTIAL_WAIT)

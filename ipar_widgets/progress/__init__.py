@@ -1,9 +1,9 @@
-"""Showing a job's progress: snapshots and their renderers (terminal here, widget and HTML in
-:mod:`ipar_widgets.widgets`).
+"""Showing a job's progress: snapshots and their text renderer (the widget and HTML ones are
+in :mod:`ipar_widgets.widgets`).
 
-``wait_interactive`` picks the display: the live widget in a Jupyter kernel (``widget=``
-overrides the detection, ``IPAR_NONINTERACTIVE=1`` forces text), the text display elsewhere.
-Both wait in :func:`~ipar_widgets.progress.waiting.wait_ticking`.
+Everything here reads a job through :class:`~ipar_widgets.client.job.Job` alone.
+``ar.wait_interactive()`` picks the display (``client/frontend.py``): the live widget in a
+Jupyter kernel, :func:`wait_in_terminal` elsewhere.
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ALL_COMPLETED
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from ..client.job import Job, condition_for
+from ..client.waiting import wait_until
 from .snapshot import EngineRow, FirstError, ProgressTracker, Snapshot, take_snapshot
 from .terminal import TerminalDisplay
-from .waiting import deadline_of, wait_ticking
-
-if TYPE_CHECKING:
-    from ..client.asyncresult import AsyncResult
 
 __all__ = [
-    "wait_interactive",
     "wait_in_terminal",
     "Snapshot",
     "EngineRow",
@@ -55,52 +52,29 @@ def widgets_wanted(widget: bool | None) -> bool:
     return in_kernel() if widget is None else bool(widget)
 
 
-def wait_interactive(
-    ar: AsyncResult,
-    interval: float | None = None,
-    timeout: float | None = -1,
-    widget: bool | None = None,
-    return_when: Any = ALL_COMPLETED,
-    stream: IO[str] | None = None,
-) -> None:
-    """Wait for ``ar`` while showing its progress; TimeoutError after ``timeout`` seconds.
-
-    ``interval`` is the refresh period of the terminal display (default 0.1 s; the widget's
-    refreshes are paced by the shared update loop).  ``return_when`` is a
-    :mod:`concurrent.futures` constant.  ``stream`` is where the text display writes
-    (default: ``sys.stdout``).
-    """
-    if widgets_wanted(widget):
-        from ..widgets.progress import wait_with_widget
-
-        wait_with_widget(ar, interval=interval, timeout=timeout, return_when=return_when)
-        return
-    wait_in_terminal(ar, interval=interval, timeout=timeout, return_when=return_when, stream=stream)
-
-
 def wait_in_terminal(
-    ar: AsyncResult,
+    job: Job,
     interval: float | None = None,
     timeout: float | None = -1,
     return_when: Any = ALL_COMPLETED,
     stream: IO[str] | None = None,
 ) -> None:
-    """The text form of :func:`wait_interactive`."""
+    """Wait for ``job`` while a text display (``stream``, default ``sys.stdout``) shows its
+    progress every ``interval`` seconds (default 0.1); TimeoutError after ``timeout`` s."""
     interval = TERMINAL_INTERVAL if interval is None else max(0.01, float(interval))
-    condition = ar._predicate(return_when)
-    tracker = ProgressTracker(ar)
+    tracker = ProgressTracker(job)
     display = TerminalDisplay(stream)
     try:
-        finished = wait_ticking(
-            ar,
-            condition,
-            interval=interval,
-            deadline=deadline_of(timeout),
+        finished = wait_until(
+            job,
+            condition_for(job, return_when),
+            timeout,
             tick=lambda: display.update(tracker.snapshot(per_engine=False)),
+            interval=interval,
         )
     except KeyboardInterrupt:
         display.finish(tracker.snapshot(per_engine=False))
         raise
     display.finish(tracker.snapshot(per_engine=False))
     if not finished:
-        raise TimeoutError(f"{ar._fname}: not done after {timeout} s")
+        raise TimeoutError(f"{job.name}: not done after {timeout} s")

@@ -7,8 +7,8 @@ so a live display asks the controller, which knows: one ``status_request`` per r
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from ..client.job import JobClient
 from .snapshot import Placement
 
 log = logging.getLogger("ipar_widgets.progress")
@@ -16,10 +16,10 @@ log = logging.getLogger("ipar_widgets.progress")
 __all__ = ["Placement", "query_placement"]
 
 
-def query_placement(client: Any, timeout: float = 2.0) -> Placement | None:
+def query_placement(client: JobClient, timeout: float = 2.0) -> Placement | None:
     """Ask the controller; None (and a debug log line) if it does not answer in time."""
     try:
-        status = client._query("status_request", timeout=timeout).content
+        status = client.status(timeout=timeout)
     except Exception as exc:  # a display must never fail because a status query did
         log.debug("status query for the progress display failed: %s", exc)
         return None

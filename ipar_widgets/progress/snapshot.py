@@ -15,13 +15,11 @@ import statistics
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..client.job import Job
 from ..error import TaskAborted
 from ..protocol.wire import utcnow
-
-if TYPE_CHECKING:
-    from ..client.asyncresult import AsyncResult
 
 __all__ = [
     "Snapshot",
@@ -201,17 +199,17 @@ class _EngineTotals:
 
 
 class ProgressTracker:
-    """Makes snapshots of one job (an AsyncResult, or anything with the same few internals:
-    ``msg_ids``, ``_metadata``, ``_results``, ``_arrival``, ``_cond``, ``_fname``,
-    ``_client``, optionally ``_chunk_sizes``; :class:`~ipar_widgets.progress.imap.TaskStream`
-    is one).  Safe to use from any thread; one lock serialises snapshots.
+    """Makes snapshots of one :class:`~ipar_widgets.client.job.Job` (an AsyncResult, an
+    imap's stream).  Safe to use from any thread; one lock serialises snapshots.
     """
 
-    def __init__(self, ar: Any, engines_total: int | None = None) -> None:
-        self.ar = ar
+    def __init__(self, job: Job, engines_total: int | None = None) -> None:
+        self.job = job
         self._engines_total = engines_total
         self._lock = threading.Lock()
-        self._folded = 0  # how many of ar._arrival are in the totals below
+        self._folded = 0  # how many of the job's arrivals are in the totals below
+        #: msg_ids whose result is folded in
+        self._finished: set[str] = set()
         self._index: dict[str, int] = {}
         self._engines: dict[int, _EngineTotals] = {}
         self._done = self._failed = self._aborted = self._failed_tasks = 0
@@ -224,11 +222,12 @@ class ProgressTracker:
 
     # -- folding finished tasks in --------------------------------------------------------------
     def _sync_tasks(self) -> None:
-        msg_ids = self.ar.msg_ids
+        msg_ids = self.job.msg_ids
+        metadata = self.job.task_metadata
         for i in range(self._known, len(msg_ids)):
             self._index[msg_ids[i]] = i
             self._unfinished.append(i)
-            submitted = self.ar._metadata[i]["submitted"]
+            submitted = metadata[i]["submitted"]
             if submitted is not None and (
                 self._first_submitted is None or submitted < self._first_submitted
             ):
@@ -241,14 +240,16 @@ class ProgressTracker:
             row = self._engines[engine_id] = _EngineTotals()
         return row
 
-    def _fold(self, arrived: list[str], results: dict[str, Any]) -> None:
-        sizes: dict[str, int] = getattr(self.ar, "_chunk_sizes", None) or {}
-        for msg_id in arrived:
+    def _fold(self, arrived: list[tuple[str, Any]]) -> None:
+        job = self.job
+        metadata = job.task_metadata
+        for msg_id, value in arrived:
             i = self._index.get(msg_id)
             if i is None:
                 continue
-            md = self.ar._metadata[i]
-            n = sizes.get(msg_id, 1)
+            self._finished.add(msg_id)
+            md = metadata[i]
+            n = job.task_size(msg_id)
             engine_id = md["engine_id"]
             row = self._engine(engine_id) if engine_id is not None else None
             took = _seconds(md["started"], md["completed"])
@@ -257,7 +258,6 @@ class ProgressTracker:
                 self._durations.append(took / max(1, n))
                 if row is not None:
                     row.busy += took
-            value = results[msg_id]
             if isinstance(value, TaskAborted) or md["status"] == "aborted":
                 self._aborted += n
                 if row is not None:
@@ -282,21 +282,21 @@ class ProgressTracker:
         engine runs; without it, a direct task counts as running when it is the oldest
         unfinished one of its engine.  ``per_engine=False`` skips the engine rows (the terminal
         needs none), which makes the snapshot cost independent of the unfinished tasks."""
-        ar = self.ar
+        job = self.job
         with self._lock:
-            self._sync_tasks()
-            with ar._cond:
-                arrived = ar._arrival[self._folded :]
-                results = {m: ar._results[m] for m in arrived}
-                ready = ar.ready()
+            # readiness first: once it is true, the arrivals read after it are all of them
+            ready = job.ready()
+            arrived = job.arrived_since(self._folded)
+            self._sync_tasks()  # after: every task that arrived was listed before it did
             self._folded += len(arrived)
-            self._fold(arrived, results)
+            self._fold(arrived)
             return self._build(placement, ready, per_engine)
 
     def _build(self, placement: Placement | None, ready: bool, per_engine: bool) -> Snapshot:
-        ar = self.ar
-        sizes: dict[str, int] = getattr(ar, "_chunk_sizes", None) or {}
-        total = len(ar)
+        job = self.job
+        msg_ids = job.msg_ids
+        metadata = job.task_metadata
+        total = len(job)
         now = utcnow()
         median = statistics.median(self._durations) if self._durations else None
         running_items = 0
@@ -304,13 +304,13 @@ class ProgressTracker:
         if per_engine or placement is not None:
             running_ids = {m: e for e, m in placement.running.items() if m} if placement else {}
             still: list[int] = []
-            results = ar._results
+            done_ids = self._finished
             for i in self._unfinished:
-                msg_id = ar.msg_ids[i]
-                if msg_id in results:
+                msg_id = msg_ids[i]
+                if msg_id in done_ids:
                     continue
                 still.append(i)
-                md = ar._metadata[i]
+                md = metadata[i]
                 engine_id = running_ids.get(msg_id, md["engine_id"])
                 if engine_id is None:
                     continue
@@ -321,7 +321,7 @@ class ProgressTracker:
                     (msg_id in running_ids) if placement is not None else slot["since"] is None
                 )
                 if runs_now and not slot["running"]:
-                    slot["running"] = sizes.get(msg_id, 1)
+                    slot["running"] = job.task_size(msg_id)
                     running_items += slot["running"]
                     busy_for = placement.busy_for.get(engine_id) if placement is not None else None
                     if busy_for is None:
@@ -358,7 +358,7 @@ class ProgressTracker:
         pending = max(0, total - finished - running_items)
         wall = None
         if ready:
-            received = [md["received"] for md in ar._metadata if md["received"] is not None]
+            received = [md["received"] for md in metadata if md["received"] is not None]
             if received and self._first_submitted is not None:
                 wall = max(0.0, (max(received) - self._first_submitted).total_seconds())
         elapsed = (
@@ -372,11 +372,11 @@ class ProgressTracker:
         )
         engines_total = self._engines_total
         if engines_total is None:
-            engines_total = len(ar._client.ids)
+            engines_total = len(job.client.ids)
         workers = max(1, min(engines_total or 1, total - finished or 1))
         eta = None if ready else estimate_eta(self._durations, total - finished, workers)
         return Snapshot(
-            fname=ar._fname,
+            fname=job.name,
             total=total,
             done=self._done,
             failed=self._failed,
@@ -398,8 +398,8 @@ class ProgressTracker:
 
 
 def take_snapshot(
-    ar: AsyncResult, engines_total: int | None = None, placement: Placement | None = None
+    job: Job, engines_total: int | None = None, placement: Placement | None = None
 ) -> Snapshot:
-    """One snapshot of ``ar`` now (a fresh tracker: for repeated snapshots keep a
+    """One snapshot of ``job`` now (a fresh tracker: for repeated snapshots keep a
     :class:`ProgressTracker`)."""
-    return ProgressTracker(ar, engines_total).snapshot(placement)
+    return ProgressTracker(job, engines_total).snapshot(placement)

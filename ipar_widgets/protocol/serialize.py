@@ -106,7 +106,8 @@ def _rebuild_function(code: bytes, name: str, n_cells: int) -> types.FunctionTyp
 def _cell_source(filename: str) -> list[str] | None:
     """The source lines of a notebook cell (in linecache, not on disk), to show in tracebacks."""
     entry = linecache.cache.get(filename)
-    if entry is None or os.path.exists(filename):
+    # a lazily loaded entry is a 1-tuple (a loader) and no cell's source
+    if entry is None or len(entry) < 3 or os.path.exists(filename):
         return None
     return list(entry[2])
 
@@ -151,7 +152,7 @@ def _reduce_interactive(f: types.FunctionType) -> tuple[Any, ...]:
     )
 
 
-class _Pickler(cloudpickle.Pickler):
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no type hints
     def reducer_override(self, obj: Any) -> Any:
         if (
             type(obj) is types.FunctionType

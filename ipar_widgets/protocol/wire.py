@@ -20,9 +20,9 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import zmq
@@ -30,16 +30,21 @@ import zmq
 DELIM = b"<IDS|MSG>"
 PROTOCOL_VERSION = "5.4"
 
+#: one frame of a multipart message: bytes as received for the small parts, zero-copy zmq
+#: Frames (or any buffer) for the payload
 Frame = bytes | zmq.Frame | memoryview
+#: the sockets of every process (pyzmq's Socket is generic in what recv_string decodes to)
+Socket = zmq.Socket[bytes]
 
-
-_base_send = zmq.backend.Socket.send
+# pyzmq's low-level send and get, below its Python conveniences; their stubs are overloads
+# on literal flags, which a flag computed per frame does not match
+_base_send = cast(Callable[[Socket, Frame, int, bool, bool], object], zmq.backend.Socket.send)
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _COPY_THRESHOLD = zmq.COPY_THRESHOLD
 
 
-def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], noblock: bool = False) -> None:
+def send_frames(sock: Socket, frames: Sequence[Frame], noblock: bool = False) -> None:
     """``sock.send_multipart(frames)`` without pyzmq's per-frame Python conveniences.
 
     pyzmq's ``send_multipart`` costs about 20 us for a Jupyter message here, ten times the
@@ -59,13 +64,13 @@ def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], noblock: bool = Fa
             _base_send(sock, view, flags, view.nbytes < _COPY_THRESHOLD, False)
 
 
-_base_get = zmq.backend.Socket.get
+_base_get = cast(Callable[[Socket, int], int], zmq.backend.Socket.get)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-_base_recv = zmq.backend.Socket.recv
+_base_recv = cast(Callable[[Socket, int, bool, bool], zmq.Frame], zmq.backend.Socket.recv)
 
 
-def recv_frames(sock: zmq.Socket[Any], noblock: bool = False) -> list[Any]:
+def recv_frames(sock: Socket, noblock: bool = False) -> list[Frame]:
     """``sock.recv_multipart()`` for a Jupyter message, cheaply and without copying buffers.
 
     Every frame is received as a zmq Frame, because a Frame carries its "more" flag: asking
@@ -77,7 +82,7 @@ def recv_frames(sock: zmq.Socket[Any], noblock: bool = False) -> list[Any]:
     With ``noblock``, raises ``zmq.Again`` when no message waits (the frames of a multipart
     message arrive together, so only the first one can be missing).
     """
-    frames: list[Any] = []
+    frames: list[Frame] = []
     copy_left = -1  # frames still to turn into bytes after the delimiter; -1 until it is seen
     flags = _NOBLOCK if noblock else 0
     while True:
@@ -95,12 +100,12 @@ def recv_frames(sock: zmq.Socket[Any], noblock: bool = False) -> list[Any]:
             return frames
 
 
-def socket_events(sock: zmq.Socket[Any]) -> int:
+def socket_events(sock: Socket) -> int:
     """The socket's ``EVENTS`` as a plain int (pyzmq's ``sock.EVENTS`` builds an enum flag)."""
-    return _base_get(sock, _EVENTS)  # type: ignore[return-value]
+    return _base_get(sock, _EVENTS)
 
 
-def readable(sock: zmq.Socket[Any]) -> bool:
+def readable(sock: Socket) -> bool:
     """Whether a message waits on ``sock`` (cheaper than a non-blocking recv that raises)."""
     return bool(_base_get(sock, _EVENTS) & _POLLIN)
 
@@ -131,13 +136,13 @@ class HmacSha256:
         """The hex signature of the concatenated ``parts``, as ASCII bytes."""
         inner = self._inner.copy()
         for part in parts:
-            inner.update(part)
+            inner.update(part)  # type: ignore[arg-type]  # a zmq.Frame is a buffer too
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest().encode()
 
 
-def waiting_messages(sock: zmq.Socket[Any], limit: int) -> Iterator[list[Any]]:
+def waiting_messages(sock: Socket, limit: int) -> Iterator[list[Frame]]:
     """The messages waiting on ``sock``, at most ``limit`` of them (so one busy socket cannot
     starve the others), for a caller whose poll just said that one waits: only the later ones
     cost a question to the socket."""
@@ -257,8 +262,8 @@ class Message:
         parent_header: dict[str, Any],
         metadata: dict[str, Any],
         content: dict[str, Any],
-        buffers: list[Any],
-        frames: list[Any] | None = None,
+        buffers: list[Frame],
+        frames: list[Frame] | None = None,
     ) -> None:
         self.idents = idents
         self.header = header
@@ -271,11 +276,11 @@ class Message:
 
     @property
     def msg_id(self) -> str:
-        return self.header.get("msg_id", "")
+        return str(self.header.get("msg_id", ""))
 
     @property
     def msg_type(self) -> str:
-        return self.header.get("msg_type", "")
+        return str(self.header.get("msg_type", ""))
 
     @property
     def parent_id(self) -> str | None:
@@ -344,8 +349,8 @@ class Wire:
         metadata: dict[str, Any] | None = None,
         header: dict[str, Any] | None = None,
         idents: Sequence[bytes] = (),
-        buffers: Sequence[Any] = (),
-    ) -> tuple[dict[str, Any], list[Any]]:
+        buffers: Sequence[Frame] = (),
+    ) -> tuple[dict[str, Any], list[Frame]]:
         """Return ``(header, frames)`` ready for ``send_multipart``.
 
         ``parent`` may be the request's header frame as received (bytes or a zmq Frame): a
@@ -356,7 +361,7 @@ class Wire:
             pack(parent) if parent is None or isinstance(parent, dict) else as_bytes(parent)
         )
         parts = [pack(header), parent_part, pack(metadata), pack(content)]
-        frames: list[Any] = [*idents, DELIM, self.sign(parts), *parts, *buffers]
+        frames: list[Frame] = [*idents, DELIM, self.sign(parts), *parts, *buffers]
         return header, frames
 
     # -- reading ------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from typing import Any
 from .. import paths
 from ..cluster import control
 from ..cluster.discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
+from ..error import ClusterError, EngineStartFailed
+from ..error import NoAnswer as ControllerSilent
 
 #: Most engines one request may start: a typo in the panel must not fork hundreds of kernels.
 MAX_ENGINES_PER_REQUEST = 256
@@ -208,7 +210,7 @@ def start_cluster(
         control.stop_cluster(existing.data)  # files left by a cluster that crashed
     try:
         _, proc = control.start_cluster(profile, cluster_id, n, engine_timeout=ENGINE_TIMEOUT)
-    except (control.ClusterError, OSError) as exc:
+    except (ClusterError, EngineStartFailed, OSError) as exc:
         raise Failed(f"the cluster of {label(profile, cluster_id)} did not start: {exc}") from None
     info = find_cluster(profile, cluster_id)
     if info is None:
@@ -229,15 +231,16 @@ def add_engines(profile: str, cluster_id: str, n: int) -> dict[str, Any]:
     """Start ``n`` more engines and wait until they registered."""
     info = running_cluster(profile, cluster_id)
     before = info.engines_registered
+    failures = len(info.status.get("launch_failures") or [])
     try:
         reply = control.request(info.data, "spawn_request", {"n": n}).content
-        control.wait_for_engines(info.data, before + n, ENGINE_TIMEOUT)
-    except control.ClusterError as exc:
+        control.wait_for_engines(info.data, before + n, ENGINE_TIMEOUT, failures_before=failures)
+    except ControllerSilent as exc:
+        raise NoAnswer(f"could not add engines to {label(profile, cluster_id)}: {exc}") from None
+    except (ClusterError, EngineStartFailed) as exc:
         raise Failed(
             f"could not add {n} engine(s) to {label(profile, cluster_id)}: {exc}"
         ) from None
-    except TimeoutError as exc:
-        raise NoAnswer(f"could not add engines to {label(profile, cluster_id)}: {exc}") from None
     return {"launched": list(reply.get("launched", [])), "cluster": _current(profile, cluster_id)}
 
 
@@ -252,10 +255,10 @@ def stop_engine(profile: str, cluster_id: str, engine_id: int) -> dict[str, Any]
         )
     try:
         control.request(info.data, "shutdown_request", {"targets": [engine_id]}, timeout=30)
-    except control.ClusterError as exc:
-        raise Failed(f"could not stop engine {engine_id}: {exc}") from None
-    except TimeoutError as exc:
+    except ControllerSilent as exc:
         raise NoAnswer(f"could not stop engine {engine_id}: {exc}") from None
+    except ClusterError as exc:
+        raise Failed(f"could not stop engine {engine_id}: {exc}") from None
     return {"stopped": [engine_id], "cluster": _current(profile, cluster_id)}
 
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..client.job import Job
 from ..progress.snapshot import EngineRow, FirstError, ProgressTracker, Snapshot
 from ..progress.terminal import format_eta, format_seconds, summary_line
 from . import templates
+
+if TYPE_CHECKING:
+    from ..client.client import Client
 
 __all__ = [
     "progress_html",
     "progress_text",
     "failure_title",
     "traceback_html",
-    "asyncresult_html",
+    "job_html",
     "client_html",
     "strip_ansi",
 ]
@@ -194,15 +198,15 @@ def _running_line(snap: Snapshot) -> str:
 
 
 # -- reprs -----------------------------------------------------------------------------------------
-def asyncresult_html(ar: Any) -> str:
-    """``AsyncResult._repr_html_``: its status and per-engine table."""
-    return progress_html(ProgressTracker(ar).snapshot())
+def job_html(job: Job) -> str:
+    """``AsyncResult._repr_html_``: the job's state and per-engine table."""
+    return progress_html(ProgressTracker(job).snapshot())
 
 
-def client_html(rc: Any) -> str:
+def client_html(rc: Client) -> str:
     """``Client._repr_html_``: the cluster's engines and their state, from the controller."""
     try:
-        status: dict[str, Any] = rc._query("status_request", timeout=2).content
+        status = rc.status(timeout=2)
     except Exception as exc:  # the repr must work even when the controller is gone
         body = (
             f'<div class="ipar-head"><b>Client</b> profile {_e(rc.profile)}: '

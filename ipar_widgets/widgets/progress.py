@@ -25,13 +25,14 @@ import uuid
 from concurrent.futures import ALL_COMPLETED
 from typing import Any
 
-import ipywidgets as w  # type: ignore[import-untyped]
+import ipywidgets as w
 from IPython.display import display, update_display
 
+from ..client.job import Job, condition_for, unfinished
+from ..client.waiting import wait_until
 from ..progress import widgets_wanted
 from ..progress.placement import query_placement
 from ..progress.snapshot import ProgressTracker, Snapshot
-from ..progress.waiting import deadline_of, wait_ticking
 from . import templates
 from .clicks import route_off_main_thread
 from .html import failure_title, progress_html, progress_text, traceback_html
@@ -53,18 +54,18 @@ class ProgressView:
 
     def __init__(
         self,
-        ar: Any,
+        job: Job,
         *,
         blocking: bool = False,
         period: float = REFRESH_PERIOD,
         loop: UpdateLoop | None = None,
         placement: bool = True,
     ) -> None:
-        self.ar = ar
+        self.job = job
         self.blocking = blocking
         self.period = period
         self.loop = loop or get_loop()
-        self.tracker = ProgressTracker(ar)
+        self.tracker = ProgressTracker(job)
         self.display_id = uuid.uuid4().hex
         self.ask_placement = placement
         self.state_word: str | None = None  # "cancelled", "timed out", "interrupted"
@@ -78,13 +79,13 @@ class ProgressView:
 
     # -- the widgets ------------------------------------------------------------------------------
     def _build(self) -> None:
-        total = max(1, len(self.ar))
+        total = max(1, len(self.job))
         self.style = w.HTML(value=templates.STYLE_TAG, layout=w.Layout(display="none"))
         self.bar = w.IntProgress(
             value=0,
             min=0,
             max=total,
-            description=self.ar._fname[:24],
+            description=self.job.name[:24],
             bar_style="info",
             style={"description_width": "initial"},
             layout=w.Layout(flex="1 1 auto", width="auto", max_width="640px"),
@@ -140,8 +141,7 @@ class ProgressView:
         """Display the widget (in the calling cell) and start refreshing it."""
         display(self.bundle(), raw=True, display_id=self.display_id)
         self.loop.add(self)
-        if hasattr(self.ar, "add_done_callback"):
-            self.ar.add_done_callback(lambda _: self.loop.wake())
+        self.job.add_done_callback(lambda _: self.loop.wake())
 
     def finished(self) -> None:
         """The loop sent the final update: make the output carry the final static picture."""
@@ -157,12 +157,12 @@ class ProgressView:
 
     # -- the loop's side --------------------------------------------------------------------------
     def done(self) -> bool:
-        return bool(self.ar.ready()) and not self.blocking
+        return self.job.ready() and not self.blocking
 
     def snapshot(self) -> Snapshot:
         placement = None
-        if self.ask_placement and not self.ar.ready():
-            placement = query_placement(self.ar._client, timeout=1.0)
+        if self.ask_placement and not self.job.ready():
+            placement = query_placement(self.job.client, timeout=1.0)
         snap = self.tracker.snapshot(placement)
         self.last_snapshot = snap
         return snap
@@ -222,11 +222,10 @@ class ProgressView:
             return
         self.cancel_requested = True
         self.state_word = "cancelled"
-        ar = self.ar
-        pending = [m for m in ar.msg_ids if m not in ar._results]
+        pending = unfinished(self.job)
         try:
             if pending:
-                ar._client.abort(pending)
+                self.job.client.abort(pending)
         except Exception as exc:
             self.note = f"Cancel failed: {exc}"
         else:
@@ -247,7 +246,7 @@ class ProgressView:
             self.note = "Nothing left running."
         else:
             try:
-                self.ar._client.send_signal(signal.SIGINT, targets=engines)
+                self.job.client.send_signal(signal.SIGINT, targets=engines)
             except Exception as exc:
                 self.note = f"Interrupt failed: {exc}"
             else:
@@ -257,10 +256,10 @@ class ProgressView:
 
     def _running_engines(self) -> list[int]:
         """Engines running one of this job's tasks, per the controller."""
-        placement = query_placement(self.ar._client)
+        placement = query_placement(self.job.client)
         if placement is None:
             return []
-        ours = set(self.ar.msg_ids) - set(self.ar._results)
+        ours = set(unfinished(self.job))
         return sorted(e for e, m in placement.running.items() if m in ours)
 
 
@@ -272,22 +271,22 @@ def _differs(current: Any, wanted: Any) -> bool:
     return bool(current != wanted)
 
 
-def display_progress(ar: Any) -> None:
+def display_progress(job: Job) -> None:
     """``ar.display()``: show the live widget and return at once; it keeps updating until the
     job ends, then shows the final state (``get_loop().wait_idle()`` waits for that).
 
     Outside a kernel (or with ``IPAR_NONINTERACTIVE=1``) it prints the job's state once.
     """
     if not widgets_wanted(None):
-        print(progress_text(ProgressTracker(ar).snapshot()))
+        print(progress_text(ProgressTracker(job).snapshot()))
         return
-    view = ProgressView(ar)
+    view = ProgressView(job)
     view.clicks_routed = route_off_main_thread(view.cancel_button, view.interrupt_button)
     view.show()
 
 
 def wait_with_widget(
-    ar: Any,
+    job: Job,
     interval: float | None = None,
     timeout: float | None = -1,
     return_when: Any = ALL_COMPLETED,
@@ -299,7 +298,7 @@ def wait_with_widget(
     widget goes on following the job, like ``ar.display()``.
     """
     period = REFRESH_PERIOD if interval is None else max(REFRESH_PERIOD, float(interval))
-    view = ProgressView(ar, blocking=True, period=period)
+    view = ProgressView(job, blocking=True, period=period)
     view.clicks_routed = route_off_main_thread(view.cancel_button, view.interrupt_button)
     if not view.clicks_routed:
         view.cancel_button.tooltip = (
@@ -307,19 +306,18 @@ def wait_with_widget(
             "use ar.display() or interrupt the kernel to stop waiting"
         )
     view.show()
-    condition = ar._predicate(return_when)
     try:
-        finished = wait_ticking(ar, condition, interval=WAIT_SLICE, deadline=deadline_of(timeout))
+        finished = wait_until(job, condition_for(job, return_when), timeout, interval=WAIT_SLICE)
     except KeyboardInterrupt:
         _stop_waiting(view, "Stopped waiting (the kernel was interrupted); the tasks go on.")
         raise
-    if ar.ready():
+    if job.ready():
         view.loop.finish(view)
     elif finished:
         _stop_waiting(view, "")
     else:
         _stop_waiting(view, f"Stopped waiting after {timeout} s; the tasks go on.")
-        raise TimeoutError(f"{ar._fname}: not done after {timeout} s")
+        raise TimeoutError(f"{job.name}: not done after {timeout} s")
 
 
 def _stop_waiting(view: ProgressView, note: str) -> None:

@@ -13,8 +13,8 @@ import html
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from ..client.job import Job
 from ..error import TaskAborted
 from ..progress.terminal import format_seconds
 from ..protocol.wire import utcnow
@@ -143,17 +143,18 @@ def _offset(t: datetime | None, origin: datetime) -> float | None:
     return None if t is None else (t - origin).total_seconds()
 
 
-def timeline(ar: Any) -> Timeline:
-    """The chart of ``ar``'s tasks so far (running tasks reach to now)."""
-    submitted = [md["submitted"] for md in ar._metadata if md["submitted"] is not None]
+def timeline(job: Job) -> Timeline:
+    """The chart of ``job``'s tasks so far (running tasks reach to now)."""
+    metadata = list(job.task_metadata)
+    msg_ids = list(job.msg_ids)[: len(metadata)]
+    submitted = [md["submitted"] for md in metadata if md["submitted"] is not None]
     now = utcnow()
     origin = min(submitted) if submitted else now
     bars: list[TaskBar] = []
     not_run = 0
     end_max = 0.0
-    with ar._cond:
-        results = dict(ar._results)
-    for msg_id, md in zip(ar.msg_ids, ar._metadata, strict=True):
+    results = dict(job.arrived_since(0))
+    for msg_id, md in zip(msg_ids, metadata, strict=True):
         started = _offset(md["started"], origin)
         engine_id = md["engine_id"]
         if started is None or engine_id is None:
@@ -176,4 +177,4 @@ def timeline(ar: Any) -> Timeline:
         )
         bars.append(TaskBar(int(engine_id), sub, started, end, status, label))
         end_max = max(end_max, end)
-    return Timeline(ar._fname, bars, end_max, not_run)
+    return Timeline(job.name, bars, end_max, not_run)

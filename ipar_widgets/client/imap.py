@@ -1,20 +1,27 @@
-"""The tasks of an ``imap``, gathered as they are submitted, for the progress displays.
+"""The tasks of an ``imap``, gathered as they are submitted: a job the displays can show.
 
 ``LoadBalancedView.imap`` submits one task per input as the caller iterates, so there is no
 AsyncResult for the whole job.  :class:`TaskStream` is the iterator ``imap`` returns: it
-yields the same results, and it keeps the tasks submitted so far in the few fields a
-:class:`~ipar_widgets.progress.snapshot.ProgressTracker` reads, so ``it.display()`` shows the
-live widget over them.  The total is known when the inputs have a length; otherwise it is
-the number submitted so far.  Cancel aborts the submitted tasks that have not started (the
-iteration then raises TaskAborted, or yields it with ``return_exceptions``).
+yields the same results, and it is a :class:`~ipar_widgets.client.job.Job` over the tasks
+submitted so far, so ``it.display()`` shows the live widget over them.  The total is known
+when the inputs have a length; otherwise it is the number submitted so far.  Cancel aborts
+the submitted tasks that have not started (the iteration then raises TaskAborted, or yields
+it with ``return_exceptions``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ALL_COMPLETED
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from . import frontend
+from .job import JobClient
+from .metadata import Metadata
+from .waiting import timeout_of
+
+if TYPE_CHECKING:
+    from .asyncresult import AsyncResult
 
 __all__ = ["TaskStream"]
 
@@ -32,38 +39,37 @@ def _known_length(sequences: tuple[Any, ...]) -> int | None:
 class TaskStream(Iterator[Any]):
     """An ``imap``'s results (iterate it) and its tasks so far (show them)."""
 
-    def __init__(self, client: Any, fname: str, sequences: tuple[Any, ...]) -> None:
+    def __init__(self, client: JobClient, fname: str, sequences: tuple[Any, ...]) -> None:
         self._client = client
         self._fname = fname
         self._total = _known_length(sequences)
         self.msg_ids: list[str] = []
-        self._metadata: list[Any] = []
+        self._metadata: list[Metadata] = []
         self._results: dict[str, Any] = {}
         self._arrival: list[str] = []
-        self._chunk_sizes: dict[str, int] = {}
         self._cond = threading.Condition()
         self._results_iter: Iterator[Any] | None = None
         self._exhausted = False
-        self._done_callbacks: list[Callable[[TaskStream], None]] = []
+        self._done_callbacks: list[Callable[[Any], object]] = []
 
     # -- fed by imap ------------------------------------------------------------------------------
     def attach(self, results: Iterator[Any]) -> TaskStream:
         self._results_iter = results
         return self
 
-    def add(self, ar: Any) -> None:
+    def add(self, ar: AsyncResult) -> None:
         """A task imap just submitted."""
         with self._cond:
             # metadata first: a tracker in another thread reads msg_ids, then metadata
-            self._metadata.extend(ar._metadata)
+            self._metadata.extend(ar.task_metadata)
             self.msg_ids.extend(ar.msg_ids)
         ar.add_done_callback(self._on_done)
 
     def _on_done(self, ar: Any) -> None:
         with self._cond:
-            for msg_id in ar.msg_ids:
+            for msg_id, value in ar.arrived_since(0):
                 if msg_id not in self._results:
-                    self._results[msg_id] = ar._results[msg_id]
+                    self._results[msg_id] = value
                     self._arrival.append(msg_id)
             self._cond.notify_all()
         self._maybe_done()
@@ -84,18 +90,49 @@ class TaskStream(Iterator[Any]):
     def __iter__(self) -> TaskStream:
         return self
 
-    # -- read like an AsyncResult --------------------------------------------------------------------
+    # -- the Job seam ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._fname
+
+    @property
+    def task_metadata(self) -> list[Metadata]:
+        return self._metadata
+
+    @property
+    def client(self) -> JobClient:
+        return self._client
+
     def __len__(self) -> int:
         return self._total if self._total is not None else len(self.msg_ids)
+
+    def task_size(self, msg_id: str) -> int:
+        return 1
 
     def ready(self) -> bool:
         """True once the inputs are used up and every task has finished."""
         return self._exhausted and len(self._results) == len(self.msg_ids)
 
-    def _predicate(self, return_when: Any = ALL_COMPLETED) -> Callable[[], bool]:
-        return self.ready
+    def arrived_count(self) -> int:
+        return len(self._arrival)
 
-    def add_done_callback(self, fn: Callable[[TaskStream], None]) -> None:
+    def arrived_since(self, count: int) -> list[tuple[str, Any]]:
+        with self._cond:
+            return [(m, self._results[m]) for m in self._arrival[count:]]
+
+    def wait_for_change(
+        self, timeout: float | None, since: int | None = None, *, every_result: bool = True
+    ) -> int:
+        """See :meth:`Job.wait_for_change`; each task's end wakes it (a stream's tasks come
+        one at a time, so there is no per-task wake-up to spare)."""
+        with self._cond:
+            seen = len(self._arrival) if since is None else since
+            self._cond.wait_for(
+                lambda: len(self._arrival) > seen or self.ready(), timeout_of(timeout)
+            )
+            return len(self._arrival)
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         self._done_callbacks.append(fn)
         self._maybe_done()
 
@@ -109,9 +146,7 @@ class TaskStream(Iterator[Any]):
     def display(self) -> None:
         """Show the live progress widget over this imap's tasks (in a notebook); it follows
         the iteration and shows the final state when the inputs are used up."""
-        from ..widgets.progress import display_progress
-
-        display_progress(self)
+        frontend.display_progress(self)
 
     def __repr__(self) -> str:
         return f"<TaskStream({self._fname}): {len(self._results)}/{len(self)} finished>"

@@ -1,0 +1,233 @@
+"""What the client does with each message from the controller: task replies become results
+(or errors) in the ledger, answers settle the requests that wait for them, outputs go into
+their task's metadata and to listeners, and cluster notices keep the engine table current.
+
+It runs in the client's I/O thread, and in a waiting thread for the replies that come to its
+own socket (see ``submission.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from ..error import RemoteError, unwrap_exception
+from ..protocol import serialize
+from ..protocol.routing import CONTROLLER, CONTROLLER_TOPIC, REPLAY_TOPIC, engine_id_of_topic
+from ..protocol.sharedmem import SharedArea, SharedMemoryError
+from ..protocol.wire import Frame, InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
+from .display import ExecuteReply
+from .ledger import TaskLedger
+from .metadata import Metadata
+from .targets import EngineTable
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+log = logging.getLogger("ipar_widgets.client")
+
+__all__ = ["Inbound", "OutputListener"]
+
+#: ``listener(engine_id, msg_id, msg_type, content)``, for every output and cluster notice
+OutputListener = Callable[[int | None, str | None, str, dict[str, Any]], None]
+
+
+class Inbound:
+    """Handles the messages a client receives; see the module docstring."""
+
+    transport: Transport  # set by the Client once its transport exists (it calls us)
+
+    def __init__(
+        self, wire: Wire, ledger: TaskLedger, engines: EngineTable, shared: SharedArea | None
+    ) -> None:
+        self.wire = wire
+        self.ledger = ledger
+        self.engines = engines
+        self.shared = shared
+        #: msg_id of a request -> the future its answer settles
+        self.queries: dict[str, Future[Message]] = {}
+        self.output_listeners: list[OutputListener] = []
+
+    # -- the reply socket ---------------------------------------------------------------------------
+    def on_reply(self, frames: list[Frame]) -> str | None:
+        """Handle one message on a reply socket; return the msg_id a task reply answers."""
+        try:
+            msg = self.wire.decode(frames)
+        except InvalidMessage as exc:
+            log.warning("dropped a message from the controller: %s", exc)
+            return None
+        if msg.msg_type in ("apply_reply", "execute_reply"):
+            return self._on_task_reply(msg)
+        future = self.queries.pop(msg.parent_header.get("msg_id", ""), None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+        return None
+
+    def _on_task_reply(self, msg: Message) -> str | None:
+        msg_id = msg.parent_header.get("msg_id")
+        if not isinstance(msg_id, str):
+            return None
+        md = self.ledger.metadata_for(msg_id)
+        rmd = msg.metadata
+        content = msg.content
+        status = content.get("status", "ok")
+        engine_id = rmd.get("engine_id")
+        # one dict.update for the known keys: Metadata's checked __setitem__ costs a Python
+        # call per key, on the I/O thread's path of every result
+        dict.update(
+            md,
+            engine_id=engine_id,
+            engine_uuid=self.engines.uuid_of(engine_id) or md["engine_uuid"],
+            status=status,
+            started=parse_date(rmd.get("started")),
+            completed=parse_date(rmd.get("completed")),
+            received=utcnow(),
+        )
+        if status == "ok":
+            if msg.msg_type == "execute_reply":
+                result: Any = ExecuteReply(msg_id, content, md)
+            else:
+                try:
+                    result = serialize.loads(self._result_buffers(msg_id, msg))
+                except Exception as exc:
+                    result = RemoteError(
+                        type(exc).__name__,
+                        f"the result could not be unpickled on the client: {exc}",
+                        "",
+                        {"engine_id": engine_id, "method": "apply"},
+                    )
+        else:
+            result = unwrap_exception(content)
+            if msg.msg_type == "execute_reply" and md["error"] is None:
+                md["error"] = content
+        if self.ledger.hold_for_outputs(msg_id, result, int(rmd.get("outputs") or 0)):
+            if threading.current_thread() is not self.transport.thread:
+                self.transport.wake()  # so the I/O thread keeps the grace's deadline
+            return msg_id
+        self.ledger.complete(msg_id, result)
+        return msg_id
+
+    def _result_buffers(self, msg_id: str, msg: Message) -> list[Frame]:
+        """A reply's buffers, with those the engine put in shared memory mapped in place."""
+        segments = msg.metadata.get("shm")
+        if not segments:
+            return msg.buffers
+        try:
+            if self.shared is None:
+                raise SharedMemoryError(
+                    f"the result is in shared memory segments {segments!r}, but this client "
+                    "does not share /dev/shm with the controller"
+                )
+            return self.shared.attach(msg.buffers, segments)
+        finally:
+            # the controller keeps the files until every receiver has mapped them
+            _, frames = self.wire.build("segments_mapped", {"msg_id": msg_id}, idents=[CONTROLLER])
+            self.transport.send(frames)
+
+    # -- the notify socket --------------------------------------------------------------------------
+    def on_notify(self, frames: list[Frame]) -> None:
+        """An output of a task, or a notice about the cluster."""
+        topic = as_bytes(frames[0]) if len(frames) else b""
+        try:
+            msg = self.wire.decode(frames)
+        except InvalidMessage as exc:
+            log.warning("dropped a notice from the controller: %s", exc)
+            return
+        if topic == CONTROLLER_TOPIC:
+            self._on_cluster_notice(msg)
+            return
+        engine_id = engine_id_of_topic(topic)
+        msg_id = msg.parent_header.get("msg_id")
+        content = msg.content
+        msg_type = msg.msg_type
+        md = self.ledger.metadata.get(msg_id) if isinstance(msg_id, str) else None
+        if md is not None:
+            if md["engine_id"] is None and engine_id is not None:
+                md["engine_id"] = engine_id  # a balanced task shows where it runs by its output
+            apply_output(md, msg_type, content)
+        self._tell_listeners(engine_id, msg_id, msg_type, content)
+        if md is not None and isinstance(msg_id, str):
+            self.ledger.output_arrived(msg_id)
+
+    def _on_cluster_notice(self, msg: Message) -> None:
+        content = msg.content
+        if msg.msg_type == "engine_registered":
+            self.engines.registered(int(content["engine_id"]), str(content.get("uuid", "")))
+        elif msg.msg_type == "engine_unregistered":
+            self.engines.unregistered([int(content["engine_id"])])
+        self._tell_listeners(None, None, msg.msg_type, content)
+
+    def _tell_listeners(
+        self, engine_id: int | None, msg_id: Any, msg_type: str, content: dict[str, Any]
+    ) -> None:
+        for listener in list(self.output_listeners):
+            try:
+                listener(engine_id, msg_id if isinstance(msg_id, str) else None, msg_type, content)
+            except Exception:
+                log.exception("error in an output listener")
+
+    # -- records fetched from the controller --------------------------------------------------------
+    def replay(self, msg_ids: list[str], answer: Message) -> None:
+        """Handle the controller's records of tasks (a ``result_reply``: each task's reply and
+        outputs, as the engines signed them) as if they arrived now; tasks still running
+        are outstanding, and their reply will come as usual (the request asked for it)."""
+        frames = list(answer.buffers)
+        records = answer.content["results"]
+        pos = 0
+        for msg_id in msg_ids:
+            entry = records.get(msg_id, {"status": "unknown"})
+            if entry["status"] == "unknown":
+                raise KeyError(f"the controller has no record of task {msg_id!r}")
+            md = self.ledger.metadata_for(msg_id)
+            if md["submitted"] is None:
+                md["submitted"] = parse_date(entry.get("submitted"))
+            messages = []
+            for n in entry.get("frames", []):
+                messages.append(frames[pos : pos + n])
+                pos += n
+            self.ledger.outstanding.add(msg_id)
+            if not entry.get("reply"):
+                for output in messages:
+                    self.on_notify([REPLAY_TOPIC, *output])
+                continue
+            for output in messages[1:]:
+                self.on_notify([REPLAY_TOPIC, *output])
+            self.on_reply(list(messages[0]))
+
+
+def apply_output(md: Metadata, msg_type: str, content: dict[str, Any]) -> None:
+    """Record one output message of a task in its metadata."""
+    if msg_type == "stream":
+        name = content.get("name", "stdout")
+        if name in ("stdout", "stderr"):
+            md[name] = md[name] + content.get("text", "")
+    elif msg_type == "display_data":
+        md["outputs"].append(content)
+    elif msg_type == "update_display_data":
+        # replace the display it updates (same display_id), as a notebook would
+        display_id = (content.get("transient") or {}).get("display_id")
+        for i, shown in enumerate(md["outputs"]):
+            if (
+                display_id is not None
+                and (shown.get("transient") or {}).get("display_id") == display_id
+            ):
+                md["outputs"][i] = {
+                    **shown,
+                    "data": content.get("data", {}),
+                    "metadata": content.get("metadata", {}),
+                }
+    elif msg_type == "execute_result":
+        md["execute_result"] = content
+    elif msg_type == "error":
+        md["error"] = content
+    elif msg_type == "execute_input":
+        md["execute_input"] = content.get("code")
+    elif msg_type == "clear_output":
+        md["stdout"] = ""
+        md["stderr"] = ""
+        md["outputs"] = []
+    elif msg_type == "data_message":
+        md["data"].update(content.get("data", {}))
