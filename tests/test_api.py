@@ -90,3 +90,20 @@ def test_display_outputs_groupings(rc, capsys) -> None:  # type: ignore[no-untyp
     assert capsys.readouterr().out == "a\nb\n"
     with pytest.raises(ValueError, match="groupby must be one of"):
         ar.display_outputs("bogus")
+
+
+def test_importing_the_package_loads_none_of_the_layers_that_show_jobs() -> None:
+    # the client reaches progress displays, widgets and magics through one door
+    # (client/frontend.py) that imports them when called, so scripts pay for none of them
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ipar_widgets\n"
+        "shown = ('ipar_widgets.widgets', 'ipar_widgets.magics', 'ipar_widgets.progress',"
+        " 'ipar_widgets.server', 'ipywidgets')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(shown)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -127,6 +127,25 @@ def test_send_signal_interrupts_a_running_task(rc) -> None:  # type: ignore[no-u
     assert rc[1].apply_sync(lambda: "alive") == "alive"
 
 
+@ipp.interactive
+def announce_then_sleep() -> None:
+    import time
+
+    print("sleeping", flush=True)
+    time.sleep(30)
+
+
+def test_signals_can_be_named(rc) -> None:  # type: ignore[no-untyped-def]
+    ar = rc[2].apply_async(announce_then_sleep)
+    wait_until(lambda: "sleeping" in ar.metadata["stdout"], 10, what="the task to sleep")
+    rc.send_signal("SIGINT", targets=[2])
+    with pytest.raises(ipp.RemoteError) as info:
+        ar.get(timeout=10)
+    assert info.value.ename == "KeyboardInterrupt" and info.value.engine_id == 2
+    with pytest.raises(ValueError, match="unknown signal 'NOPE'; expected e.g. 'SIGINT' or 2"):
+        rc.send_signal("NOPE", targets=[2])
+
+
 def test_thread_safety_of_submission(rc) -> None:  # type: ignore[no-untyped-def]
     view = rc.load_balanced_view()
     results: list[list[int]] = []

@@ -29,7 +29,9 @@ from .waiting import timeout_of, wait_until
 if TYPE_CHECKING:
     import zmq
 
+    from ..widgets.timeline import Timeline
     from .client import Client
+    from .job import ReturnWhen
 
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
@@ -252,7 +254,9 @@ class AsyncResult(Future[Any]):
             raise AssertionError("the result is not ready; call successful() once ready() is True")
         return self._n_errors == 0
 
-    def wait(self, timeout: float | None = -1, return_when: Any = None) -> Any:
+    def wait(
+        self, timeout: float | None = -1, return_when: ReturnWhen = None
+    ) -> bool | tuple[set[AsyncResult], set[AsyncResult]]:
         """Wait until the tasks finish, or ``timeout`` seconds pass (-1 or None: no limit).
 
         Returns whether everything finished.  With ``return_when`` (a
@@ -275,7 +279,7 @@ class AsyncResult(Future[Any]):
         self,
         timeout: float | None = -1,
         return_exceptions: bool | None = None,
-        return_when: Any = None,
+        return_when: ReturnWhen = None,
     ) -> Any:
         """The result(s) once ready; raises TimeoutError if not ready within ``timeout`` s.
 
@@ -350,7 +354,7 @@ class AsyncResult(Future[Any]):
 
     # -- metadata ---------------------------------------------------------------------------------
     @property
-    def metadata(self) -> Any:
+    def metadata(self) -> Metadata | list[Metadata]:
         """One Metadata per task (a single one for a single-engine result)."""
         return self._metadata[0] if self._single_result else self._metadata
 
@@ -383,8 +387,8 @@ class AsyncResult(Future[Any]):
 
     def timedelta(
         self,
-        start: Any,
-        end: Any,
+        start: datetime | Sequence[datetime] | str,
+        end: datetime | Sequence[datetime] | str,
         start_key: Callable[..., Any] = min,
         end_key: Callable[..., Any] = max,
     ) -> float:
@@ -393,19 +397,21 @@ class AsyncResult(Future[Any]):
         ``start`` and ``end`` are datetimes, lists of datetimes, or metadata key names
         (``ar.timedelta("submitted", "received")``).
         """
-        if isinstance(start, str):
-            start = self._times(start)
-        if isinstance(end, str):
-            end = self._times(end)
-        if isinstance(start, (list, tuple)):
-            if not start:
-                raise ValueError("no start timestamps (the tasks have not reached that point)")
-            start = start_key(start)
-        if isinstance(end, (list, tuple)):
-            if not end:
-                raise ValueError("no end timestamps (the tasks have not reached that point)")
-            end = end_key(end)
-        return float((end - start).total_seconds())
+        first = self._moment(start, start_key, "start")
+        last = self._moment(end, end_key, "end")
+        return float((last - first).total_seconds())
+
+    def _moment(
+        self, when: datetime | Sequence[datetime] | str, pick: Callable[..., Any], what: str
+    ) -> datetime:
+        """One timestamp: a datetime, the ``pick`` of several, or of a metadata key's."""
+        if isinstance(when, datetime):
+            return when
+        times = self._times(when) if isinstance(when, str) else list(when)
+        if not times:
+            raise ValueError(f"no {what} timestamps (the tasks have not reached that point)")
+        moment: datetime = pick(times)
+        return moment
 
     @property
     def progress(self) -> int:
@@ -534,7 +540,7 @@ class AsyncResult(Future[Any]):
         interval: float | None = None,
         timeout: float | None = -1,
         widget: bool | None = None,
-        return_when: Any = ALL_COMPLETED,
+        return_when: ReturnWhen = ALL_COMPLETED,
     ) -> None:
         """Wait, showing progress: a live widget in a notebook, a text display in a terminal.
 
@@ -544,11 +550,11 @@ class AsyncResult(Future[Any]):
             self, interval=interval, timeout=timeout, widget=widget, return_when=return_when
         )
 
-    def display(self) -> Any:
+    def display(self) -> None:
         """Show a live progress widget and return at once (the non-blocking wait_interactive)."""
-        return frontend.display_progress(self)
+        frontend.display_progress(self)
 
-    def timeline(self) -> Any:
+    def timeline(self) -> Timeline:
         """A Gantt-style chart of the tasks: one row per engine, one bar per task."""
         return frontend.timeline(self)
 
@@ -565,91 +571,10 @@ class AsyncResult(Future[Any]):
         return f"<{type(self).__name__}({self._fname}): {self._status_word()}>"
 
 
-class AsyncMapResult(AsyncResult):
-    """The result of a map: one message per chunk, results flattened back into one list.
-
-    Iterating yields each item as soon as its chunk (and, if ``ordered``, every chunk before
-    it) has arrived.  ``progress`` and ``len`` count items, not messages.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        msg_ids: Sequence[str],
-        chunk_sizes: Sequence[int],
-        fname: str = "unknown",
-        *,
-        ordered: bool = True,
-        joiner: Callable[[list[Any]], Any] | None = None,
-        targets: Sequence[int] | None = None,
-        owner: bool = True,
-        return_exceptions: bool = False,
-    ) -> None:
-        self._chunk_sizes = dict(zip(msg_ids, chunk_sizes))
-        self.ordered = ordered
-        self._joiner = joiner
-        super().__init__(
-            client, msg_ids, fname, targets, owner=owner, return_exceptions=return_exceptions
-        )
-        self._single_result = False
-
-    def _reconstruct(self, raw: list[Any]) -> Any:
-        if any(isinstance(r, BaseException) for r in raw):
-            flat: list[Any] = []
-            for r in raw:
-                flat.extend([r] if isinstance(r, BaseException) else r)
-            return flat
-        if self._joiner is not None:
-            return self._joiner(raw)
-        return [item for chunk in raw for item in chunk]
-
-    def _items_of(self, msg_id: str, value: Any) -> list[Any]:
-        if isinstance(value, BaseException):
-            raise value
-        return list(value)
-
-    def __iter__(self) -> Iterator[Any]:
-        if self.ordered:
-            yield from super().__iter__()
-            return
-
-        def more_than(n: int) -> Callable[[], bool]:
-            return lambda: len(self._arrival) > n
-
-        for seen in range(len(self.msg_ids)):
-            wait_until(self, more_than(seen))
-            with self._cond:
-                msg_id = self._arrival[seen]
-                value = self._results[msg_id]
-            yield from self._items_of(msg_id, value)
-
-    def __len__(self) -> int:
-        return sum(self._chunk_sizes.values())
-
-    def task_size(self, msg_id: str) -> int:
-        """Items in one chunk."""
-        return self._chunk_sizes.get(msg_id, 1)
-
-    @property
-    def progress(self) -> int:
-        """How many items have finished."""
-        with self._cond:
-            return sum(self._chunk_sizes[m] for m in self._results)
-
-    def split(self) -> tuple[AsyncResult, ...]:
-        return tuple(
-            AsyncMapResult(
-                self._client,
-                [m],
-                [self._chunk_sizes[m]],
-                self._fname,
-                owner=False,
-                return_exceptions=self._return_exceptions,
-            )
-            for m in self.msg_ids
-        )
-
-
 class AsyncHubResult(AsyncResult):
     """An AsyncResult for tasks fetched from the controller's records (``Client.get_result``),
     possibly submitted by another client."""
+
+
+# AsyncMapResult lives in mapresult.py; ipyparallel's users import it from here
+from .mapresult import AsyncMapResult  # noqa: E402

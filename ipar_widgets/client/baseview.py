@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol import serialize
 from . import frontend, mapping
-from .asyncresult import AsyncMapResult, AsyncResult
+from .asyncresult import AsyncResult
+from .mapresult import AsyncMapResult
 from .targets import Targets
 
 if TYPE_CHECKING:
     from .client import Client
+    from .job import Jobs
     from .remotefunction import ParallelFunction, RemoteFunction
 
 __all__ = ["View", "getname"]
@@ -167,16 +169,16 @@ class View:
         return parallel(self, dist=dist, block=block, **flags)
 
     # -- waiting and control ------------------------------------------------------------------------
-    def wait(self, jobs: Any = None, timeout: float = -1) -> bool:
+    def wait(self, jobs: Jobs = None, timeout: float = -1) -> bool:
         """Wait for tasks of this view (default: all of them that are outstanding)."""
         return self.client.wait(jobs if jobs is not None else list(self.outstanding), timeout)
 
-    def abort(self, jobs: Any = None, targets: Targets = None, block: bool | None = None) -> None:
+    def abort(self, jobs: Jobs = None, targets: Targets = None, block: bool | None = None) -> None:
         """Abort tasks of this view that have not started (default: all outstanding)."""
         self.client.abort(jobs if jobs is not None else list(self.outstanding), targets=targets)
 
     def get_result(
-        self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = False
+        self, indices_or_msg_ids: Jobs = None, block: bool | None = None, owner: bool = False
     ) -> AsyncResult:
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
@@ -187,7 +189,7 @@ class View:
     def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
         return self.client.queue_status(targets if targets is not None else "all", verbose=verbose)
 
-    def purge_results(self, jobs: Any = (), targets: Targets | tuple[()] = ()) -> None:
+    def purge_results(self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()) -> None:
         self.client.purge_results(jobs, targets)
 
     def shutdown(

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ..cluster.cluster import Cluster
+    from .job import Jobs
     from .view import DirectView, LoadBalancedView
 
 __all__ = ["Client"]
@@ -210,7 +211,7 @@ class Client:
         return None
 
     # -- bookkeeping --------------------------------------------------------------------------------
-    def _jobs(self, jobs: Any) -> list[str]:
+    def _jobs(self, jobs: Jobs | tuple[()]) -> list[str]:
         """msg_ids from an AsyncResult, a msg_id, an index into history, or a list of those."""
         if jobs is None:
             return list(self.outstanding)
@@ -245,7 +246,7 @@ class Client:
     ) -> Message:
         return self._requests.ask(msg_type, content, timeout=timeout)
 
-    def wait(self, jobs: Any = None, timeout: float = -1) -> bool:
+    def wait(self, jobs: Jobs = None, timeout: float = -1) -> bool:
         """Wait for the given tasks (default: all outstanding); True if all finished in time."""
         msg_ids = [m for m in self._jobs(jobs) if m in self.outstanding]
         if not msg_ids:
@@ -253,7 +254,7 @@ class Client:
         ar = AsyncResult(self, msg_ids, owner=False)
         return bool(ar.wait(timeout))
 
-    def abort(self, jobs: Any = None, targets: Targets = None, block: bool | None = None) -> None:
+    def abort(self, jobs: Jobs = None, targets: Targets = None, block: bool | None = None) -> None:
         """Abort tasks that have not started (default: every outstanding task of this client).
 
         ``targets`` limits it to tasks waiting on those engines.
@@ -325,7 +326,7 @@ class Client:
         """Every msg_id the controller holds a record of, oldest first."""
         return list(self._query("history_request").content["history"])
 
-    def purge_results(self, jobs: Any = (), targets: Targets | tuple[()] = ()) -> None:
+    def purge_results(self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()) -> None:
         """Forget finished tasks, here and in the controller's records ('all' for everything)."""
         if jobs == "all":
             self.purge_everything()
@@ -337,11 +338,15 @@ class Client:
         self._query("purge_request", {"msg_ids": msg_ids, "engine_ids": engine_ids})
         self._ledger.forget(msg_ids)
 
-    def purge_local_results(self, jobs: Any = (), targets: Targets | tuple[()] = ()) -> None:
+    def purge_local_results(
+        self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()
+    ) -> None:
         """Forget finished tasks in this client only."""
         self._ledger.forget(None if jobs in ((), "all") else self._jobs(jobs))
 
-    def purge_hub_results(self, jobs: Any = (), targets: Targets | tuple[()] = ()) -> None:
+    def purge_hub_results(
+        self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()
+    ) -> None:
         """Forget finished tasks in the controller's records only."""
         if jobs == "all":
             self._query("purge_request", {"msg_ids": "all"})
@@ -360,7 +365,7 @@ class Client:
         self._query("purge_request", {"msg_ids": "all"})
 
     def get_result(
-        self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = False
+        self, indices_or_msg_ids: Jobs = None, block: bool | None = None, owner: bool = False
     ) -> AsyncResult:
         """An AsyncResult for tasks by msg_id (or history index), also tasks submitted by
         another client: their results and outputs come from the controller's records."""
@@ -380,7 +385,7 @@ class Client:
             ar.wait()
         return ar
 
-    def result_status(self, msg_ids: Any, status_only: bool = True) -> dict[str, Any]:
+    def result_status(self, msg_ids: Jobs, status_only: bool = True) -> dict[str, Any]:
         """Which tasks are pending and which completed, per the controller's records."""
         ids = self._jobs(msg_ids)
         records = self._query("result_request", {"msg_ids": ids}).content["results"]

@@ -103,7 +103,6 @@ def wait_for_engines(
     timeout: float | None,
     pause: Callable[[float], None],
     *,
-    failures_before: int | None = None,
     timeout_detail: Callable[[], str] | None = None,
 ) -> Status:
     """Wait until ``n`` engines are registered (None: as many as the cluster was asked to
@@ -113,25 +112,19 @@ def wait_for_engines(
     before the next question (a Client wakes early when an engine registers).  Raises
     :class:`EnginesNotReady` after ``timeout`` seconds (None or < 0: no limit), with
     ``timeout_detail()`` appended, and :class:`EngineStartFailed` as soon as an engine the
-    controller started exits before registering while too few others are starting to reach
-    ``n``.  Only launch failures after the first ``failures_before`` count (None: those
-    already known when the wait begins), so an old failure does not end a new wait.
+    controller started has exited before registering and too few others are starting to
+    reach ``n``: the wait could then only time out.
     """
     limit = None if timeout is None or timeout < 0 else float(timeout)
     deadline = None if limit is None else time.monotonic() + limit
     current = status()
     wanted = int(current.get("engines_requested") or 0) if n is None else n
-    if failures_before is None:
-        failures_before = len(current.get("launch_failures") or [])
     while True:
         registered = int(current.get("engines_registered", 0))
         if registered >= wanted:
             return current
         failures = current.get("launch_failures") or []
-        if (
-            len(failures) > failures_before
-            and registered + int(current.get("engines_starting", 0)) < wanted
-        ):
+        if failures and registered + int(current.get("engines_starting", 0)) < wanted:
             last = failures[-1]
             raise EngineStartFailed(
                 last.get("returncode"),

@@ -16,9 +16,10 @@ from ..protocol import serialize
 from ..protocol.routing import direct_route
 from ..protocol.wire import Frame
 from . import engine_side, mapping
-from .asyncresult import AsyncMapResult, AsyncResult
+from .asyncresult import AsyncResult
 from .baseview import View, getname
 from .ledger import Submitted
+from .mapresult import AsyncMapResult
 from .targets import Targets
 
 __all__ = ["DirectView"]

@@ -12,12 +12,13 @@ module, and no other one below them, to import upward.
 from __future__ import annotations
 
 from concurrent.futures import ALL_COMPLETED
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..widgets.timeline import Timeline
     from .baseview import View
     from .client import Client
-    from .job import Job
+    from .job import Job, ReturnWhen
 
 __all__ = [
     "activate_magics",
@@ -49,7 +50,7 @@ def wait_interactive(
     interval: float | None = None,
     timeout: float | None = -1,
     widget: bool | None = None,
-    return_when: Any = ALL_COMPLETED,
+    return_when: ReturnWhen = ALL_COMPLETED,
     stream: IO[str] | None = None,
 ) -> None:
     """Wait for ``job`` while showing its progress: the live widget in a Jupyter kernel
@@ -78,7 +79,7 @@ def display_progress(job: Job) -> None:
     show(job)
 
 
-def timeline(job: Job) -> Any:
+def timeline(job: Job) -> Timeline:
     """A Gantt-style chart of ``job``'s tasks (inline SVG)."""
     from ..widgets.timeline import timeline as chart
 

@@ -14,11 +14,22 @@ the Cancel and Interrupt buttons (``abort``, ``send_signal``) and where tasks ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .metadata import Metadata
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from .asyncresult import AsyncResult
+    from .targets import Targets
+
+    #: what names tasks in the Client's methods: msg_ids, history indices, AsyncResults
+    Jobs: TypeAlias = str | int | AsyncResult | Iterable[str | int | AsyncResult] | None
+    #: a concurrent.futures constant: ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION
+    ReturnWhen: TypeAlias = str | None
 
 __all__ = ["Job", "JobClient", "condition_for", "unfinished"]
 
@@ -31,11 +42,13 @@ class JobClient(Protocol):
         """The registered engines' ids."""
         ...
 
-    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> None:
+    def abort(self, jobs: Jobs = None, targets: Targets = None, block: bool | None = None) -> None:
         """Abort tasks (msg_ids) that have not started."""
         ...
 
-    def send_signal(self, sig: int | str, targets: Any = None, block: bool | None = None) -> None:
+    def send_signal(
+        self, sig: int | str, targets: Targets = None, block: bool | None = None
+    ) -> None:
         """Send a signal to engines (``SIGINT`` interrupts what they run)."""
         ...
 
@@ -121,7 +134,7 @@ class _FirstFailure:
         return self.failed
 
 
-def condition_for(job: Job, return_when: Any = ALL_COMPLETED) -> Callable[[], bool]:
+def condition_for(job: Job, return_when: ReturnWhen = ALL_COMPLETED) -> Callable[[], bool]:
     """The condition a wait for ``job`` ends on, for a :mod:`concurrent.futures` constant:
     ``ALL_COMPLETED`` (or None) the job is over, ``FIRST_COMPLETED`` a result arrived,
     ``FIRST_EXCEPTION`` a task failed or the job is over."""

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..protocol import serialize
 from ..protocol.routing import BALANCED
 from ..protocol.wire import Frame
-from .asyncresult import AsyncMapResult, AsyncResult
+from .asyncresult import AsyncResult
 from .baseview import View, getname
 from .dependency import as_metadata
 from .imap import TaskStream
 from .ledger import Submitted
+from .mapresult import AsyncMapResult
 from .targets import Targets
 
 if TYPE_CHECKING:

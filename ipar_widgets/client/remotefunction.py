@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import mapping
-from .asyncresult import AsyncMapResult
+from .mapresult import AsyncMapResult
 
 __all__ = ["RemoteFunction", "ParallelFunction", "remote", "parallel"]
 

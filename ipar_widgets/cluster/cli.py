@@ -186,12 +186,9 @@ def cmd_engines_add(args: argparse.Namespace) -> int:
         raise CommandError(f"-n must be at least 1, found {args.n}")
     info = _running_cluster(args)
     before = info.engines_registered
-    failures = len(info.status.get("launch_failures") or [])
     try:
         reply = control.request(info.data, "spawn_request", {"n": args.n}).content
-        control.wait_for_engines(
-            info.data, before + args.n, args.engine_timeout, failures_before=failures
-        )
+        control.wait_for_engines(info.data, before + args.n, args.engine_timeout)
     except (ClusterError, EngineStartFailed) as exc:
         raise CommandError(str(exc)) from None
     print(f"Added {args.n} engine(s); {reply['requested']} requested in profile {args.profile!r}.")

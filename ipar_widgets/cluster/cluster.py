@@ -306,6 +306,7 @@ class Cluster(HasTraits):
         control.request(data, "shutdown_request", content, timeout=30)
 
     def stop_engine_sync(self, engine_id: int) -> None:
+        """Stop one engine; the controller and the other engines go on."""
         self.stop_engines_sync([engine_id])
 
     def stop_cluster_sync(self) -> None:

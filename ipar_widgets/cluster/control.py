@@ -155,12 +155,10 @@ def _abandon(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes])
         pass
 
 
-def wait_for_engines(
-    cluster: dict[str, Any], n: int, timeout: float, failures_before: int = 0
-) -> dict[str, Any]:
+def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
     """Wait until ``n`` engines registered; EngineStartFailed (with the failing engine's log)
     if one exits first, EnginesNotReady (with the end of the newest engine log) if time runs
-    out.  Launch failures after the first ``failures_before`` count."""
+    out."""
 
     def newest_log_tail() -> str:
         pattern = f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"
@@ -172,7 +170,6 @@ def wait_for_engines(
         n,
         timeout,
         lambda seconds: time.sleep(min(seconds, 0.05)),
-        failures_before=failures_before,
         timeout_detail=newest_log_tail,
     )
     return dict(status)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..client.client import Client
-    from ..client.view import View
+    from ..client.view import DirectView, View
     from .parallel import ParallelMagics
 
 __all__ = ["activate", "load_ipython_extension", "register_magics_if_ipython"]
@@ -39,7 +39,7 @@ def _shell() -> Any:
     return get_ipython()
 
 
-def _install(shell: Any, view: Any, suffix: str) -> ParallelMagics:
+def _install(shell: Any, view: DirectView | None, suffix: str) -> ParallelMagics:
     from .parallel import ParallelMagics
 
     magics = _registry.setdefault(shell, {}).get(suffix)

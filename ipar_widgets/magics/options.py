@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 
+from ..client.targets import Targets
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 GROUPINGS = ("type", "engine", "order")
@@ -175,7 +177,7 @@ def save_flag(f: F) -> F:
     )(f)
 
 
-def parse_targets(text: str) -> Any:
+def parse_targets(text: str) -> Targets:
     """``--targets`` text as view targets: 'all', an int, a list of ints, or a slice.
 
     A slice stays a slice, so it is applied to the engines registered at each execution.

@@ -12,6 +12,7 @@ from IPython.core.magic import no_var_expand
 from ..client.asyncresult import AsyncResult
 from ..client.job import Job
 from ..client.targets import resolve_targets
+from ..client.view import DirectView
 from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RemoteError
 from . import autopx
 from .kernel import KernelOutputs, KernelProgress
@@ -45,7 +46,7 @@ class ParallelMagics:
     ``signal_on_interrupt``) live here.  All of them can be changed with ``%pxconfig``.
     """
 
-    def __init__(self, shell: Any, view: Any, suffix: str = "") -> None:
+    def __init__(self, shell: Any, view: DirectView | None, suffix: str = "") -> None:
         self.shell = shell
         self.suffix = suffix
         self._view = view
@@ -65,7 +66,7 @@ class ParallelMagics:
 
     # -- the view -----------------------------------------------------------------------------------
     @property
-    def view(self) -> Any:
+    def view(self) -> DirectView:
         """The DirectView the magics act on; after ``%load_ext`` alone, one on every engine of
         the default profile's cluster, connected at first use."""
         if self._view is None:
@@ -76,9 +77,10 @@ class ParallelMagics:
                 view = client.direct_view("all")
                 view.block = True
                 self._view = view
+        assert self._view is not None
         return self._view
 
-    def bind(self, view: Any) -> None:
+    def bind(self, view: DirectView) -> None:
         self._view = view
 
     @property
@@ -99,7 +101,7 @@ class ParallelMagics:
 
     # -- the magics -----------------------------------------------------------------------------------
     @no_var_expand
-    def px(self, line: str = "") -> Any:
+    def px(self, line: str = "") -> AsyncResult | None:
         """Run one line of code on the engines: ``%px import numpy as np``.
 
         Blocking or not, targets and the other defaults come from ``%pxconfig`` (or the active
@@ -117,7 +119,7 @@ class ParallelMagics:
         action="store_true",
         help="also run the cell here, after sending it to the engines",
     )
-    def cell_px(self, line: str = "", cell: str | None = None) -> Any:
+    def cell_px(self, line: str = "", cell: str | None = None) -> AsyncResult | None:
         """Run the cell on the engines.
 
         Blocking (the default of the view a Client activates), it shows each engine's output

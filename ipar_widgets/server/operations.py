@@ -231,10 +231,9 @@ def add_engines(profile: str, cluster_id: str, n: int) -> dict[str, Any]:
     """Start ``n`` more engines and wait until they registered."""
     info = running_cluster(profile, cluster_id)
     before = info.engines_registered
-    failures = len(info.status.get("launch_failures") or [])
     try:
         reply = control.request(info.data, "spawn_request", {"n": n}).content
-        control.wait_for_engines(info.data, before + n, ENGINE_TIMEOUT, failures_before=failures)
+        control.wait_for_engines(info.data, before + n, ENGINE_TIMEOUT)
     except ControllerSilent as exc:
         raise NoAnswer(f"could not add engines to {label(profile, cluster_id)}: {exc}") from None
     except (ClusterError, EngineStartFailed) as exc:
