@@ -19,7 +19,7 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   │       ├── CompositeError   several tasks raised: carries every RemoteError
     │   │       └── AlreadyDisplayedError  the error was already shown (``%px``)
     │   ├── ClusterError (also RuntimeError)  starting, stopping or asking a cluster failed
-    │   │   ├── ClusterNotFound (also OSError)      no running cluster matches what was given
+    │   │   ├── ClusterNotFound (also FileNotFoundError)  no running cluster matches that
     │   │   ├── ControllerRefused (also ValueError)  the controller refused a request, and why
     │   │   ├── NoAnswer (also TimeoutError)        the controller did not answer in time
     │   │   └── EnginesNotReady (also TimeoutError) fewer engines registered than waited for
@@ -140,7 +140,7 @@ class ClusterError(IPythonError, RuntimeError):
     """Starting, stopping or asking a cluster failed; the text says why and what to do."""
 
 
-class ClusterNotFound(ClusterError, OSError):
+class ClusterNotFound(ClusterError, FileNotFoundError):
     """No running cluster matches the profile, cluster id or connection file given."""
 
 

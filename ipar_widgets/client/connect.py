@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..error import ClusterNotFound
 from ..processes import pid_alive
-
-
-class ClusterNotFound(OSError):
-    """No running cluster matches the profile / cluster id / file given."""
 
 
 def _candidates(profile_path: Path, cluster_id: str | None) -> list[Path]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from traitlets import Bool, Float, HasTraits, Integer, List, Unicode, default
 
 from .. import paths
+from ..error import ClusterError, ClusterNotFound
 from ..processes import pid_alive
 from . import control
 
@@ -175,7 +176,7 @@ class Cluster(HasTraits):
             path = Path(cluster_file)
         if not path.exists():
             where = f"profile {profile or 'default'!r}" if cluster_file is None else str(path)
-            raise FileNotFoundError(
+            raise ClusterNotFound(
                 f"No cluster file for {where} (looked for {path}); start one with: "
                 f"ipar start --profile {profile or 'default'}"
             )
@@ -204,7 +205,7 @@ class Cluster(HasTraits):
     def start_controller_sync(self, n: int = 0) -> None:
         """Start the controller (and ``n`` local engines with it)."""
         if self._data is not None and self._running():
-            raise RuntimeError(
+            raise ClusterError(
                 f"this cluster's controller is already running (pid {self._data['controller_pid']})"
             )
         path = paths.cluster_file(self._profile_path, self.cluster_id)
@@ -214,7 +215,7 @@ class Cluster(HasTraits):
             except (OSError, ValueError):
                 pid = None
             if isinstance(pid, int) and pid_alive(pid):
-                raise RuntimeError(
+                raise ClusterError(
                     f"a cluster with id {self.cluster_id!r} is already running in profile "
                     f"{self.profile!r} (controller pid {pid})"
                 )
@@ -286,11 +287,11 @@ class Cluster(HasTraits):
         return n
 
     def _require_running(self) -> dict[str, Any]:
-        """The cluster file's data; RuntimeError if the cluster is not running."""
+        """The cluster file's data; ClusterError if the cluster is not running."""
         if self._data is None:
             self._data = self._read_cluster_file()
         if self._data is None or not self._running():
-            raise RuntimeError(
+            raise ClusterError(
                 f"the cluster {self.cluster_id!r} in profile {self.profile!r} is not running; "
                 "start it with start_cluster_sync()"
             )
