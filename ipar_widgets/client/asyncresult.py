@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..error import CompositeError, RemoteError, TaskAborted
 from ..protocol.wire import utcnow
 from . import frontend
-from .job import JobClient, condition_for
+from .job import ArrivalLog, JobClient, condition_for
 from .metadata import METADATA_KEYS, Metadata
 from .waiting import timeout_of, wait_until
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
 
-class AsyncResult(Future[Any]):
+class AsyncResult(ArrivalLog, Future[Any]):
     """The pending (or finished) result of one or more tasks."""
 
     _single_result: bool
@@ -118,35 +118,11 @@ class AsyncResult(Future[Any]):
             self._sent = True
             self._cond.notify_all()
 
-    # -- the Job seam (what displays read; see job.py) -------------------------------------------
-    @property
-    def name(self) -> str:
-        """The name of the function the tasks run."""
-        return self._fname
-
-    @property
-    def task_metadata(self) -> list[Metadata]:
-        """One Metadata per task, in the order of ``msg_ids`` (also for a single result)."""
-        return self._metadata
-
+    # -- the Job seam (what displays read; see job.py; the rest is ArrivalLog's) ------------------
     @property
     def client(self) -> JobClient:
         """The Client these tasks were submitted through."""
         return self._client
-
-    def task_size(self, msg_id: str) -> int:
-        """Items per task: 1 (a map's AsyncMapResult counts its chunks' elements)."""
-        return 1
-
-    def arrived_count(self) -> int:
-        """How many tasks' results have arrived."""
-        return len(self._arrival)
-
-    def arrived_since(self, count: int) -> list[tuple[str, Any]]:
-        """``(msg_id, result)`` of the results that arrived after the first ``count``."""
-        with self._cond:
-            results = self._results
-            return [(m, results[m]) for m in self._arrival[count:]]
 
     def wait_for_change(
         self, timeout: float | None, since: int | None = None, *, every_result: bool = True

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import frontend
-from .job import JobClient
+from .job import ArrivalLog, JobClient
 from .metadata import Metadata
 from .waiting import timeout_of
 
@@ -36,7 +36,7 @@ def _known_length(sequences: tuple[Any, ...]) -> int | None:
     return min(lengths) if lengths else None
 
 
-class TaskStream(Iterator[Any]):
+class TaskStream(ArrivalLog, Iterator[Any]):
     """An ``imap``'s results (iterate it) and its tasks so far (show them)."""
 
     def __init__(self, client: JobClient, fname: str, sequences: tuple[Any, ...]) -> None:
@@ -90,15 +90,7 @@ class TaskStream(Iterator[Any]):
     def __iter__(self) -> TaskStream:
         return self
 
-    # -- the Job seam ------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._fname
-
-    @property
-    def task_metadata(self) -> list[Metadata]:
-        return self._metadata
-
+    # -- the Job seam (the rest is ArrivalLog's) ---------------------------------------------------
     @property
     def client(self) -> JobClient:
         return self._client
@@ -106,19 +98,9 @@ class TaskStream(Iterator[Any]):
     def __len__(self) -> int:
         return self._total if self._total is not None else len(self.msg_ids)
 
-    def task_size(self, msg_id: str) -> int:
-        return 1
-
     def ready(self) -> bool:
         """True once the inputs are used up and every task has finished."""
         return self._exhausted and len(self._results) == len(self.msg_ids)
-
-    def arrived_count(self) -> int:
-        return len(self._arrival)
-
-    def arrived_since(self, count: int) -> list[tuple[str, Any]]:
-        with self._cond:
-            return [(m, self._results[m]) for m in self._arrival[count:]]
 
     def wait_for_change(
         self, timeout: float | None, since: int | None = None, *, every_result: bool = True

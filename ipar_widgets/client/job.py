@@ -14,6 +14,7 @@ the Cancel and Interrupt buttons (``abort``, ``send_signal``) and where tasks ru
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     #: a concurrent.futures constant: ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION
     ReturnWhen: TypeAlias = str | None
 
-__all__ = ["Job", "JobClient", "condition_for", "unfinished"]
+__all__ = ["Job", "JobClient", "ArrivalLog", "condition_for", "unfinished"]
 
 
 class JobClient(Protocol):
@@ -115,6 +116,42 @@ class Job(Protocol):
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         """Call ``fn(job)`` once the job is over (at once if it is)."""
         ...
+
+
+class ArrivalLog:
+    """The readers of the Job seam that AsyncResult and TaskStream share: both keep their
+    results by msg_id in ``_results``, the msg_ids in order of arrival in ``_arrival``, both
+    under ``_cond``."""
+
+    _fname: str
+    _metadata: list[Metadata]
+    _results: dict[str, Any]
+    _arrival: list[str]
+    _cond: threading.Condition
+
+    @property
+    def name(self) -> str:
+        """The name of the function the tasks run."""
+        return self._fname
+
+    @property
+    def task_metadata(self) -> list[Metadata]:
+        """One Metadata per task, in the order of ``msg_ids``."""
+        return self._metadata
+
+    def task_size(self, msg_id: str) -> int:
+        """Items per task: 1 (a map's chunks count their elements)."""
+        return 1
+
+    def arrived_count(self) -> int:
+        """How many tasks' results have arrived."""
+        return len(self._arrival)
+
+    def arrived_since(self, count: int) -> list[tuple[str, Any]]:
+        """``(msg_id, result)`` of the results that arrived after the first ``count``."""
+        with self._cond:
+            results = self._results
+            return [(m, results[m]) for m in self._arrival[count:]]
 
 
 class _FirstFailure:
