@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.routing import CONTROLLER_IDENTITY
 from .records import ABORTED, FINISHED
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ def _queue(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     for engine_id in _engine_ids(ctl, content):
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
-            raise BadRequest(ctl._unknown_engine(engine_id))
+            raise BadRequest(ctl.unknown_engine(engine_id))
         queued = list(engine.outstanding)
         tasks = [m for m in queued if (r := ctl.records.get(m)) is not None and r.balanced]
         direct = [m for m in queued if m not in set(tasks)]
@@ -202,7 +201,7 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     wanted = set(_msg_ids(content))
     aborted = []
     for rec in ctl.balancer.abort(wanted):
-        ctl._fail_task(
+        ctl.fail_task(
             rec, "TaskAborted", f"task {rec.msg_id} was aborted before it started", status=ABORTED
         )
         aborted.append(rec.msg_id)
@@ -216,10 +215,7 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
             continue
-        _, frames = ctl.wire.build(
-            "abort_request", {"msg_ids": ids}, idents=[engine.control, CONTROLLER_IDENTITY]
-        )
-        ctl._send(ctl.engine, frames)
+        ctl.send_control(engine, "abort_request", {"msg_ids": ids})
     ctl.reply(
         client,
         "abort_reply",
@@ -243,7 +239,7 @@ def _shutdown(
     for engine_id in _engine_ids(ctl, content):
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
-            raise BadRequest(ctl._unknown_engine(engine_id))
+            raise BadRequest(ctl.unknown_engine(engine_id))
         ctl.stop_engine(engine)
         stopped.append(engine_id)
     ctl.reply(client, "shutdown_reply", {"status": "ok", "stopped": stopped}, header)
@@ -256,7 +252,7 @@ def _spawn(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         raise BadRequest(f"'n' must be a whole number of engines from 1 to 1024, found {n!r}")
     if ctl.launcher is None:
         raise BadRequest("this controller was started without a local engine launcher")
-    if ctl._stopping_since is not None:
+    if ctl.stopping:
         raise BadRequest("the cluster is shutting down")
     launched = ctl.start_engines(n)
     ctl.reply(
