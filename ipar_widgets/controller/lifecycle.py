@@ -159,10 +159,7 @@ class Lifecycle:
         self.router.publish("shutdown_notice", {"reason": "shutdown requested"})
         for engine in list(self.engines):
             self.stop_engine(engine)
-        for rec in self.balancer.abort(
-            {r.msg_id for r in self.balancer.queue}
-            | {r.msg_id for lst in self.balancer.waiting.values() for r in lst}
-        ):
+        for rec in self.balancer.abort({r.msg_id for r in self.balancer.unassigned()}):
             self.router.fail_task(
                 rec, "TaskAborted", "the cluster is shutting down", status=ABORTED
             )

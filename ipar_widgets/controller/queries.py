@@ -110,22 +110,21 @@ def _queue(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
             raise BadRequest(ctl.unknown_engine(engine_id))
         queued = list(engine.outstanding)
         tasks = [m for m in queued if (r := ctl.records.get(m)) is not None and r.balanced]
-        direct = [m for m in queued if m not in set(tasks)]
+        balanced = set(tasks)
+        direct = [m for m in queued if m not in balanced]
         engines[str(engine_id)] = {
             "queue": direct if verbose else len(direct),
             "tasks": tasks if verbose else len(tasks),
             "completed": engine.completed + engine.failed,
         }
-    unassigned: Any = [r.msg_id for r in ctl.balancer.queue] + [
-        r.msg_id for lst in ctl.balancer.waiting.values() for r in lst
-    ]
+    unassigned = [rec.msg_id for rec in ctl.balancer.unassigned()]
     ctl.reply(
         client,
         "queue_reply",
         {
             "status": "ok",
             "engines": engines,
-            "unassigned": unassigned if verbose else len(set(unassigned)),
+            "unassigned": unassigned if verbose else len(unassigned),
         },
         header,
     )

@@ -306,9 +306,26 @@ class LoadBalancer:
                 f"{rec.deadline - rec.arrived if rec.deadline else 0:g} s",
             )
 
+    def unassigned(self) -> list[TaskRecord]:
+        """The tasks waiting in the controller, not yet on an engine: those queued for an
+        engine with room, then those waiting for dependencies, each once (a task waiting
+        for two unfinished tasks is listed under both in ``waiting``)."""
+        tasks = list(self.queue)
+        seen = {rec.msg_id for rec in tasks}
+        for waiters in self.waiting.values():
+            for rec in waiters:
+                if rec.msg_id not in seen:
+                    seen.add(rec.msg_id)
+                    tasks.append(rec)
+        return tasks
+
     def next_deadline(self) -> float | None:
         return self._deadlines[0][0] if self._deadlines else None
 
     @property
     def pending(self) -> int:
-        return len(self.queue) + sum(len(v) for v in self.waiting.values())
+        """How many tasks wait in the controller: ``len(self.unassigned())``, cheaply when
+        none waits for dependencies."""
+        if not self.waiting:
+            return len(self.queue)
+        return len(self.unassigned())
