@@ -11,6 +11,7 @@ and logged (each kind of problem at most once a second per socket).
 
 from __future__ import annotations
 
+import errno
 import heapq
 import logging
 import time
@@ -104,7 +105,10 @@ class Reactor:
             try:
                 events = dict(poller.poll(timeout))
             except zmq.ZMQError as exc:
-                if exc.errno == zmq.EINTR:
+                # pyzmq retries an interrupted poll itself; should EINTR surface anyway, it is
+                # no error.  (errno's, not zmq's: pyzmq 27 has no zmq.EINTR, and looking it up
+                # turned every other poll error into an AttributeError.)
+                if exc.errno == errno.EINTR:
                     continue
                 raise
             for sock, name, handler in handlers:
