@@ -12,7 +12,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application
@@ -128,7 +128,8 @@ class ControllerApp(Application):
 
     def start(self) -> None:
         logging.basicConfig(
-            level=self.log_level,
+            # traitlets keeps the level as a number: a level name given is turned into one
+            level=cast(int, self.log_level),
             format="%(asctime)s.%(msecs)03d [controller] %(levelname)s %(message)s",
             datefmt="%H:%M:%S",
             stream=sys.stderr,

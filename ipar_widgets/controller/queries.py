@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..protocol.wire import Frame
 from .records import ABORTED, FINISHED
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def _results(
 ) -> None:
     """Finished tasks' reply and output messages, exactly as the engines signed them."""
     results: dict[str, Any] = {}
-    buffers: list[Any] = []
+    buffers: list[Frame] = []
     watch = bool(content.get("watch"))
     for msg_id in _msg_ids(content):
         rec = ctl.records.get(msg_id)
@@ -199,11 +200,14 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     on an engine by telling the engine (it answers them as aborted when it reaches them)."""
     wanted = set(_msg_ids(content))
     aborted = []
-    for rec in ctl.balancer.abort(wanted):
+    for waiting in ctl.balancer.abort(wanted):
         ctl.fail_task(
-            rec, "TaskAborted", f"task {rec.msg_id} was aborted before it started", status=ABORTED
+            waiting,
+            "TaskAborted",
+            f"task {waiting.msg_id} was aborted before it started",
+            status=ABORTED,
         )
-        aborted.append(rec.msg_id)
+        aborted.append(waiting.msg_id)
     on_engines: dict[int, list[str]] = {}
     for msg_id in wanted - set(aborted):
         rec = ctl.records.get(msg_id)

@@ -103,7 +103,7 @@ class Reactor:
                 wait = max(0.0, deadline - time.monotonic()) * 1000
                 timeout = wait if timeout is None else min(timeout, wait)
             try:
-                events = dict(poller.poll(timeout))
+                events = dict(poller.poll(None if timeout is None else int(timeout)))
             except zmq.ZMQError as exc:
                 # pyzmq retries an interrupted poll itself; should EINTR surface anyway, it is
                 # no error.  (errno's, not zmq's: pyzmq 27 has no zmq.EINTR, and looking it up

@@ -291,10 +291,13 @@ class Router:
         # name and traceback) only needs decoding when the task did not succeed
         content = {"status": "ok"} if metadata.get("status") == "ok" else unpack(frames[7])
         msg_id = parent.get("msg_id")
-        rec = self.records.get(msg_id) if isinstance(msg_id, str) else None
-        if msg_id in engine.outstanding:
-            del engine.outstanding[msg_id]
-            engine.busy_since = time.monotonic() if engine.outstanding else None
+        if isinstance(msg_id, str):
+            rec = self.records.get(msg_id)
+            if msg_id in engine.outstanding:
+                del engine.outstanding[msg_id]
+                engine.busy_since = time.monotonic() if engine.outstanding else None
+        else:  # not a reply to any task of ours (and maybe not even hashable)
+            rec = None
         status = content.get("status", "ok")
         if status == "ok":
             engine.completed += 1
@@ -399,7 +402,7 @@ class Router:
         topic = as_bytes(frames[0])
         if rec is not None:
             if rec.outputs:
-                rec.outputs.append(frames[1:])  # type: ignore[union-attr]
+                rec.outputs.append(frames[1:])
             else:
                 rec.outputs = [frames[1:]]
             self.records.account(rec, frames_size(frames[2:]))

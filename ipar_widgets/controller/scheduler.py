@@ -97,7 +97,7 @@ class LoadBalancer:
 
     def _dependency_state(self, rec: TaskRecord) -> str:
         """'met', 'waiting' or 'impossible' for the task's after+follow dependencies."""
-        deps = rec.after + rec.follow
+        deps = rec.dependencies
         if not deps:
             return "met"
         met = impossible = 0
@@ -132,7 +132,7 @@ class LoadBalancer:
             )
             return
         if state == "waiting":
-            for msg_id in rec.after + rec.follow:
+            for msg_id in rec.dependencies:
                 dep = self.records.get(msg_id)
                 if dep is not None and not dep.finished:
                     self.waiting.setdefault(msg_id, []).append(rec)
@@ -259,7 +259,7 @@ class LoadBalancer:
         self.dispatch()
 
     def _forget_waiter(self, rec: TaskRecord) -> None:
-        for msg_id in rec.after + rec.follow:
+        for msg_id in rec.dependencies:
             lst = self.waiting.get(msg_id)
             if lst and rec in lst:
                 lst.remove(rec)
