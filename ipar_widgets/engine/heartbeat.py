@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -55,7 +54,7 @@ class Heartbeat:
                 return
             if ready:
                 try:
-                    event: dict[str, Any] = recv_monitor_message(self.monitor)
+                    event = recv_monitor_message(self.monitor)
                 except zmq.ZMQError:
                     return
                 if event["event"] == zmq.EVENT_DISCONNECTED:
