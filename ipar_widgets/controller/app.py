@@ -27,6 +27,9 @@ log = logging.getLogger("ipar_widgets.controller")
 
 
 class ControllerApp(Application):
+    """The controller's configuration and start-up: writes the connection files, starts
+    local engines, runs the :class:`~.hub.Controller` and cleans up after it."""
+
     name = "ipar-controller"
     description = "The controller of an ipar_widgets cluster: routes tasks, watches engines."
     version = __version__

@@ -1,4 +1,4 @@
-"""The controller process's facade: it builds the parts below, binds the sockets and runs the loop.
+"""The controller's facade: it builds and wires the parts, binds the sockets and runs the loop.
 
 Sockets (all bound by the controller; clients and engines connect)::
 

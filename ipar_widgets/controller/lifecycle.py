@@ -202,5 +202,6 @@ class Lifecycle:
         self.reactor.call_later(0, self.begin_shutdown)
 
     def install_signal_handlers(self) -> None:
+        """Shut down on SIGTERM, SIGINT and SIGHUP."""
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.handle_signal)

@@ -28,6 +28,8 @@ class BadRequest(ValueError):
 
 
 def handler(msg_type: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the answer to ``msg_type``."""
+
     def register(f: Handler) -> Handler:
         _handlers[msg_type] = f
         return f
@@ -36,6 +38,7 @@ def handler(msg_type: str) -> Callable[[Handler], Handler]:
 
 
 def handle(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    """Answer one request to the controller; a bad or unknown one gets an error reply."""
     msg_type = header["msg_type"]
     f = _handlers.get(msg_type)
     reply_type = msg_type.replace("_request", "_reply")

@@ -81,6 +81,7 @@ class Reactor:
     # -- the loop ---------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
+        """Whether :meth:`run` is serving (and has not been asked to stop)."""
         return self._running
 
     def stop(self) -> None:

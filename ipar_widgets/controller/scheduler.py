@@ -44,6 +44,12 @@ def parse_dependency(value: Any) -> tuple[list[str], bool, bool, bool]:
 
 
 class LoadBalancer:
+    """Balanced tasks waiting in the controller, and the choice of engine for each.
+
+    It sends through ``send_task`` (False: that engine's socket is gone, try later) and
+    finishes tasks it can never place through ``fail_task``; both are the router's.
+    """
+
     def __init__(
         self,
         engines: EngineRegistry,
@@ -70,6 +76,8 @@ class LoadBalancer:
 
     # -- intake ---------------------------------------------------------------------------------
     def submit(self, rec: TaskRecord, metadata: dict[str, Any]) -> None:
+        """Take a new balanced task, with the constraints its request's ``metadata`` sets
+        (targets, retries, timeout, after, follow)."""
         targets = metadata.get("targets")
         if targets is not None:
             rec.targets = frozenset(int(t) for t in targets)
@@ -320,6 +328,7 @@ class LoadBalancer:
         return tasks
 
     def next_deadline(self) -> float | None:
+        """When the first waiting task's timeout passes (``time.monotonic()``), or None."""
         return self._deadlines[0][0] if self._deadlines else None
 
     @property

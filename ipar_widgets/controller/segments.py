@@ -102,6 +102,7 @@ class SegmentKeeper:
                 self._draining[msg_id] = (names, readers - 1)
 
     def record_removed(self, rec: TaskRecord) -> None:
+        """A record was dropped: remove its segments, or once their last reader maps them."""
         self.release_request(rec)
         if not rec.segments:
             return

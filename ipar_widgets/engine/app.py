@@ -58,6 +58,8 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 class EngineApp(IPKernelApp):
+    """ipykernel's kernel application, connected to a controller instead of bound."""
+
     name = "ipar-engine"
     description = "An ipar_widgets engine: an IPython kernel connected to a cluster's controller."
 

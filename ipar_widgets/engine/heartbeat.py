@@ -21,6 +21,9 @@ log = logging.getLogger("ipar_widgets.engine")
 
 
 class Heartbeat:
+    """The heartbeat socket's echo and the watchdog that ends the engine without a
+    controller; both run in daemon threads of their own."""
+
     def __init__(self, url: str, identity: bytes, controller_timeout: float) -> None:
         # its own context: the echo must not wait behind the kernel's I/O threads
         self.context = zmq.Context()
@@ -34,6 +37,7 @@ class Heartbeat:
         self.controller_timeout = controller_timeout
 
     def start(self) -> None:
+        """Start echoing pings and watching the connection."""
         threading.Thread(target=self._echo, name="ipar-heartbeat", daemon=True).start()
         threading.Thread(target=self._watch, name="ipar-watchdog", daemon=True).start()
 
