@@ -150,8 +150,12 @@ class EngineKernel(IPythonKernel):
         # ipykernel's own execute path still swaps in Python's default handler around cells.
         self._apply_running = False
         signal.signal(signal.SIGINT, self._on_sigint)
-        assert self.shell_stream is not None
-        self.shell_stream.on_recv(self._on_shell_message, copy=False)
+        stream = self.shell_stream
+        if stream is None:
+            raise RuntimeError("the engine's kernel has no shell stream to take tasks from")
+        # bound once: _on_shell_message reads from it on every message
+        self._shell_socket = stream.socket
+        stream.on_recv(self._on_shell_message, copy=False)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._apply_running:
@@ -162,7 +166,7 @@ class EngineKernel(IPythonKernel):
         # stream of small tasks then costs one event-loop turn per batch, not per task.  The
         # stream re-checks the socket after this callback returns, so receiving and replying
         # on the raw socket here cannot swallow the wake-up of a later message.
-        sock = self.shell_stream.socket  # type: ignore[union-attr]
+        sock = self._shell_socket
         for batch_left in range(63, -1, -1):
             if not self._handle_now(msg) or not batch_left or not readable(sock):
                 return  # what remains wakes the stream again
