@@ -12,7 +12,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application
@@ -27,6 +27,9 @@ log = logging.getLogger("ipar_widgets.controller")
 
 
 class ControllerApp(Application):
+    """The controller's configuration and start-up: writes the connection files, starts
+    local engines, runs the :class:`~.hub.Controller` and cleans up after it."""
+
     name = "ipar-controller"
     description = "The controller of an ipar_widgets cluster: routes tasks, watches engines."
     version = __version__
@@ -128,7 +131,8 @@ class ControllerApp(Application):
 
     def start(self) -> None:
         logging.basicConfig(
-            level=self.log_level,
+            # traitlets keeps the level as a number: a level name given is turned into one
+            level=cast(int, self.log_level),
             format="%(asctime)s.%(msecs)03d [controller] %(levelname)s %(message)s",
             datefmt="%H:%M:%S",
             stream=sys.stderr,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from ..protocol.routing import control_identity, heartbeat_identity, shell_identity
@@ -94,7 +95,7 @@ class EngineRegistry:
     def __len__(self) -> int:
         return len(self.by_id)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[EngineState]:
         return iter(self.by_id.values())
 
     @property

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.routing import CONTROLLER_IDENTITY
+from ..protocol.wire import Frame
 from .records import ABORTED, FINISHED
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ class BadRequest(ValueError):
 
 
 def handler(msg_type: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the answer to ``msg_type``."""
+
     def register(f: Handler) -> Handler:
         _handlers[msg_type] = f
         return f
@@ -36,6 +38,7 @@ def handler(msg_type: str) -> Callable[[Handler], Handler]:
 
 
 def handle(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    """Answer one request to the controller; a bad or unknown one gets an error reply."""
     msg_type = header["msg_type"]
     f = _handlers.get(msg_type)
     reply_type = msg_type.replace("_request", "_reply")
@@ -108,25 +111,24 @@ def _queue(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     for engine_id in _engine_ids(ctl, content):
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
-            raise BadRequest(ctl._unknown_engine(engine_id))
+            raise BadRequest(ctl.unknown_engine(engine_id))
         queued = list(engine.outstanding)
         tasks = [m for m in queued if (r := ctl.records.get(m)) is not None and r.balanced]
-        direct = [m for m in queued if m not in set(tasks)]
+        balanced = set(tasks)
+        direct = [m for m in queued if m not in balanced]
         engines[str(engine_id)] = {
             "queue": direct if verbose else len(direct),
             "tasks": tasks if verbose else len(tasks),
             "completed": engine.completed + engine.failed,
         }
-    unassigned: Any = [r.msg_id for r in ctl.balancer.queue] + [
-        r.msg_id for lst in ctl.balancer.waiting.values() for r in lst
-    ]
+    unassigned = [rec.msg_id for rec in ctl.balancer.unassigned()]
     ctl.reply(
         client,
         "queue_reply",
         {
             "status": "ok",
             "engines": engines,
-            "unassigned": unassigned if verbose else len(set(unassigned)),
+            "unassigned": unassigned if verbose else len(unassigned),
         },
         header,
     )
@@ -138,7 +140,7 @@ def _results(
 ) -> None:
     """Finished tasks' reply and output messages, exactly as the engines signed them."""
     results: dict[str, Any] = {}
-    buffers: list[Any] = []
+    buffers: list[Frame] = []
     watch = bool(content.get("watch"))
     for msg_id in _msg_ids(content):
         rec = ctl.records.get(msg_id)
@@ -201,11 +203,14 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     on an engine by telling the engine (it answers them as aborted when it reaches them)."""
     wanted = set(_msg_ids(content))
     aborted = []
-    for rec in ctl.balancer.abort(wanted):
-        ctl._fail_task(
-            rec, "TaskAborted", f"task {rec.msg_id} was aborted before it started", status=ABORTED
+    for waiting in ctl.balancer.abort(wanted):
+        ctl.fail_task(
+            waiting,
+            "TaskAborted",
+            f"task {waiting.msg_id} was aborted before it started",
+            status=ABORTED,
         )
-        aborted.append(rec.msg_id)
+        aborted.append(waiting.msg_id)
     on_engines: dict[int, list[str]] = {}
     for msg_id in wanted - set(aborted):
         rec = ctl.records.get(msg_id)
@@ -216,10 +221,7 @@ def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
             continue
-        _, frames = ctl.wire.build(
-            "abort_request", {"msg_ids": ids}, idents=[engine.control, CONTROLLER_IDENTITY]
-        )
-        ctl._send(ctl.engine, frames)
+        ctl.send_control(engine, "abort_request", {"msg_ids": ids})
     ctl.reply(
         client,
         "abort_reply",
@@ -243,7 +245,7 @@ def _shutdown(
     for engine_id in _engine_ids(ctl, content):
         engine = ctl.engines.by_id.get(engine_id)
         if engine is None:
-            raise BadRequest(ctl._unknown_engine(engine_id))
+            raise BadRequest(ctl.unknown_engine(engine_id))
         ctl.stop_engine(engine)
         stopped.append(engine_id)
     ctl.reply(client, "shutdown_reply", {"status": "ok", "stopped": stopped}, header)
@@ -256,7 +258,7 @@ def _spawn(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         raise BadRequest(f"'n' must be a whole number of engines from 1 to 1024, found {n!r}")
     if ctl.launcher is None:
         raise BadRequest("this controller was started without a local engine launcher")
-    if ctl._stopping_since is not None:
+    if ctl.stopping:
         raise BadRequest("the cluster is shutting down")
     launched = ctl.start_engines(n)
     ctl.reply(

@@ -44,6 +44,12 @@ def parse_dependency(value: Any) -> tuple[list[str], bool, bool, bool]:
 
 
 class LoadBalancer:
+    """Balanced tasks waiting in the controller, and the choice of engine for each.
+
+    It sends through ``send_task`` (False: that engine's socket is gone, try later) and
+    finishes tasks it can never place through ``fail_task``; both are the router's.
+    """
+
     def __init__(
         self,
         engines: EngineRegistry,
@@ -70,6 +76,8 @@ class LoadBalancer:
 
     # -- intake ---------------------------------------------------------------------------------
     def submit(self, rec: TaskRecord, metadata: dict[str, Any]) -> None:
+        """Take a new balanced task, with the constraints its request's ``metadata`` sets
+        (targets, retries, timeout, after, follow)."""
         targets = metadata.get("targets")
         if targets is not None:
             rec.targets = frozenset(int(t) for t in targets)
@@ -97,7 +105,7 @@ class LoadBalancer:
 
     def _dependency_state(self, rec: TaskRecord) -> str:
         """'met', 'waiting' or 'impossible' for the task's after+follow dependencies."""
-        deps = rec.after + rec.follow
+        deps = rec.dependencies
         if not deps:
             return "met"
         met = impossible = 0
@@ -132,7 +140,7 @@ class LoadBalancer:
             )
             return
         if state == "waiting":
-            for msg_id in rec.after + rec.follow:
+            for msg_id in rec.dependencies:
                 dep = self.records.get(msg_id)
                 if dep is not None and not dep.finished:
                     self.waiting.setdefault(msg_id, []).append(rec)
@@ -259,7 +267,7 @@ class LoadBalancer:
         self.dispatch()
 
     def _forget_waiter(self, rec: TaskRecord) -> None:
-        for msg_id in rec.after + rec.follow:
+        for msg_id in rec.dependencies:
             lst = self.waiting.get(msg_id)
             if lst and rec in lst:
                 lst.remove(rec)
@@ -306,9 +314,27 @@ class LoadBalancer:
                 f"{rec.deadline - rec.arrived if rec.deadline else 0:g} s",
             )
 
+    def unassigned(self) -> list[TaskRecord]:
+        """The tasks waiting in the controller, not yet on an engine: those queued for an
+        engine with room, then those waiting for dependencies, each once (a task waiting
+        for two unfinished tasks is listed under both in ``waiting``)."""
+        tasks = list(self.queue)
+        seen = {rec.msg_id for rec in tasks}
+        for waiters in self.waiting.values():
+            for rec in waiters:
+                if rec.msg_id not in seen:
+                    seen.add(rec.msg_id)
+                    tasks.append(rec)
+        return tasks
+
     def next_deadline(self) -> float | None:
+        """When the first waiting task's timeout passes (``time.monotonic()``), or None."""
         return self._deadlines[0][0] if self._deadlines else None
 
     @property
     def pending(self) -> int:
-        return len(self.queue) + sum(len(v) for v in self.waiting.values())
+        """How many tasks wait in the controller: ``len(self.unassigned())``, cheaply when
+        none waits for dependencies."""
+        if not self.waiting:
+            return len(self.queue)
+        return len(self.unassigned())

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from ..protocol.sharedmem import SharedArea, SharedMemoryError, segment_bytes
-from ..protocol.wire import DELIM, InvalidMessage, Wire, pack, unpack
+from ..protocol.wire import DELIM, Frame, InvalidMessage, Wire, as_bytes, pack, unpack
 from .records import TaskRecord
 
 log = logging.getLogger("ipar_widgets.controller")
@@ -35,16 +35,19 @@ class SegmentKeeper:
         self.wire = wire
         #: identities of clients on the controller's host (they said so when connecting)
         self.local_clients: set[bytes] = set()
-        #: result segments of dropped records still being mapped: msg_id -> [names, readers]
-        self._draining: dict[str, list[Any]] = {}
+        #: result segments of dropped records still being mapped: msg_id -> (names, readers)
+        self._draining: dict[str, tuple[list[str] | tuple[()], int]] = {}
 
     # -- requests -----------------------------------------------------------------------------------
-    def note_request(self, rec: TaskRecord, metadata_frame: Any) -> None:
+    def note_request(self, rec: TaskRecord, metadata_frame: Frame) -> None:
         """Remember the segments a request names (checked cheaply: most name none)."""
-        if _SHM_KEY in metadata_frame:
-            rec.request_segments = _names(unpack(metadata_frame))
+        # received messages carry their JSON parts as bytes (wire.recv_frames): no call then
+        data = metadata_frame if isinstance(metadata_frame, bytes) else as_bytes(metadata_frame)
+        if _SHM_KEY in data:
+            rec.request_segments = _names(unpack(data))
 
-    def request_for(self, rec: TaskRecord, engine_shares_memory: bool) -> list[Any]:
+    def request_for(self, rec: TaskRecord, engine_shares_memory: bool) -> list[Frame]:
+        """The request frames to send an engine: segments inlined unless it maps them."""
         assert rec.request is not None
         if rec.request_segments and not engine_shares_memory:
             return self.inline(rec.request)
@@ -67,7 +70,7 @@ class SegmentKeeper:
         except (TypeError, ValueError):
             return 0
 
-    def reply_for(self, client: bytes, rec: TaskRecord | None, frames: list[Any]) -> list[Any]:
+    def reply_for(self, client: bytes, rec: TaskRecord | None, frames: list[Frame]) -> list[Frame]:
         """The reply frames (from the delimiter on) to send ``client``."""
         if rec is None or not rec.segments:
             return frames
@@ -76,7 +79,7 @@ class SegmentKeeper:
             return frames
         return self.inline(frames)
 
-    def late_reply(self, frames: list[Any], metadata: dict[str, Any]) -> list[Any]:
+    def late_reply(self, frames: list[Frame], metadata: dict[str, Any]) -> list[Frame]:
         """A reply no record keeps: its segments go into frames and their files away."""
         if "shm" not in metadata:
             return frames
@@ -91,23 +94,26 @@ class SegmentKeeper:
             return
         draining = self._draining.get(msg_id)
         if draining is not None:
-            draining[1] -= 1
-            if draining[1] <= 0:
+            names, readers = draining
+            if readers <= 1:  # that was the last one
                 del self._draining[msg_id]
-                self._unlink(draining[0])
+                self._unlink(names)
+            else:
+                self._draining[msg_id] = (names, readers - 1)
 
     def record_removed(self, rec: TaskRecord) -> None:
+        """A record was dropped: remove its segments, or once their last reader maps them."""
         self.release_request(rec)
         if not rec.segments:
             return
         if rec.segment_readers > 0:
-            self._draining[rec.msg_id] = [rec.segments, rec.segment_readers]
+            self._draining[rec.msg_id] = (rec.segments, rec.segment_readers)
         else:
             self._unlink(rec.segments)
         rec.segments = ()
 
     # -- helpers ------------------------------------------------------------------------------------
-    def inline(self, frames: list[Any]) -> list[Any]:
+    def inline(self, frames: list[Frame]) -> list[Frame]:
         """``[DELIM, signature, header, parent, metadata, content, *buffers]`` with each segment
         read back into its buffer frame, signed again.  On failure the frames go unchanged,
         and the receiver reports the segment it could not map."""

@@ -58,10 +58,12 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 class EngineApp(IPKernelApp):
+    """ipykernel's kernel application, connected to a controller instead of bound."""
+
     name = "ipar-engine"
     description = "An ipar_widgets engine: an IPython kernel connected to a cluster's controller."
 
-    kernel_class = EngineKernel  # type: ignore[assignment]
+    kernel_class = EngineKernel
 
     file = Unicode("", help="The controller's engine connection file (ipar-engine*.json).").tag(
         config=True
@@ -77,7 +79,7 @@ class EngineApp(IPKernelApp):
         10.0, help="Seconds without a connection to the controller after which the engine exits."
     ).tag(config=True)
 
-    aliases = {  # type: ignore[assignment]
+    aliases = {
         **kernel_aliases,
         "file": "EngineApp.file",
         "uuid": "EngineApp.uuid",
@@ -136,7 +138,7 @@ class EngineApp(IPKernelApp):
         self.init_control(context)
         self.init_iopub(context)
 
-    def init_control(self, context: zmq.Context[Any]) -> None:
+    def init_control(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
         control = context.socket(zmq.DEALER)
         control.identity = control_identity(self.uuid)
         control.linger = 1000
@@ -147,7 +149,7 @@ class EngineApp(IPKernelApp):
         self.control_thread = ControlThread(daemon=True)
         self.shell_channel_thread = None  # no subshells: one shell runs the tasks
 
-    def init_iopub(self, context: zmq.Context[Any]) -> None:
+    def init_iopub(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
         iopub = context.socket(zmq.PUB)
         iopub.linger = 1000
         iopub.sndhwm = 0
@@ -195,24 +197,30 @@ class EngineApp(IPKernelApp):
 
     # -- kernel ----------------------------------------------------------------------------------------
     def init_kernel(self) -> None:
-        super().init_kernel()
+        super().init_kernel()  # type: ignore[no-untyped-call]
         kernel = self.kernel
+        if not isinstance(kernel, EngineKernel):
+            raise TypeError(
+                f"an engine's kernel_class must be an EngineKernel, found {type(kernel).__name__}"
+            )
         # Serve the shell socket with our ShellStream instead of ipykernel's plain one: the
         # plain stream is taken off the event loop before anything listens on it.
         plain = kernel.shell_stream
+        if plain is None:
+            raise RuntimeError("ipykernel made no shell stream for the engine's shell socket")
         plain.io_loop.remove_handler(plain.socket)
         kernel.shell_stream = ShellStream(self.shell_socket, plain.io_loop)
         kernel.engine_id = self.engine_id
         kernel.int_id = self.engine_id  # ipykernel labels execute errors' engine_info with it
         kernel.shared = self.shared_area
-        kernel.session.iopub_streams = (self.iopub_thread, self.iopub_socket)
+        kernel.counting_session.iopub_streams = (self.iopub_thread, self.iopub_socket)
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "topic"):
                 stream.topic = engine_topic(self.engine_id, "stream." + stream.name)
         self.displayhook.topic = engine_topic(self.engine_id, "execute_result")
 
     def init_shell(self) -> None:
-        super().init_shell()
+        super().init_shell()  # type: ignore[no-untyped-call]
         shell = self.shell
         if shell is not None:
             shell.displayhook.topic = engine_topic(self.engine_id, "execute_result")
@@ -229,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     app = EngineApp.instance()
     try:
-        app.initialize(argv)
+        app.initialize(argv)  # type: ignore[no-untyped-call]
     except RegistrationFailed as exc:
         log.error("%s", exc)
         sys.exit(2)
-    app.start()
+    app.start()  # type: ignore[no-untyped-call]

@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -22,6 +21,9 @@ log = logging.getLogger("ipar_widgets.engine")
 
 
 class Heartbeat:
+    """The heartbeat socket's echo and the watchdog that ends the engine without a
+    controller; both run in daemon threads of their own."""
+
     def __init__(self, url: str, identity: bytes, controller_timeout: float) -> None:
         # its own context: the echo must not wait behind the kernel's I/O threads
         self.context = zmq.Context()
@@ -35,6 +37,7 @@ class Heartbeat:
         self.controller_timeout = controller_timeout
 
     def start(self) -> None:
+        """Start echoing pings and watching the connection."""
         threading.Thread(target=self._echo, name="ipar-heartbeat", daemon=True).start()
         threading.Thread(target=self._watch, name="ipar-watchdog", daemon=True).start()
 
@@ -55,7 +58,7 @@ class Heartbeat:
                 return
             if ready:
                 try:
-                    event: dict[str, Any] = recv_monitor_message(self.monitor)
+                    event = recv_monitor_message(self.monitor)
                 except zmq.ZMQError:
                     return
                 if event["event"] == zmq.EVENT_DISCONNECTED:

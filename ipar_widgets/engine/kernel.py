@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from functools import partial
+from types import FrameType
 from typing import Any
 
 import zmq
@@ -25,8 +27,9 @@ from zmq.eventloop.zmqstream import ZMQStream
 
 from ..protocol.routing import engine_topic
 from ..protocol.serialize import dumps, unpack_apply
-from ..protocol.sharedmem import SharedArea, SharedMemoryError
+from ..protocol.sharedmem import Segment, SharedArea, SharedMemoryError
 from ..protocol.wire import (
+    Frame,
     InvalidMessage,
     Wire,
     readable,
@@ -37,9 +40,13 @@ from ..protocol.wire import (
     unpack,
     utcnow_iso,
 )
+from .session import CountingSession
 
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+
+#: a received message: bytes up to its content part, zmq Frames after (see recv_frames)
+ReceivedFrames = list[bytes | zmq.Frame]
 
 
 class ShellStream(ZMQStream):
@@ -52,20 +59,24 @@ class ShellStream(ZMQStream):
     asks for a plain int.  Everything else is the ordinary ZMQStream that ipykernel expects.
     """
 
-    def _handle_events(self, fd: Any, events: int) -> None:
+    # pyzmq declares ``socket`` as always set, but close() sets it to None, and a callback
+    # (ours, or ipykernel's) may close the stream while it is being served
+    socket: zmq.Socket[bytes] | None  # type: ignore[assignment]
+
+    def _handle_events(self, fd: object, events: int) -> None:
         sock = self.socket
         if sock is None or sock.closed:
-            super()._handle_events(fd, events)  # warns and cleans up as pyzmq does
+            super()._handle_events(fd, events)  # type: ignore[no-untyped-call]  # pyzmq's cleanup
             return
         try:
             ready = socket_events(sock)
         except zmq.ZMQError:
-            super()._handle_events(fd, events)
+            super()._handle_events(fd, events)  # type: ignore[no-untyped-call]
             return
         if ready & _POLLIN and self._recv_callback is not None:
             self._handle_recv()
         if ready & _POLLOUT and self.socket is not None and self.sending():
-            self._handle_send()
+            self._handle_send()  # type: ignore[no-untyped-call]
         sock = self.socket
         if sock is None:
             return
@@ -79,10 +90,11 @@ class ShellStream(ZMQStream):
             self.io_loop.add_callback(self._handle_events, sock, 0)
 
     def _handle_recv(self) -> None:
-        if self._flushed:
+        sock = self.socket
+        if self._flushed or sock is None:
             return
         try:
-            frames = recv_frames(self.socket, noblock=True)
+            frames = recv_frames(sock, noblock=True)
         except zmq.Again:
             return  # the message was taken since the poll said there was one
         callback = self._recv_callback
@@ -105,8 +117,16 @@ class EngineKernel(IPythonKernel):
     ]
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.wire = Wire(self.session.key, session=self.session.session)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        session = self.session
+        if not isinstance(session, CountingSession):
+            raise TypeError(
+                "an engine's kernel needs the engine's CountingSession (EngineApp gives it "
+                f"one), found {session!r}: replies could not say how many outputs to wait for"
+            )
+        #: the kernel's session, typed: it counts each request's IOPub messages
+        self.counting_session = session
+        self.wire = Wire(session.key, session=session.session)
         self.aborted: set[str] = set()
         self._aborted_lock = threading.Lock()
         #: the controller's shared-memory area, when this engine is on the controller's host
@@ -118,7 +138,7 @@ class EngineKernel(IPythonKernel):
 
     # -- dispatch -----------------------------------------------------------------------------------
     def start(self) -> None:
-        super().start()
+        super().start()  # type: ignore[no-untyped-call]
         # Take the shell socket's messages ourselves: apply requests run right here, in the
         # stream's receive callback (no asyncio task, no lock, no status messages); anything
         # else, or anything arriving while an asynchronous request is in flight, takes
@@ -130,25 +150,29 @@ class EngineKernel(IPythonKernel):
         # ipykernel's own execute path still swaps in Python's default handler around cells.
         self._apply_running = False
         signal.signal(signal.SIGINT, self._on_sigint)
-        assert self.shell_stream is not None
-        self.shell_stream.on_recv(self._on_shell_message, copy=False)
+        stream = self.shell_stream
+        if stream is None:
+            raise RuntimeError("the engine's kernel has no shell stream to take tasks from")
+        # bound once: _on_shell_message reads from it on every message
+        self._shell_socket = stream.socket
+        stream.on_recv(self._on_shell_message, copy=False)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._apply_running:
             raise KeyboardInterrupt
 
-    def _on_shell_message(self, msg: list[Any]) -> None:
+    def _on_shell_message(self, msg: ReceivedFrames) -> None:
         # Handle this message, then whatever else already waits on the socket, in one go: a
         # stream of small tasks then costs one event-loop turn per batch, not per task.  The
         # stream re-checks the socket after this callback returns, so receiving and replying
         # on the raw socket here cannot swallow the wake-up of a later message.
-        sock = self.shell_stream.socket  # type: ignore[union-attr]
+        sock = self._shell_socket
         for batch_left in range(63, -1, -1):
             if not self._handle_now(msg) or not batch_left or not readable(sock):
                 return  # what remains wakes the stream again
             msg = recv_frames(sock)
 
-    def _handle_now(self, msg: list[Any]) -> bool:
+    def _handle_now(self, msg: ReceivedFrames) -> bool:
         """Run an apply request at once, or queue the message for ipykernel's path; return
         whether later messages may still be handled at once."""
         if not self._in_flight and not self._main_asyncio_lock.locked():
@@ -168,16 +192,16 @@ class EngineKernel(IPythonKernel):
         future.add_done_callback(self._async_done)
         return False
 
-    def _async_done(self, future: asyncio.Future[Any]) -> None:
+    def _async_done(self, future: asyncio.Future[None]) -> None:
         self._in_flight -= 1
         if not future.cancelled() and future.exception() is not None:
             self.log.error("error handling a shell message", exc_info=future.exception())
 
     async def dispatch_shell(
         self,
-        msg: list[Any],
+        msg: ReceivedFrames,
         /,
-        subshell_id: str | None = None,  # type: ignore[override]
+        subshell_id: str | None = None,
         *,
         concurrent: bool = False,
     ) -> None:
@@ -215,7 +239,7 @@ class EngineKernel(IPythonKernel):
         content: dict[str, Any],
         parent: dict[str, Any] | bytes | zmq.Frame,
         metadata: dict[str, Any],
-        buffers: list[Any] = (),  # type: ignore[assignment]
+        buffers: Sequence[Frame] = (),
         raw_socket: bool = False,
         date: str | None = None,
     ) -> None:
@@ -269,7 +293,7 @@ class EngineKernel(IPythonKernel):
     def _apply(
         self,
         idents: list[bytes],
-        frames: list[Any],
+        frames: ReceivedFrames,
         delim: int,
         header: dict[str, Any],
         raw_socket: bool = False,
@@ -296,15 +320,15 @@ class EngineKernel(IPythonKernel):
             "msg_id": msg_id,
             "msg_type": "apply_request",
         }
-        self.set_parent(idents, request, channel="shell")
+        self.set_parent(idents, request, channel="shell")  # type: ignore[no-untyped-call]
         shell = self.shell
         assert shell is not None
         started = utcnow_iso()
-        result_frames: list[Any] = []
-        segments: list[Any] = []
+        result_frames: list[Frame] = []
+        segments: list[Segment] = []
         self._apply_running = True
         try:
-            buffers = frames[delim + 6 :]
+            buffers: Sequence[Frame] = frames[delim + 6 :]
             if "shm" in request_md:
                 buffers = self._attach(buffers, request_md["shm"])
             f, args, kwargs = unpack_apply(content, buffers, shell.user_ns)
@@ -327,7 +351,7 @@ class EngineKernel(IPythonKernel):
             "status": reply["status"],
             "started": started,
             "completed": completed,
-            "outputs": self.session.take_count(msg_id),  # type: ignore[attr-defined]
+            "outputs": self.counting_session.take_count(msg_id),
         }
         if segments:
             metadata["shm"] = segments
@@ -342,7 +366,7 @@ class EngineKernel(IPythonKernel):
             date=completed,
         )
 
-    def _attach(self, buffers: list[Any], segments: Any) -> list[Any]:
+    def _attach(self, buffers: Sequence[Frame], segments: object) -> list[Frame]:
         """Map the shared-memory segments a request's buffers were moved into."""
         if self.shared is None:
             raise SharedMemoryError(
@@ -374,16 +398,18 @@ class EngineKernel(IPythonKernel):
 
     # -- execute metadata ------------------------------------------------------------------------------
     def init_metadata(self, parent: dict[str, Any]) -> dict[str, Any]:
-        md = super().init_metadata(parent)
+        md: dict[str, Any] = super().init_metadata(parent)  # type: ignore[no-untyped-call]
         md.update({"engine_id": self.engine_id, "started": utcnow_iso()})
         return md
 
     def finish_metadata(
         self, parent: dict[str, Any], metadata: dict[str, Any], reply_content: dict[str, Any]
     ) -> dict[str, Any]:
-        md = super().finish_metadata(parent, metadata, reply_content)
+        md: dict[str, Any] = super().finish_metadata(  # type: ignore[no-untyped-call]
+            parent, metadata, reply_content
+        )
         md["completed"] = utcnow_iso()
-        md["outputs"] = self.session.take_count(parent["header"]["msg_id"])  # type: ignore[attr-defined]
+        md["outputs"] = self.counting_session.take_count(parent["header"]["msg_id"])
         if reply_content.get("status") == "error":
             reply_content.setdefault(
                 "engine_info", {"engine_id": self.engine_id, "method": "execute"}
@@ -396,7 +422,7 @@ class EngineKernel(IPythonKernel):
         msg_ids = parent["content"].get("msg_ids") or []
         with self._aborted_lock:
             self.aborted.update(msg_ids)
-        self.session.send(
+        self.counting_session.send(
             stream, "abort_reply", {"status": "ok", "msg_ids": msg_ids}, parent, ident
         )
 
@@ -405,7 +431,7 @@ class EngineKernel(IPythonKernel):
         shell = self.shell
         assert shell is not None
         shell.reset(new_session=False)
-        self.session.send(stream, "clear_reply", {"status": "ok"}, parent, ident)
+        self.counting_session.send(stream, "clear_reply", {"status": "ok"}, parent, ident)
 
     def signal_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
         """Send a signal to this engine's process (``Client.send_signal``)."""
@@ -413,7 +439,7 @@ class EngineKernel(IPythonKernel):
         try:
             sig = signal.Signals(signum if isinstance(signum, int) else signal.Signals[str(signum)])
         except (KeyError, ValueError):
-            self.session.send(
+            self.counting_session.send(
                 stream,
                 "signal_reply",
                 {"status": "error", "ename": "ValueError", "evalue": f"unknown signal {signum!r}"},
@@ -421,7 +447,7 @@ class EngineKernel(IPythonKernel):
                 ident,
             )
             return
-        self.session.send(
+        self.counting_session.send(
             stream, "signal_reply", {"status": "ok", "signum": int(sig)}, parent, ident
         )
         os.kill(os.getpid(), sig)

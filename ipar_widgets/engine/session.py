@@ -21,9 +21,18 @@ class CountingSession(Session):
         super().__init__(**kwargs)
         self._counts: dict[str, int] = {}
         self._count_lock = threading.Lock()
-        self.iopub_streams: tuple[Any, ...] = ()
+        #: what ipykernel publishes IOPub messages through (compared by identity)
+        self.iopub_streams: tuple[object, ...] = ()
 
-    def send(self, stream: Any, msg_or_type: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def send(
+        self,
+        # Any, not jupyter_client's socket-or-stream: ipykernel also hands it its IOPubThread
+        stream: Any,
+        msg_or_type: dict[str, Any] | str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict[str, Any] | None:
+        """Send as Session does; count the message when it goes out on IOPub."""
         msg = super().send(stream, msg_or_type, *args, **kwargs)
         if (
             msg is not None
