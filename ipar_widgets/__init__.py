@@ -6,6 +6,7 @@
 """
 
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
+from typing import Any
 
 from . import error
 from ._version import __version__
@@ -86,7 +87,7 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ip):  # type: ignore[no-untyped-def]
+def load_ipython_extension(ip: Any) -> None:
     """``%load_ext ipar_widgets``: register the parallel magics."""
     from .magics import load_ipython_extension as load
 

@@ -76,7 +76,14 @@ class IPythonError(Exception):
 
 
 class KernelError(IPythonError):
-    """Something went wrong on an engine or in the cluster."""
+    """Something went wrong on an engine or in the cluster.
+
+    ``engine_id`` names the engine it concerns (None when none does) and ``engine_info``
+    holds what the reporter said of it (``engine_id``, ``method``, ...).
+    """
+
+    engine_id: int | None = None
+    engine_info: dict[str, Any]
 
 
 class EngineError(KernelError):
@@ -214,7 +221,6 @@ class RemoteError(KernelError):
     ``engine_info`` a dict with at least ``engine_id`` and ``method`` (``apply``/``execute``).
     """
 
-    engine_id: int | None = None
     method: str | None = None
 
     def __init__(
@@ -385,7 +391,7 @@ def unwrap_exception(content: Mapping[str, Any]) -> Exception:
     engine_info = content.get("engine_info") or {}
     if content.get("origin") == "cluster" and ename in _KNOWN:
         err = _KNOWN[ename](evalue)
-        err.engine_info = dict(engine_info)  # type: ignore[attr-defined]
-        err.engine_id = engine_info.get("engine_id")  # type: ignore[attr-defined]
+        err.engine_info = dict(engine_info)
+        err.engine_id = engine_info.get("engine_id")
         return err
     return RemoteError(ename, evalue, content.get("traceback") or "", engine_info)

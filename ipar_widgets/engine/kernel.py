@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from functools import partial
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from ipykernel.ipkernel import IPythonKernel
@@ -170,7 +170,8 @@ class EngineKernel(IPythonKernel):
         for batch_left in range(63, -1, -1):
             if not self._handle_now(msg) or not batch_left or not readable(sock):
                 return  # what remains wakes the stream again
-            msg = recv_frames(sock)
+            # recv_frames gives bytes and zmq Frames only (its type admits any buffer)
+            msg = cast(ReceivedFrames, recv_frames(sock))
 
     def _handle_now(self, msg: ReceivedFrames) -> bool:
         """Run an apply request at once, or queue the message for ipykernel's path; return

@@ -44,7 +44,8 @@ class BaseHandler(APIHandler):
 
     @property
     def service(self) -> ClusterService:
-        return self.settings["ipar_service"]  # type: ignore[no-any-return]
+        service: ClusterService = self.settings["ipar_service"]
+        return service
 
     def cluster_key(self, profile: str) -> tuple[str, str]:
         cluster_id = self.get_query_argument("cluster_id", "")
