@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..error import CompositeError, RemoteError, TaskAborted
 from ..protocol.wire import utcnow
 from . import frontend
-from .job import ArrivalLog, JobClient, condition_for
+from .job import ArrivalLog, JobClient, ReturnWhen, condition_for
 from .metadata import METADATA_KEYS, Metadata
 from .waiting import timeout_of, wait_until
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from ..widgets.timeline import Timeline
     from .client import Client
-    from .job import ReturnWhen
 
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
@@ -551,6 +550,9 @@ class AsyncHubResult(AsyncResult):
     """An AsyncResult for tasks fetched from the controller's records (``Client.get_result``),
     possibly submitted by another client."""
 
+
+#: what names tasks in the Client's methods: msg_ids, history indices, AsyncResults
+Jobs: TypeAlias = str | int | AsyncResult | Iterable[str | int | AsyncResult] | None
 
 # AsyncMapResult lives in mapresult.py; ipyparallel's users import it from here
 from .mapresult import AsyncMapResult  # noqa: E402

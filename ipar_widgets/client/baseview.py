@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol import serialize
 from . import frontend, mapping
-from .asyncresult import AsyncResult
+from .asyncresult import AsyncResult, Jobs
 from .mapresult import AsyncMapResult
 from .targets import Targets
 
 if TYPE_CHECKING:
     from .client import Client
-    from .job import Jobs
     from .remotefunction import ParallelFunction, RemoteFunction
 
 __all__ = ["View", "getname"]

@@ -24,7 +24,7 @@ from ..error import NoAnswer
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Message, Wire
 from . import frontend
-from .asyncresult import AsyncHubResult, AsyncResult
+from .asyncresult import AsyncHubResult, AsyncResult, Jobs
 from .connect import find_client_file, load_connection_file
 from .controlplane import Status, address_of, wait_for_engines
 from .dispatch import Inbound, OutputListener
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ..cluster.cluster import Cluster
-    from .job import Jobs
     from .view import DirectView, LoadBalancedView
 
 __all__ = ["Client"]

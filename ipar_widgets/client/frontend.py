@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from ..widgets.timeline import Timeline
     from .baseview import View
     from .client import Client
-    from .job import Job, ReturnWhen
+    from .job import Job
+
+from .job import ReturnWhen
 
 __all__ = [
     "activate_magics",

@@ -15,22 +15,18 @@ the Cancel and Interrupt buttons (``abort``, ``send_signal``) and where tasks ru
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from .metadata import Metadata
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    from .asyncresult import AsyncResult
+    from .asyncresult import Jobs
     from .targets import Targets
 
-    #: what names tasks in the Client's methods: msg_ids, history indices, AsyncResults
-    Jobs: TypeAlias = str | int | AsyncResult | Iterable[str | int | AsyncResult] | None
-    #: a concurrent.futures constant: ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION
-    ReturnWhen: TypeAlias = str | None
+#: a concurrent.futures constant: ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION
+ReturnWhen: TypeAlias = str | None
 
 __all__ = ["Job", "JobClient", "ArrivalLog", "condition_for", "unfinished"]
 
