@@ -71,6 +71,10 @@ def test_a_refusal_is_the_same_error_whoever_asks(make_cluster) -> None:  # type
         assert str(caught) == caught.reason == expected
         assert caught.request == "purge_request"
         assert isinstance(caught, ValueError) and isinstance(caught, error.ClusterError)
+    # True is an int to Python, not an engine id
+    with pytest.raises(error.ControllerRefused) as not_an_id:
+        control.request(handle.cluster._data, "shutdown_request", {"targets": [True]})
+    assert str(not_an_id.value) == "'targets' must be an engine id or a list of them, found [True]"
 
 
 def test_silence_is_the_same_error_whoever_asks(make_cluster) -> None:  # type: ignore[no-untyped-def]

@@ -193,8 +193,10 @@ class Controller:
         reactor.add_reader(self.client, "client", self.router.on_client)
         reactor.every(self.heartbeat_period, self.liveness.heartbeat)
         reactor.every(PROCESS_WATCH_PERIOD, self.liveness.watch_processes)
-        reactor.run(self.balancer)
-        self.lifecycle.close()
+        try:
+            reactor.run(self.balancer)
+        finally:  # also when the loop failed: engines killed, sockets closed
+            self.lifecycle.close()
 
     # -- the seam queries.py uses -----------------------------------------------------------------
     def reply(

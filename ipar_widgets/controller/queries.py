@@ -69,9 +69,11 @@ def _engine_ids(ctl: Controller, content: dict[str, Any], key: str = "targets") 
     targets = content.get(key)
     if targets is None:
         return ctl.engines.ids
-    if isinstance(targets, int):
+    if isinstance(targets, int) and not isinstance(targets, bool):
         targets = [targets]
-    if not isinstance(targets, list) or not all(isinstance(t, int) for t in targets):
+    if not isinstance(targets, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in targets
+    ):
         raise BadRequest(f"'{key}' must be an engine id or a list of them, found {targets!r}")
     return targets
 
