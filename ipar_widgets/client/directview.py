@@ -138,6 +138,26 @@ class DirectView(View):
             block,
         )
 
+    # -- serializer switches (here and on the engines) ----------------------------------------------
+    def _switch_serializer(self, switch: Callable[[], None]) -> Any:
+        switch()
+        return self.apply(switch)
+
+    def use_cloudpickle(self) -> Any:
+        """Pickle interactive functions with their globals captured by value, in this process
+        and on this view's engines (ipyparallel's ``use_cloudpickle``)."""
+        return self._switch_serializer(serialize.use_cloudpickle)
+
+    def use_dill(self) -> Any:
+        """Same as :meth:`use_cloudpickle`: capture by value is what ipyparallel's
+        ``use_dill`` is for, and cloudpickle provides it (see docs/compatibility.md)."""
+        return self._switch_serializer(serialize.use_dill)
+
+    def use_pickle(self) -> Any:
+        """Back to the default: interactive functions' globals resolve in each engine's
+        namespace, here and on this view's engines."""
+        return self._switch_serializer(serialize.use_pickle)
+
     def run(self, filename: str, targets: Targets = None, block: bool | None = None) -> Any:
         """Run a local Python file's code on the engines."""
         with open(filename) as f:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from traitlets import Bool, Float, HasTraits, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from .. import paths
 from ..error import ClusterError, ClusterNotFound
@@ -72,7 +73,7 @@ def _random_id() -> str:
     )
 
 
-class Cluster(HasTraits):
+class Cluster(LoggingConfigurable):
     """A cluster: one controller and its engines, in an IPython profile.
 
     ``with Cluster(n=4) as rc:`` starts it, connects a Client, and stops everything at the
@@ -225,13 +226,20 @@ class Cluster(HasTraits):
             n,
             self.controller_ip,
             self.profile_dir,
-            list(self.controller_args),
+            list(self.controller_args)
+            + [f"--ControllerApp.engine_args={a}" for a in self._engine_args()],
             self.log_level,
         )
         self._owned = True
         self._data = control.wait_for_cluster_file(
             self._profile_path, self.cluster_id, self._proc, self.controller_timeout
         )
+
+    def _engine_args(self) -> list[str]:
+        for section in ("LocalEngineSetLauncher", "LocalEngineLauncher", "EngineLauncher"):
+            if section in self.config and "engine_args" in self.config[section]:
+                return list(self.config[section]["engine_args"])
+        return []
 
     def start_engines_sync(self, n: int | None = None) -> list[int]:
         """Start ``n`` more engines on this host (they register on their own)."""

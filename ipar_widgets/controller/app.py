@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, observe, validate
 from traitlets.config import Application
 
 from .. import paths
@@ -24,6 +24,9 @@ from .hub import Controller
 from .launcher import LocalLauncher
 
 log = logging.getLogger("ipar_widgets.controller")
+
+
+_IN_MEMORY_DB_NAMES = frozenset({"DictDB", "dict", "memory"})
 
 
 class ControllerApp(Application):
@@ -56,6 +59,18 @@ class ControllerApp(Application):
     heartbeat_period = Float(0.5, help="Seconds between heartbeat pings to each engine.").tag(
         config=True
     )
+    ping = Integer(
+        None,
+        allow_none=True,
+        help="Heartbeat period in milliseconds, as ipyparallel's --ping (HeartMonitor.period); "
+        "when set it overrides heartbeat_period.",
+    ).tag(config=True)
+    db_class = Unicode(
+        "DictDB",
+        help="Where task records are kept. 'DictDB' (also accepted: 'dict', 'memory', and "
+        "ipyparallel's 'ipyparallel.controller.dictdb.DictDB'): in the controller's memory, "
+        "bounded by record_limit and record_size_limit.",
+    ).tag(config=True)
     heartbeat_timeout = Float(
         5.0, help="Seconds without a heartbeat answer after which an engine counts as dead."
     ).tag(config=True)
@@ -119,7 +134,32 @@ class ControllerApp(Application):
         "shared-memory-threshold": "ControllerApp.shared_memory_threshold",
         "log-level": "Application.log_level",
         "engine-log-level": "ControllerApp.engine_log_level",
+        "ping": "ControllerApp.ping",
     }
+    flags = {
+        **Application.flags,
+        "dictdb": (
+            {"ControllerApp": {"db_class": "DictDB"}},
+            "Keep task records in the controller's memory (ipyparallel's --dictdb).",
+        ),
+    }
+
+    @validate("db_class")
+    def _check_db_class(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value.rsplit(".", 1)[-1] in _IN_MEMORY_DB_NAMES:
+            return "DictDB"
+        raise TraitError(
+            f"ControllerApp.db_class: expected one of {sorted(_IN_MEMORY_DB_NAMES)}, found "
+            f"{value!r}; records are kept in memory ('DictDB') in this version"
+        )
+
+    @observe("ping")
+    def _ping_sets_period(self, change: Any) -> None:
+        if change["new"] is not None:
+            if change["new"] <= 0:
+                raise TraitError(f"--ping: expected a positive number of ms, found {change['new']}")
+            self.heartbeat_period = change["new"] / 1000
 
     @default("profile_dir")
     def _default_profile_dir(self) -> str:
