@@ -290,6 +290,26 @@ def test_imap_is_lazy_and_ordered_or_not(rc) -> None:  # type: ignore[no-untyped
     assert unordered == [None, None, None]
 
 
+def test_imap_cancel_stops_reading_the_inputs(rc) -> None:  # type: ignore[no-untyped-def]
+    view = rc.load_balanced_view()
+    read: list[int] = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            read.append(i)
+            yield i
+            i += 1
+
+    it = view.imap(lambda x: x + 100, endless(), max_outstanding=2)
+    assert [next(it) for _ in range(4)] == [100, 101, 102, 103]
+    it.cancel()
+    submitted = len(read)
+    assert it.cancelled and submitted <= 6  # 4 consumed, at most max_outstanding ahead
+    assert list(it) == [100 + i for i in range(4, submitted)]  # the submitted ones finish
+    assert len(read) == submitted and it.ready() and len(it) == submitted
+
+
 def test_sync_imports(rc, capsys) -> None:  # type: ignore[no-untyped-def]
     with rc[:].sync_imports():
         import colorsys  # noqa: F401
