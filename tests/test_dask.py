@@ -81,9 +81,12 @@ def test_a_task_running_in_the_engine_does_not_stall_its_worker(rc) -> None:  # 
 def test_with_a_nanny_the_workers_are_subprocesses_of_the_engines(rc) -> None:  # type: ignore[no-untyped-def]
     import psutil
 
-    dc = rc.become_dask(targets=[2, 3], nanny=True)
+    # ncores: distributed's name before 2.0, which ipyparallel's examples still use
+    dc = rc.become_dask(targets=[2, 3], nanny=True, ncores=3)
     engine_pids = rc[[2, 3]].apply_sync(os.getpid)
     try:
+        info = dc.scheduler_info()["workers"]
+        assert [w["nthreads"] for w in info.values()] == [3, 3]
         pids = set(dc.gather(dc.map(lambda i: __import__("os").getpid(), range(10), pure=False)))
         children = {c.pid for p in engine_pids for c in psutil.Process(p).children(recursive=True)}
         assert pids and pids <= children

@@ -69,6 +69,8 @@ def become_dask(
                 args["host"] = location
         address = client[engine_ids[0]].apply_sync(dask_engine.start_scheduler, args)
     worker_args = dict(worker_args)
+    if "ncores" in worker_args:  # distributed 2.0 renamed it; ipyparallel's examples use it
+        worker_args.setdefault("nthreads", worker_args.pop("ncores"))
     worker_args.setdefault("nthreads", 1)  # an engine is one worker process, one thread
     client[engine_ids].apply_sync(dask_engine.start_worker, address, nanny, worker_args)
     return distributed.Client(address)
