@@ -145,7 +145,11 @@ def test_the_default_backend_uses_the_default_profiles_cluster(make_cluster) -> 
     handle = make_cluster(n=2, profile_name="default")
     ipp.register_joblib_backend()
     with parallel_config(backend="ipyparallel"):
-        pids = Parallel(batch_size=1)(delayed(pid_of)(i) for i in range(6))
+        parallel = Parallel(batch_size=1)
+        pids = parallel(delayed(pid_of)(i) for i in range(6))
+        # the call closed its connection at its end; the next call of the same Parallel
+        # connects again
+        assert parallel(delayed(neg)(i) for i in range(3)) == [0, -1, -2]
     assert set(pids) <= set(handle.rc[:].apply_sync(os.getpid))
     assert handle.cluster._running()  # not ours to stop
 
