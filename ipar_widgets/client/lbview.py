@@ -63,7 +63,7 @@ class LoadBalancedView(View):
         super().set_flags(**kwargs)
 
     def _metadata(self) -> dict[str, Any]:
-        md: dict[str, Any] = {}
+        md: dict[str, Any] = self._label_metadata() or {}
         if self.targets is not None:
             md["targets"] = self.client._build_targets(self.targets)
         if self.retries:
