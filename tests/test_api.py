@@ -21,6 +21,7 @@ IPYPARALLEL_NAMES = {
     "NoEnginesRegistered", "ParallelFunction", "Reference", "RemoteError", "RemoteFunction",
     "TaskAborted", "TaskRejectError", "TaskTimeout", "TimeoutError", "UnmetDependency",
     "ViewExecutor", "depend", "dependent", "interactive", "parallel", "remote", "require",
+    "ClusterManager",
     "use_cloudpickle", "use_dill", "use_pickle", "error", "version_info",
 }  # fmt: skip
 
