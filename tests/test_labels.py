@@ -73,3 +73,15 @@ def test_a_label_json_cannot_carry_is_refused_with_a_clear_error(rc: Any) -> Non
         assert ar.label == [7] * 4
     finally:
         dv.label = None
+
+
+def test_set_flags_returns_the_view_for_one_line_calls(rc: Any) -> None:
+    # ipyparallel's test_label writes view.set_flags(label=...).apply_async(...)
+    lv = rc.load_balanced_view()
+    assert lv.set_flags(label="chained") is lv
+    ar = lv.set_flags(label="chained-2").apply_async(abs, -3)
+    assert ar.get(timeout=30) == 3
+    assert ar.label == "chained-2"
+    dv = rc[:]
+    assert dv.set_flags(block=True) is dv
+    dv.set_flags(block=False, label=None)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["View", "getname"]
 
 R = TypeVar("R", bound=AsyncResult)
+V = TypeVar("V", bound="View")
 
 
 def getname(f: Any) -> str:
@@ -64,8 +65,9 @@ class View:
         self.set_flags(**flags)
 
     # -- flags ------------------------------------------------------------------------------------
-    def set_flags(self, **kwargs: Any) -> None:
-        """Set this view's flags (``block``, ``targets``, ...); unknown names are errors."""
+    def set_flags(self: V, **kwargs: Any) -> V:
+        """Set this view's flags (``block``, ``targets``, ...); unknown names are errors.
+        Returns the view, so ``view.set_flags(label="a").apply_async(f)`` reads as one call."""
         for name, value in kwargs.items():
             if name not in self._flag_names:
                 raise KeyError(
@@ -73,6 +75,7 @@ class View:
                     f"{', '.join(sorted(self._flag_names))}"
                 )
             setattr(self, name, value)
+        return self
 
     @property
     def label(self) -> Any:
