@@ -18,6 +18,7 @@ from .client.metadata import Metadata
 from .client.remotefunction import ParallelFunction, RemoteFunction, parallel, remote
 from .client.view import DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
+from .cluster.manager import ClusterManager
 from .error import (
     AlreadyDisplayedError,
     CompositeError,
@@ -49,6 +50,7 @@ __all__ = [
     "AsyncResult",
     "Client",
     "Cluster",
+    "ClusterManager",
     "CompositeError",
     "Dependency",
     "DependencyTimeout",

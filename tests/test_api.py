@@ -21,7 +21,7 @@ IPYPARALLEL_NAMES = {
     "NoEnginesRegistered", "ParallelFunction", "Reference", "RemoteError", "RemoteFunction",
     "TaskAborted", "TaskRejectError", "TaskTimeout", "TimeoutError", "UnmetDependency",
     "ViewExecutor", "depend", "dependent", "interactive", "parallel", "register_joblib_backend",
-    "remote", "require",
+    "remote", "require", "ClusterManager",
     "use_cloudpickle", "use_dill", "use_pickle", "error", "version_info",
 }  # fmt: skip
 

@@ -24,7 +24,7 @@ import zmq
 from ..error import NoAnswer
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Message, Wire
-from . import frontend
+from . import comms, frontend
 from .asyncresult import AsyncHubResult, AsyncResult, Jobs
 from .connect import find_client_file, load_connection_file
 from .controlplane import Status, address_of, wait_for_engines
@@ -134,6 +134,7 @@ class Client:
         self._engines.update({int(k): str(v) for k, v in reply.content["engines"].items()})
         transport.direct = True  # the answer came: the I/O thread's socket is connected
         frontend.client_activated(self)  # inside IPython: %px for this client
+        comms.relay_engine_comms(self)  # inside a kernel: engines' widgets reach the notebook
 
     # -- engines ----------------------------------------------------------------------------------
     @property

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["LoadBalancedView"]
 
 R = TypeVar("R", bound=AsyncResult)
+V = TypeVar("V", bound="LoadBalancedView")
 
 
 class LoadBalancedView(View):
@@ -46,7 +47,7 @@ class LoadBalancedView(View):
     def __repr__(self) -> str:
         return f"<LoadBalancedView {self.targets if self.targets is not None else 'None'}>"
 
-    def set_flags(self, **kwargs: Any) -> None:
+    def set_flags(self: V, **kwargs: Any) -> V:
         if "retries" in kwargs:
             r = kwargs["retries"]
             if not isinstance(r, int) or isinstance(r, bool) or r < 0:
@@ -58,10 +59,10 @@ class LoadBalancedView(View):
         for key in ("after", "follow"):
             if kwargs.get(key) is not None:
                 as_metadata(kwargs[key])  # raises on a value that is not a dependency
-        super().set_flags(**kwargs)
+        return super().set_flags(**kwargs)
 
     def _metadata(self) -> dict[str, Any]:
-        md: dict[str, Any] = {}
+        md: dict[str, Any] = self._label_metadata() or {}
         if self.targets is not None:
             md["targets"] = self.client._build_targets(self.targets)
         if self.retries:
