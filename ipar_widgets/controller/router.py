@@ -229,6 +229,14 @@ class Router:
         elif not self.send_task(rec, engine):
             self.engine_lost(engine, "its shell socket is not connected")
 
+    def submit_built(
+        self, client: bytes, engine_id: int | None, header: dict[str, Any], signed: list[Frame]
+    ) -> None:
+        """Submit a request the controller built itself (a resubmitted task) as if ``client``
+        had sent it: for engine ``engine_id``, or (None) for the load balancer.  Its reply
+        and outputs go to that client."""
+        self._submit(client, engine_id, header, signed, client)
+
     def unknown_engine(self, engine_id: int) -> str:
         """The error text for a request naming an engine id that is not registered."""
         ids = ", ".join(map(str, self.engines.ids)) or "none"
@@ -309,10 +317,14 @@ class Router:
             rec.status = status if status in FINISHED else ERROR
             rec.started = metadata.get("started")
             rec.completed = metadata.get("completed")
+            rec.received = time.time()
             rec.reply = frames[2:]
-            rec.request = None
             self.segments.release_request(rec)
+            # the record keeps the request (for db_query and resubmit): its content and
+            # buffers count, with the reply's buffers, towards the records' size limit
             nbytes = frames_size(frames[8:]) + self.segments.note_result(rec, metadata)
+            if rec.request is not None:
+                nbytes += frames_size(rec.request[5:])
             self.counts[rec.status] += 1
             reply = frames[2:]
             for receiver in (client, *rec.watchers):
@@ -383,12 +395,14 @@ class Router:
         )
         rec.status = status
         rec.completed = now
+        rec.received = time.time()
         rec.reply = frames
-        rec.request = None
         self.segments.release_request(rec)
         self.counts[status] += 1
         for client in (rec.reply_to, *rec.watchers):
             self.answer(client, frames)
+        if rec.request is not None:  # kept with the record, as for a task that ran
+            self.records.account(rec, frames_size(rec.request[5:]))
         self.balancer.task_finished(rec)
 
     # -- outputs ----------------------------------------------------------------------------------
