@@ -353,6 +353,9 @@ class NoSuchTask(RemoteError, KeyError):
     def __init__(self, evalue: str) -> None:
         RemoteError.__init__(self, "KeyError", evalue, "", {})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (NoSuchTask, (self.evalue,))
+
     def __str__(self) -> str:
         return self.evalue
 
