@@ -502,3 +502,62 @@ def test_purge_results_and_everything(rc) -> None:  # type: ignore[no-untyped-de
     rc[0].apply_sync(lambda: 1)
     rc.purge_everything()
     assert rc.history == [] and rc.metadata == {} and rc.hub_history() == []
+
+
+def test_resubmit_of_a_task_whose_engine_left_is_load_balanced(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=2)
+    rc = handle.rc
+    rc.wait_for_engines(2, timeout=30)
+    ar = rc[1].apply_async(lambda: "ran")
+    ar.get(timeout=10)
+    rc.shutdown(1, block=True)
+    wait_until(lambda: rc.ids == [0], 15, what="engine 1 to leave")
+    again = rc.resubmit(ar)
+    assert again.get(timeout=10) == ["ran"]
+    [rec] = rc.db_query({"msg_id": again.msg_ids[0]}, keys=["queue", "engine_uuid"])
+    assert rec["queue"] == "task"
+    assert again.metadata[0].engine_id == 0
+    assert rec["engine_uuid"] == again.metadata[0].engine_uuid
+
+
+def test_arguments_sent_through_shared_memory_are_not_resubmitted(rc) -> None:  # type: ignore[no-untyped-def]
+    np = pytest.importorskip("numpy")
+    big = np.ones(2 * 1024 * 1024 // 8)  # 2 MiB: past the shared-memory threshold
+    ar = rc[0].apply_async(lambda a: float(a.sum()), big)
+    assert ar.get(timeout=30) == float(len(big))
+    with pytest.raises(error.ControllerRefused) as refused:
+        rc.resubmit(ar)
+    assert str(refused.value) == (
+        f"task {ar.msg_ids[0]!r} cannot be resubmitted: its arguments travelled through shared "
+        "memory, whose files are removed as the task finishes; submit it again instead"
+    )
+
+
+def test_records_past_their_bounds_go_oldest_first(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(
+        n=1,
+        controller_args=[
+            "--ControllerApp.record_limit=10",
+            "--ControllerApp.record_size_limit=500000",
+        ],
+    )
+    rc = handle.rc
+    rc.wait_for_engines(1, timeout=30)
+    # by size: each task's request holds 200 kB; past 500 kB the oldest go, down to 450 kB
+    big = []
+    for _ in range(4):
+        ar = rc[0].apply_async(len, b"x" * 200_000)
+        assert ar.get(timeout=10) == 200_000
+        big.append(ar.msg_ids[0])
+    assert rc.hub_history() == big[2:]
+    assert rc.db_query({"msg_id": {"$in": big}}, keys="msg_id") == [
+        {"msg_id": m} for m in big[2:]
+    ]
+    rc.purge_everything()
+    # by count: past 10 records the oldest finished go, down to 9
+    small = []
+    for i in range(12):
+        ar = rc[0].apply_async(lambda i=i: i)
+        assert ar.get(timeout=10) == i
+        small.append(ar.msg_ids[0])
+    assert rc.hub_history() == small[2:]

@@ -171,7 +171,8 @@ def _resubmit(
         if "shm" in metadata:
             raise BadRequest(
                 f"task {msg_id!r} cannot be resubmitted: its arguments travelled through "
-                "shared memory, which is not kept once a task has been sent; submit it again"
+                "shared memory, whose files are removed as the task finishes; submit it again "
+                "instead"
             )
         new_id = str(uuid.uuid4())
         new_header = {**old_header, "msg_id": new_id, "date": utcnow_iso()}
