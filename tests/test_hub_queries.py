@@ -550,9 +550,7 @@ def test_records_past_their_bounds_go_oldest_first(make_cluster) -> None:  # typ
         assert ar.get(timeout=10) == 200_000
         big.append(ar.msg_ids[0])
     assert rc.hub_history() == big[2:]
-    assert rc.db_query({"msg_id": {"$in": big}}, keys="msg_id") == [
-        {"msg_id": m} for m in big[2:]
-    ]
+    assert rc.db_query({"msg_id": {"$in": big}}, keys="msg_id") == [{"msg_id": m} for m in big[2:]]
     rc.purge_everything()
     # by count: past 10 records the oldest finished go, down to 9
     small = []

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from ..protocol.taskfields import FIELDS
 from ..protocol.wire import Frame, InvalidMessage, parse_date, unpack
 from .records import TaskRecord
 
@@ -57,9 +58,11 @@ class RecordFields:
     def __call__(self, field: str) -> Any:
         """The value of ``field`` (one of :data:`~ipar_widgets.protocol.taskfields.FIELDS`)."""
         cache = self._cache
-        if field not in cache:
-            cache[field] = getattr(self, "_" + field)()
-        return cache[field]
+        try:
+            return cache[field]
+        except KeyError:
+            value = cache[field] = _GETTERS[field](self)
+            return value
 
     def as_dict(self, fields: tuple[str, ...]) -> dict[str, Any]:
         return {f: self(f) for f in fields}
@@ -166,3 +169,9 @@ class RecordFields:
 
     def _error(self) -> Any:
         return self._outputs()["error"]
+
+
+#: field -> the method that computes it (looked up once here, not by name per call)
+_GETTERS: dict[str, Callable[[RecordFields], Any]] = {
+    field: getattr(RecordFields, "_" + field) for field in FIELDS
+}
