@@ -320,16 +320,15 @@ class Router:
             rec.received = time.time()
             rec.reply = frames[2:]
             self.segments.release_request(rec)
-            # the record keeps the request (for db_query and resubmit): its content and
-            # buffers count, with the reply's buffers, towards the records' size limit
             nbytes = frames_size(frames[8:]) + self.segments.note_result(rec, metadata)
-            if rec.request is not None:
-                nbytes += frames_size(rec.request[5:])
             self.counts[rec.status] += 1
             reply = frames[2:]
             for receiver in (client, *rec.watchers):
                 self.answer(receiver, self.segments.reply_for(client_of(receiver), rec, reply))
-            # after sending: culling must know who has yet to map the result's segments
+            # after sending: culling must know who has yet to map the result's segments.  The
+            # record keeps the request (db_query, resubmit): its content and buffers count too.
+            if rec.request is not None:
+                nbytes += frames_size(rec.request[5:])
             self.records.account(rec, nbytes)
         else:  # a late reply (its task failed meanwhile) or one without a record
             reply = self.segments.late_reply(frames[2:], metadata)
