@@ -241,6 +241,14 @@ class Router:
         if engine is None or not self.send(self.engine, [engine.shell, client, *signed]):
             log.info("dropped a comm message for engine %s: %s", engine_id, "not registered")
 
+    def submit_built(
+        self, client: bytes, engine_id: int | None, header: dict[str, Any], signed: list[Frame]
+    ) -> None:
+        """Submit a request the controller built itself (a resubmitted task) as if ``client``
+        had sent it: for engine ``engine_id``, or (None) for the load balancer.  Its reply
+        and outputs go to that client."""
+        self._submit(client, engine_id, header, signed, client)
+
     def unknown_engine(self, engine_id: int) -> str:
         """The error text for a request naming an engine id that is not registered."""
         ids = ", ".join(map(str, self.engines.ids)) or "none"
@@ -321,15 +329,18 @@ class Router:
             rec.status = status if status in FINISHED else ERROR
             rec.started = metadata.get("started")
             rec.completed = metadata.get("completed")
+            rec.received = time.time()
             rec.reply = frames[2:]
-            rec.request = None
             self.segments.release_request(rec)
             nbytes = frames_size(frames[8:]) + self.segments.note_result(rec, metadata)
             self.counts[rec.status] += 1
             reply = frames[2:]
             for receiver in (client, *rec.watchers):
                 self.answer(receiver, self.segments.reply_for(client_of(receiver), rec, reply))
-            # after sending: culling must know who has yet to map the result's segments
+            # after sending: culling must know who has yet to map the result's segments.  The
+            # record keeps the request (db_query, resubmit): its content and buffers count too.
+            if rec.request is not None:
+                nbytes += frames_size(rec.request[5:])
             self.records.account(rec, nbytes)
         else:  # a late reply (its task failed meanwhile) or one without a record
             reply = self.segments.late_reply(frames[2:], metadata)
@@ -395,12 +406,14 @@ class Router:
         )
         rec.status = status
         rec.completed = now
+        rec.received = time.time()
         rec.reply = frames
-        rec.request = None
         self.segments.release_request(rec)
         self.counts[status] += 1
         for client in (rec.reply_to, *rec.watchers):
             self.answer(client, frames)
+        if rec.request is not None:  # kept with the record, as for a task that ran
+            self.records.account(rec, frames_size(rec.request[5:]))
         self.balancer.task_finished(rec)
 
     # -- outputs ----------------------------------------------------------------------------------
