@@ -54,6 +54,10 @@ def test_each_operator_matches_as_in_mongodb() -> None:
     assert matching({"msg_id": {"$in": ["a", "c", "x"]}}, RECORDS) == ["a", "c"]
     assert matching({"msg_id": {"$nin": ["a", "c"]}}, RECORDS) == ["b", "d"]
     assert matching({"submitted": {"$in": [t1.isoformat(), T0]}}, RECORDS) == ["a", "b"]
+    # a string operand tests substrings, as ipyparallel's `value in operand` does
+    assert matching({"engine_uuid": {"$in": "e0e"}}, RECORDS) == ["a", "c"]
+    assert matching({"engine_uuid": {"$nin": "e0"}}, RECORDS) == ["b", "d"]
+    assert parse_query({"msg_id": {"$in": "abc"}}).msg_ids is None
     assert matching({"engine_uuid": "e0", "msg_id": {"$ne": "a"}}, RECORDS) == ["c"]
     # $exists: set (not None) or not; a field a record lacks counts as None
     assert matching({"resubmitted": {"$exists": True}}, RECORDS) == ["d"]
@@ -92,7 +96,10 @@ def test_a_condition_on_msg_id_pins_the_candidates() -> None:
             "to), $eq (equal to), $ne (not equal to), $in (one of a list), $nin (none of a "
             "list), $exists (true: is set, false: is None)",
         ),
-        ({"msg_id": {"$in": "abc"}}, "$in of 'msg_id' takes a list of values, found 'abc'"),
+        (
+            {"msg_id": {"$in": 5}},
+            "$in of 'msg_id' takes a list of values (or a string), found 5",
+        ),
         ({"error": {"$exists": 1}}, "$exists of 'error' takes true or false, found 1"),
         ({"started": {"$lt": None}}, "$lt of 'started' needs a value to compare with, found None"),
         (

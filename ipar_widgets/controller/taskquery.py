@@ -49,10 +49,12 @@ class Condition(NamedTuple):
             return bool(found == value)
         if op == "$ne":
             return bool(found != value)
-        if op == "$in":
-            return found in value
-        if op == "$nin":
-            return found not in value
+        if op in _LISTS:
+            if isinstance(value, str):  # a string operand: a substring test, as Python's `in`
+                inside = isinstance(found, str) and found in value
+            else:
+                inside = found in value
+            return inside if op == "$in" else not inside
         if op == "$exists":
             return (found is not None) is value
         if found is None:
@@ -83,7 +85,7 @@ class Query:
                 continue
             if c.op == "$eq":
                 ids = frozenset([c.value]) if isinstance(c.value, str) else frozenset()
-            elif c.op == "$in":
+            elif c.op == "$in" and not isinstance(c.value, str):
                 ids = frozenset(v for v in c.value if isinstance(v, str))
             else:
                 continue
@@ -127,8 +129,12 @@ def _condition(field: str, op: object, value: Any) -> Condition:
         raise BadQuery(f"unknown operator {op!r} for {field!r}; expected one of: {known}")
     assert isinstance(op, str)
     if op in _LISTS:
+        if isinstance(value, str) and field not in DATE_FIELDS:
+            return Condition(field, op, value)  # ipyparallel evaluates `found in value`
         if not isinstance(value, (list, tuple)):
-            raise BadQuery(f"{op} of {field!r} takes a list of values, found {value!r}")
+            raise BadQuery(
+                f"{op} of {field!r} takes a list of values (or a string), found {value!r}"
+            )
         if field in DATE_FIELDS:
             value = [_date(field, v) for v in value]
         return Condition(field, op, list(value))
