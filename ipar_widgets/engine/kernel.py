@@ -290,6 +290,13 @@ class EngineKernel(IPythonKernel):
             raw_socket=raw_socket,
         )
 
+    def _send_abort_reply(self, stream: Any, msg: dict[str, Any], idents: list[bytes]) -> None:
+        """ipykernel's answer to a cell queued behind one that failed (``stop_on_error``):
+        the same as for any task aborted before it started, so clients raise TaskAborted."""
+        header = msg["header"]
+        reply_type = str(header["msg_type"]).rsplit("_", 1)[0] + "_reply"
+        self._reply_aborted(list(idents), header, reply_type)
+
     # -- apply ---------------------------------------------------------------------------------------
     def _apply(
         self,
