@@ -34,9 +34,9 @@ from .options import (
 from .terminal import TerminalOutputs, TerminalProgress
 from .text import as_remote_error, interrupt_text
 
-#: seconds an interrupted ``--no-stream`` execution waits for the signalled engines to finish
-#: before it shows their output (it returns without showing it if they take longer)
-INTERRUPTED_OUTPUT_WAIT = 1.0
+#: seconds an interrupted execution waits for the engines it signalled to stop (it returns
+#: anyway after that; ``--no-stream`` output is shown only if they stopped)
+INTERRUPTED_WAIT = 1.0
 
 
 def _in_kernel(shell: Any) -> bool:
@@ -316,7 +316,13 @@ class ParallelMagics:
 
     def _interrupted(self, ar: AsyncResult, spec: str | int, groupby: str | None) -> None:
         """Ctrl-C during a blocking execution: signal the engines that still run it (none for
-        signal 0), then, if nothing was streamed, show what the engines printed so far."""
+        signal 0), give them a moment to stop, and, if nothing was streamed, show what they
+        printed.
+
+        The moment matters beyond the output: a cell that stops with an error makes its
+        engine abort the cells already queued behind it, so the next %px sent while the
+        engines are still stopping would be aborted too.
+        """
         print(interrupt_text(spec), file=sys.stderr)
         signum = parse_signal(spec)
         running = unfinished_engines(ar)
@@ -325,9 +331,12 @@ class ParallelMagics:
                 ar.client.send_signal(signum, targets=running)
             except Exception as exc:  # an engine gone, or not answering within its bound
                 print(
-                    f"could not send signal {spec} to engine(s) {running}: {exc}", file=sys.stderr
+                    f"could not send signal {spec} to engine(s) {running}: {exc}",
+                    file=sys.stderr,
                 )
-        if groupby is not None and ar.wait(INTERRUPTED_OUTPUT_WAIT):
+            else:
+                ar.wait(INTERRUPTED_WAIT)
+        if groupby is not None and ar.ready():
             ar.display_outputs(groupby)
 
 
