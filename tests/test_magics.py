@@ -459,7 +459,7 @@ def test_one_engine_raises_its_own_error(shell, px) -> None:  # type: ignore[no-
 def test_noblock_returns_the_asyncresult_and_pxresult_shows_it(shell, px) -> None:  # type: ignore[no-untyped-def]
     n = counts(px)
     ran = run(shell, "%%px --noblock\nimport time; time.sleep(0.5)\nprint('later')\n'done'")
-    assert re.fullmatch(r"Out\[\d+\]: <AsyncResult\(execute\): pending>\n", ran.stdout)
+    assert re.fullmatch(r"Out\[\d+\]: <AsyncResult\(%px\): pending>\n", ran.stdout)
     ar = shell.user_ns["_"]
     assert isinstance(ar, ipp.AsyncResult) and not ar.ready()
     ran = run(shell, "%pxresult")

@@ -143,7 +143,7 @@ def test_one_target_streamed_is_labelled(ran) -> None:  # type: ignore[no-untype
 def test_noblock_returns_the_asyncresult_and_pxresult_shows_it(ran) -> None:  # type: ignore[no-untyped-def]
     [out] = ran.outputs("noblock")
     assert out["output_type"] == "execute_result"
-    assert out["data"]["text/plain"] == "<AsyncResult(execute): pending>"
+    assert out["data"]["text/plain"] == "<AsyncResult(%px): pending>"
     assert plain(ran.outputs("pxresult")) == [
         ("stdout", "".join(f"[stdout:{i}] nb\n" for i in range(4)), None),
     ] + [("display_data", f"Out[{i}:{3 + (i == 1)}]: 5", None) for i in range(4)]

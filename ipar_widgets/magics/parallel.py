@@ -240,6 +240,7 @@ class ParallelMagics:
                 ar: AsyncResult = view.execute(code, silent=False, targets=targets, block=False)
             except (NoEnginesRegistered, IndexError) as exc:
                 raise UsageError(str(exc)) from None  # no engines, or no such engine
+            ar.name = "%px"  # <AsyncResult(%px): pending>, as ipyparallel shows it
             self.last_result = ar
             if save_name:
                 self.shell.user_ns[save_name] = ar
