@@ -18,6 +18,7 @@ from .client.metadata import Metadata
 from .client.remotefunction import ParallelFunction, RemoteFunction, parallel, remote
 from .client.view import DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
+from .cluster.manager import ClusterManager
 from .error import (
     AlreadyDisplayedError,
     CompositeError,
@@ -49,6 +50,7 @@ __all__ = [
     "AsyncResult",
     "Client",
     "Cluster",
+    "ClusterManager",
     "CompositeError",
     "Dependency",
     "DependencyTimeout",
@@ -78,6 +80,7 @@ __all__ = [
     "error",
     "interactive",
     "parallel",
+    "register_joblib_backend",
     "remote",
     "require",
     "use_cloudpickle",
@@ -85,6 +88,15 @@ __all__ = [
     "use_pickle",
     "version_info",
 ]
+
+
+def register_joblib_backend(name: str = "ipyparallel", make_default: bool = False) -> None:
+    """Make ``joblib.Parallel(backend=name)`` run on the default cluster's engines (the running
+    cluster of the default profile, or a new local one); also registered as
+    ``'ipar_widgets'``.  Needs joblib; see :mod:`ipar_widgets.joblib`."""
+    from .client.optional import require
+
+    require("ipar_widgets.joblib", "the joblib backend", "joblib").register(name, make_default)
 
 
 def load_ipython_extension(ip: Any) -> None:

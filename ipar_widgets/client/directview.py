@@ -52,9 +52,10 @@ class DirectView(View):
         msg_ids: list[str] = []
         messages: list[list[Frame]] = []
         notes: list[Submitted] = []
+        md = self._label_metadata()
         for engine_id, msg_type, content, buffers in tasks:
             msg_id, frames, note = submitter.build(
-                direct_route(engine_id), msg_type, content, buffers, engine_id=engine_id
+                direct_route(engine_id), msg_type, content, buffers, md, engine_id=engine_id
             )
             msg_ids.append(msg_id)
             messages.append(frames)
@@ -121,9 +122,19 @@ class DirectView(View):
 
     # -- code ------------------------------------------------------------------------------------
     def execute(
-        self, code: str, silent: bool = True, targets: Targets = None, block: bool | None = None
+        self,
+        code: str,
+        silent: bool = True,
+        targets: Targets = None,
+        block: bool | None = None,
+        label: Any = None,
     ) -> Any:
-        """Run ``code`` on the engines as an IPython cell (magics, display, tracebacks)."""
+        """Run ``code`` on the engines as an IPython cell (magics, display, tracebacks);
+        ``label=`` names the tasks (default: the view's ``label`` flag)."""
+        with self._labelled(label):
+            return self._execute(code, silent, targets, block)
+
+    def _execute(self, code: str, silent: bool, targets: Targets, block: bool | None) -> Any:
         ids, single = self._target_list(targets)
         content = {
             "code": code,
@@ -160,11 +171,13 @@ class DirectView(View):
         namespace, here and on this view's engines."""
         return self._switch_serializer(serialize.use_pickle)
 
-    def run(self, filename: str, targets: Targets = None, block: bool | None = None) -> Any:
+    def run(
+        self, filename: str, targets: Targets = None, block: bool | None = None, label: Any = None
+    ) -> Any:
         """Run a local Python file's code on the engines."""
         with open(filename) as f:
             code = f.read()
-        return self.execute(code, targets=targets, block=block)
+        return self.execute(code, targets=targets, block=block, label=label)
 
     # -- data -------------------------------------------------------------------------------------
     def push(

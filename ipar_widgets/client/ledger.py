@@ -90,6 +90,8 @@ class TaskLedger:
             for key in ("after", "follow"):
                 if extra.get(key):
                     md[key] = extra[key]
+            if "label" in extra:
+                md["label"] = extra["label"]
         self.outstanding.add(note.msg_id)
         self.history.append(note.msg_id)
 

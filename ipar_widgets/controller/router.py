@@ -50,6 +50,8 @@ from .segments import SegmentKeeper
 log = logging.getLogger("ipar_widgets.controller")
 
 TASK_TYPES = frozenset({"apply_request", "execute_request"})
+#: Jupyter comm messages from a notebook to an engine's widgets: passed to its shell, no record
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 REPLY_TYPES = {"apply_request": "apply_reply", "execute_request": "execute_reply"}
 
 #: a registration request from an engine's shell socket: (identity, header, content)
@@ -208,6 +210,9 @@ class Router:
     ) -> None:
         """A task for engine ``engine_id``, or (None) for the load balancer."""
         msg_type = header["msg_type"]
+        if msg_type in COMM_TYPES and engine_id is not None:
+            self._forward_comm(client, engine_id, signed)
+            return
         if msg_type not in TASK_TYPES:
             raise InvalidMessage(f"expected apply_request or execute_request, found {msg_type!r}")
         msg_id = header["msg_id"]
@@ -228,6 +233,13 @@ class Router:
             self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
         elif not self.send_task(rec, engine):
             self.engine_lost(engine, "its shell socket is not connected")
+
+    def _forward_comm(self, client: bytes, engine_id: int, signed: list[Frame]) -> None:
+        """A notebook's answer to an engine's widget (a click...): to the engine's shell, in
+        order with its tasks.  Nobody waits for a reply; for a gone engine it is dropped."""
+        engine = self.engines.by_id.get(engine_id)
+        if engine is None or not self.send(self.engine, [engine.shell, client, *signed]):
+            log.info("dropped a comm message for engine %s: %s", engine_id, "not registered")
 
     def unknown_engine(self, engine_id: int) -> str:
         """The error text for a request naming an engine id that is not registered."""
