@@ -24,6 +24,9 @@ def test_ids_views_and_targets(rc) -> None:  # type: ignore[no-untyped-def]
     assert rc[::2].targets == [0, 2]
     assert rc[-1].targets == 3
     assert rc.direct_view().targets == "all"
+    # anything but 'all' is resolved at once, as in ipyparallel: -1 is the last engine's id
+    assert rc.direct_view(-1).targets == 3
+    assert rc.direct_view(slice(1, None)).targets == [1, 2, 3]
     assert rc.load_balanced_view([1, 2]).targets == [1, 2]
     assert [v.targets for v in rc] == [0, 1, 2, 3]
     with pytest.raises(
@@ -262,6 +265,31 @@ def test_a_blocking_call_receives_its_reply_on_its_own_thread(rc) -> None:  # ty
     assert handled_by == [me, me, me, me, me, me, "ipar-client-io"]
     assert waiter_identity(rc) == rc._transport.identity + b"/w1"
     assert not rc._transport._waiters[threading.get_ident()].busy
+
+
+def test_a_blocking_call_never_overtakes_the_threads_unanswered_one(rc) -> None:  # type: ignore[no-untyped-def]
+    # the waiter is a connection of its own: while this thread's last non-blocking task is
+    # unanswered, a blocking call goes the shared way, behind it (same engine, same order)
+    handled_by: list[str] = []
+    on_reply = rc._dispatch.on_reply
+
+    def spy(frames):  # type: ignore[no-untyped-def]
+        handled_by.append(threading.current_thread().name)
+        return on_reply(frames)
+
+    view = rc[1]
+    view.execute("x = 0", block=True)
+    rc._dispatch.on_reply = rc._transport._on_reply = spy
+    try:
+        slow = view.execute("import time; time.sleep(0.3); x = 1", block=False)
+        assert view.pull("x", block=True) == 1
+        assert slow.ready()
+        assert view.pull("x", block=True) == 1  # nothing unanswered: the waiter again
+    finally:
+        del rc._dispatch.on_reply
+        rc._transport._on_reply = rc._dispatch.on_reply
+    me = threading.current_thread().name
+    assert handled_by == ["ipar-client-io", "ipar-client-io", me]
 
 
 def test_outputs_are_complete_when_a_blocking_call_returns(rc) -> None:  # type: ignore[no-untyped-def]

@@ -233,6 +233,36 @@ def test_view_activate_with_a_suffix_adds_a_second_set(shell, px) -> None:  # ty
         _registry[shell].pop("_even", None)
 
 
+def test_activate_resolves_a_negative_id_and_starts_from_the_defaults(shell, px) -> None:  # type: ignore[no-untyped-def]
+    view = px.activate(-1, "_last")
+    try:
+        assert (view.targets, view.block) == (3, True)
+        run(shell, "%pxconfig_last --verbose --no-stream")
+        magics = _registry[shell]["_last"]
+        assert (magics.verbose, magics.stream) == (True, False)
+        ran = run(shell, "%px_last print('last')")
+        assert ran.stdout == "Parallel execution on engine(s): 3\nlast\n"
+        # as in ipyparallel, activating again (any view) forgets what %pxconfig set
+        again = px[-1:]
+        again.block = True
+        again.activate("_last")
+        magics = _registry[shell]["_last"]
+        assert (magics.verbose, magics.stream, magics.view.targets) == (False, True, [3])
+        assert run(shell, "%px_last print('again')").stdout == "[stdout:3] again\n"
+    finally:
+        _registry[shell].pop("_last", None)
+
+
+def test_activate_keeps_a_running_autopx(shell, px) -> None:  # type: ignore[no-untyped-def]
+    assert run(shell, "%autopx").stdout == "%autopx enabled\n"
+    try:
+        px.activate([0, 1])
+        ran = run(shell, "print('still on the engines')")
+        assert sections(ran.stdout) == [f"[stdout:{i}] still on the engines\n" for i in (0, 1)]
+    finally:
+        assert run(shell, "%autopx").stdout == "%autopx disabled\n"
+
+
 # -- output formats -----------------------------------------------------------------------------------
 
 
@@ -327,13 +357,18 @@ def test_streamed_displays_and_images_are_republished_with_their_engine(shell, p
     assert all("image/png" in o for o in ran.outputs)
 
 
-def test_single_target_output_is_not_labelled(shell, px) -> None:  # type: ignore[no-untyped-def]
+def test_one_engine_is_labelled_when_streamed_and_not_at_the_end(shell, px) -> None:  # type: ignore[no-untyped-def]
+    # as ipyparallel: streamed output always carries its engine; shown at the end, the output
+    # of one engine (an int target) is that engine's alone
     n = counts(px)[1]
-    for stream in ("--stream", "--no-stream"):
-        ran = run(shell, f"%%px --targets 1 {stream}\nprint('only one')\n1")
-        assert ran.stdout == "only one\n"
-        assert ran.texts == [f"Out[1:{n}]: 1"]
-        n += 1
+    ran = run(shell, "%%px --targets 1 --stream\nprint('only one')\n1")
+    assert ran.stdout == "[stdout:1] only one\n"
+    assert ran.texts == [f"Out[1:{n}]: 1"]
+    ran = run(shell, "%%px --targets 1 --no-stream\nprint('only one')\n1")
+    assert ran.stdout == "only one\n"
+    assert ran.texts == [f"Out[1:{n + 1}]: 1"]
+    ran = run(shell, "%%px --targets [1] --no-stream\nprint('a list of one')")
+    assert ran.stdout == "[stdout:1] a list of one\n"
 
 
 @pytest.mark.parametrize(
@@ -351,7 +386,7 @@ def test_single_target_output_is_not_labelled(shell, px) -> None:  # type: ignor
 )
 def test_targets(shell, px, targets, engines) -> None:  # type: ignore[no-untyped-def]
     ran = run(shell, f"%%px --no-stream --targets {targets}\nprint('here')")
-    if len(engines) == 1 and targets != "all":
+    if len(engines) == 1 and targets in ("2", "-1"):
         assert ran.stdout == "here\n"
         assert px.metadata[_registry[shell][""].last_result.msg_ids[0]]["engine_id"] == engines[0]
     else:
@@ -401,14 +436,21 @@ def test_errors_at_the_end_show_each_engine_then_a_count(shell, px, monkeypatch)
     assert isinstance(ran.error, ipp.CompositeError)
 
 
-def test_one_engine_one_error(shell, px) -> None:  # type: ignore[no-untyped-def]
+def test_one_engine_raises_its_own_error(shell, px) -> None:  # type: ignore[no-untyped-def]
+    # streamed, its traceback comes as it happens (stderr); then, as in ipyparallel, the cell
+    # raises the engine's RemoteError itself, which IPython shows in full
     ran = run(shell, "%%px --targets 2\nraise ValueError('bad value')")
     err = ANSI.sub("", ran.stderr)
     assert err.startswith("[2:execute]\n") and err.endswith("ValueError: bad value\n")
-    assert ran.stdout == "1 error\n"
-    ran = run(shell, "%%px --targets 2 --no-stream\nraise ValueError('bad value')")
     out = ANSI.sub("", ran.stdout)
     assert out.startswith("[2:execute]\n") and out.endswith("ValueError: bad value\n")
+    assert type(ran.error) is ipp.RemoteError
+    assert (ran.error.ename, ran.error.engine_id) == ("ValueError", 2)
+    ran = run(shell, "%%px --targets 2 --no-stream\nraise ValueError('bad value')")
+    assert ran.stderr == ""
+    out = ANSI.sub("", ran.stdout)
+    assert out.startswith("[2:execute]\n") and out.endswith("ValueError: bad value\n")
+    assert type(ran.error) is ipp.RemoteError
 
 
 # -- blocking, results, config -------------------------------------------------------------------------
@@ -417,7 +459,7 @@ def test_one_engine_one_error(shell, px) -> None:  # type: ignore[no-untyped-def
 def test_noblock_returns_the_asyncresult_and_pxresult_shows_it(shell, px) -> None:  # type: ignore[no-untyped-def]
     n = counts(px)
     ran = run(shell, "%%px --noblock\nimport time; time.sleep(0.5)\nprint('later')\n'done'")
-    assert re.fullmatch(r"Out\[\d+\]: <AsyncResult\(execute\): pending>\n", ran.stdout)
+    assert re.fullmatch(r"Out\[\d+\]: <AsyncResult\(%px\): pending>\n", ran.stdout)
     ar = shell.user_ns["_"]
     assert isinstance(ar, ipp.AsyncResult) and not ar.ready()
     ran = run(shell, "%pxresult")
@@ -468,16 +510,17 @@ def test_pxconfig_sets_the_defaults(shell, px) -> None:  # type: ignore[no-untyp
         "%pxconfig --noblock --targets ::2 --verbose --no-stream -e "
         "--progress-after -1 --signal-on-interrupt TERM",
     )
-    assert (magics.view.block, magics.view.targets) == (False, slice(None, None, 2))
+    # a slice is taken of the engines there are now, as in ipyparallel
+    assert (magics.view.block, magics.view.targets) == (False, [0, 2])
     assert (magics.verbose, magics.stream, magics.groupby) == (True, False, "engine")
-    assert (magics.progress_after, magics.signal_on_interrupt) == (-1, signal.SIGTERM)
+    assert (magics.progress_after, magics.signal_on_interrupt) == (-1, "TERM")
     ran = run(shell, "%px print('cfg')")
     assert ran.stdout.startswith("Async parallel execution on engine(s): [0, 2]\nOut[")
     run(shell, "%pxconfig --block --no-verbose --targets all --signal-on-interrupt 2")
     ran = run(shell, "%px print('cfg'); 5")
     assert ran.stdout == "".join(f"[stdout:{i}] cfg\n[output:{i}]\n" for i in range(4))
     assert [t.split(": ")[1] for t in ran.texts] == ["5"] * 4
-    assert magics.signal_on_interrupt == signal.SIGINT
+    assert magics.signal_on_interrupt == 2
     ran = run(shell, "%pxconfig --signal-on-interrupt SIGNOPE")
     assert ran.stderr.startswith("UsageError: --signal-on-interrupt 'SIGNOPE': expected")
 
@@ -506,26 +549,136 @@ def test_autopx_sends_every_cell_until_called_again(shell, px) -> None:  # type:
     assert ran.stdout == "local again\n"
 
 
+def test_autopx_blocking_shows_an_engine_error_and_goes_on(shell, px) -> None:  # type: ignore[no-untyped-def]
+    view = px[3]
+    view.block = True
+    view.activate()  # one engine: its error is raised, and IPython shows it
+    assert run(shell, "%autopx").stdout == "%autopx enabled\n"
+    try:
+        run(shell, "b = 12345\nc = 0")
+        ran = run(shell, "b / c")
+        assert "ZeroDivisionError: division by zero" in ANSI.sub("", ran.stdout)
+        assert type(ran.error) is ipp.RemoteError
+        ran = run(shell, "b * 2")
+        assert re.fullmatch(r"Out\[3:\d+\]: 24690\n", ran.texts[0] + "\n"), ran.texts
+    finally:
+        assert run(shell, "%autopx").stdout == "%autopx disabled\n"
+    assert view["b"] == 12345
+
+
+def test_autopx_nonblocking_shows_nothing_and_an_error_aborts_the_queued_cells(shell, px) -> None:  # type: ignore[no-untyped-def]
+    view = px[3]
+    view.activate()
+    view.block = False
+    ran = [run(shell, "%autopx")]
+    try:
+        for cell in ("a = 5\nb = 10\nc = 0", "import time; time.sleep(0.5)", "b / c", "b *= 2"):
+            ran.append(run(shell, cell))
+    finally:
+        ran.append(run(shell, "%autopx"))
+    # no Out[...] for the AsyncResults (%pxresult has the last one), no error here
+    assert "".join(r.stdout for r in ran) == "%autopx enabled\n%autopx disabled\n"
+    last = _registry[shell][""].last_result
+    assert last.wait(10)
+    # as ipykernel (and so ipyparallel) does: the cell queued behind the failed one is aborted
+    with pytest.raises(ipp.TaskAborted):
+        last.get()
+    assert view.pull("b", block=True) == 10
+
+
+def test_execute_aborts_queued_cells_after_a_non_silent_error_only(px) -> None:  # type: ignore[no-untyped-def]
+    view = px[2]
+    # silent (view.execute's default): cells are independent
+    ars = [
+        view.execute(code, block=False) for code in ("import time; time.sleep(0.3)", "1/0", "x = 1")
+    ]
+    assert ars[2].get(timeout=10).status == "ok"
+    # not silent (what %px sends): an error aborts what was queued behind it, as ipykernel does
+    ars = [
+        view.execute(code, silent=False, block=False)
+        for code in ("import time; time.sleep(0.3)", "1/0", "x = 2")
+    ]
+    with pytest.raises(ipp.TaskAborted, match="was aborted before it started"):
+        ars[2].get(timeout=10)
+    assert ars[2].metadata["status"] == "aborted" and ars[2].metadata["engine_id"] == 2
+    assert view["x"] == 1
+    assert view.execute("x = 3", silent=False).get().status == "ok"  # later cells run again
+
+
+def test_a_blocking_call_never_overtakes_a_non_blocking_px(shell, px) -> None:  # type: ignore[no-untyped-def]
+    view = px[-1:]
+    view.activate()
+    view.block = False
+    for i in range(30):
+        shell.run_line_magic("px", f"a = {i}")
+        assert view["a"] == [i]
+
+
 # -- interrupting --------------------------------------------------------------------------------------
 
 
-def test_keyboard_interrupt_signals_the_engines_and_says_so(shell, px) -> None:  # type: ignore[no-untyped-def]
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+def interrupted(shell: InteractiveShell, cell: str, after: float = 1.0) -> Ran:
+    """Run ``cell`` and press Ctrl-C ``after`` seconds in (a SIGINT to this process)."""
+    timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGINT))
     tic = time.monotonic()
     timer.start()
     try:
-        ran = run(shell, "%%px\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+        ran = run(shell, cell)
     finally:
         timer.cancel()
     assert time.monotonic() - tic < 10
-    assert sections(ran.stdout.split("KeyboardInterrupt")[0]) == [
-        f"[stdout:{i}] sleeping\n" for i in range(4)
-    ]
-    assert ran.stdout.endswith("KeyboardInterrupt: sent SIGINT to engine(s) 0, 1, 2, 3\n")
-    assert isinstance(ran.error, KeyboardInterrupt)
+    return ran
+
+
+def test_keyboard_interrupt_signals_the_engines_says_so_and_returns(shell, px) -> None:  # type: ignore[no-untyped-def]
+    ran = interrupted(shell, "%%px\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    assert sections(ran.stdout) == [f"[stdout:{i}] sleeping\n" for i in range(4)]
+    # ipyparallel's line; the cell ends normally (a notebook's "run all" goes on)
+    assert ran.stderr == "Received Keyboard Interrupt. Sending signal SIGINT to engines...\n"
+    assert ran.error is None
     ar = _registry[shell][""].last_result
     assert ar.wait(10), "the engines did not stop"
     assert [e.ename for e in ar.get(return_exceptions=True)] == ["KeyboardInterrupt"] * 4
+
+
+@pytest.mark.parametrize("flag", ["--signal-on-interrupt 2", "--signal-on-interrupt SIGINT"])
+def test_signal_on_interrupt_is_named_as_given(shell, px, flag) -> None:  # type: ignore[no-untyped-def]
+    ran = interrupted(shell, f"%%px --targets 0 {flag}\nimport time\ntime.sleep(60)")
+    spec = flag.split()[1]
+    assert ran.stderr == f"Received Keyboard Interrupt. Sending signal {spec} to engines...\n"
+    ar = _registry[shell][""].last_result
+    assert ar.wait(10) and ar.get(return_exceptions=True).ename == "KeyboardInterrupt"
+
+
+def test_signal_0_leaves_the_engines_running_and_no_stream_shows_what_came(shell, px) -> None:  # type: ignore[no-untyped-def]
+    ran = interrupted(
+        shell,
+        "%%px --targets [0,1] --no-stream --signal-on-interrupt 0\n"
+        "import time\nprint('started')\ntime.sleep(2)\nprint('finished')",
+        after=0.5,
+    )
+    assert ran.stderr == "Received Keyboard Interrupt. Sending signal 0 to engines...\n"
+    assert ran.stdout == ""  # the engines were still running a second later: nothing shown
+    ar = _registry[shell][""].last_result
+    assert ar.wait(10)
+    assert [r.stdout for r in ar.get()] == ["started\nfinished\n"] * 2
+
+
+def test_interrupted_no_stream_shows_the_output_of_the_stopped_engines(shell, px) -> None:  # type: ignore[no-untyped-def]
+    ran = interrupted(
+        shell, "%%px --no-stream --targets [2,3]\nprint('before')\nimport time; time.sleep(60)"
+    )
+    assert ran.stderr == "Received Keyboard Interrupt. Sending signal SIGINT to engines...\n"
+    assert ran.stdout == "[stdout:2] before\n[stdout:3] before\n"
+    assert ran.error is None
+
+
+def test_pxconfig_signal_on_interrupt_is_the_default(shell, px) -> None:  # type: ignore[no-untyped-def]
+    run(shell, "%pxconfig --signal-on-interrupt 0")
+    ran = interrupted(shell, "%%px --targets 1\nimport time\ntime.sleep(1.5)\n'done'", after=0.5)
+    assert ran.stderr == "Received Keyboard Interrupt. Sending signal 0 to engines...\n"
+    ar = _registry[shell][""].last_result
+    assert ar.wait(10) and ar.get().data["text/plain"] == "'done'"
 
 
 def test_noninteractive_environment_turns_streaming_off(shell, px, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -546,7 +699,6 @@ def test_block_text_matches_the_layout_shown_at_the_end() -> None:
     runs = [("stdout", "a\n"), ("stderr", "warn\n"), ("stdout", "b\nc\n")]
     assert block_text(3, runs) == "[stdout:3] a\n[stderr:3] warn\n[stdout:3]\nb\nc\n"
     assert block_text(3, [("stdout", "no newline")]) == "[stdout:3] no newline"
-    assert block_text(3, [("stdout", "x\n"), ("stderr", "y\n")], labelled=False) == "x\ny\n"
     assert block_text(0, [("stdout", " 10%\r 50%\r100%\nnext\r\n")]) == "[stdout:0]\n100%\nnext\n"
 
 

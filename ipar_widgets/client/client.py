@@ -173,12 +173,17 @@ class Client:
             yield self[engine_id]
 
     def direct_view(self, targets: Targets = "all", **kwargs: Any) -> DirectView:
-        """A DirectView on ``targets``; 'all' follows engines as they come and go."""
+        """A DirectView on ``targets``; 'all' follows engines as they come and go.
+
+        Anything else is resolved now against the registered engines, as in ipyparallel: an
+        id (``-1`` is the last engine) stays one id, a slice or list becomes a list of ids.
+        """
         from .view import DirectView
 
-        if targets != "all" and targets is not None and not isinstance(targets, int):
-            targets = self._build_targets(targets)
-        return DirectView(self, "all" if targets is None else targets, **kwargs)
+        if targets is None or targets == "all":
+            return DirectView(self, "all", **kwargs)
+        ids = self._build_targets(targets)
+        return DirectView(self, ids[0] if isinstance(targets, int) else ids, **kwargs)
 
     def executor(self, targets: Targets = None) -> ViewExecutor:
         """A :class:`concurrent.futures.Executor` that load-balances over ``targets``

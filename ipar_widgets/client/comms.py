@@ -15,6 +15,7 @@ message's content and metadata; binary buffers of engine-side comm messages are 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 def _host_kernel() -> Any:
     """The IPython kernel this process is, or None (no IPython, or not a kernel)."""
+    if "IPython" not in sys.modules:
+        return None  # a kernel has imported it: a script's client must not pay for importing it
     try:
         from IPython import get_ipython
     except ImportError:

@@ -142,7 +142,9 @@ class DirectView(View):
             "store_history": not silent,
             "user_expressions": {},
             "allow_stdin": False,
-            "stop_on_error": False,  # tasks are independent: an error must not abort later cells
+            # as ipykernel's default: an error in a cell that is not silent (%px) aborts the
+            # cells already queued on that engine, as with ipyparallel; silent ones never do
+            "stop_on_error": True,
         }
         return self._finish(
             lambda: self._send_to_engines(ids, "execute_request", content, [], "execute", single),

@@ -127,8 +127,13 @@ class ArrivalLog:
 
     @property
     def name(self) -> str:
-        """The name of the function the tasks run."""
+        """The name of the function the tasks run (what the repr and errors show)."""
         return self._fname
+
+    @name.setter
+    def name(self, value: str) -> None:
+        # %px names its executions "%px", as ipyparallel's reprs do: <AsyncResult(%px): ...>
+        self._fname = value
 
     @property
     def task_metadata(self) -> list[Metadata]:

@@ -107,6 +107,8 @@ class Submitter:
             return ar
         for note in notes:
             ledger.submitted(note)
+        if notes:
+            self._thread_state.last_shared = notes[-1].msg_id
         ar = make_result()
         self.transport.send_many(messages, on_sent=ar._set_sent)
         return ar
@@ -115,8 +117,16 @@ class Submitter:
     def _waiting_here(self) -> bool:
         """Whether tasks sent now go to this thread's waiter: the first ones sent inside
         ``waiting()``, once the I/O thread's connection is up."""
-        claims = getattr(self._thread_state, "claims", None)
-        return claims is not None and not claims and self.transport.direct
+        state = self._thread_state
+        claims = getattr(state, "claims", None)
+        if claims is None or claims or not self.transport.direct:
+            return False
+        # Tasks to one engine run in the order they were sent, but the waiter is a connection
+        # of its own: it could overtake this thread's last task on the shared socket (a
+        # non-blocking `%px a=10`, then `view["a"]`).  Once that task is answered it has
+        # certainly arrived, and so has everything sent before it on that socket.
+        last = getattr(state, "last_shared", None)
+        return last is None or last not in self.ledger.outstanding
 
     def _send_waited(self, messages: list[list[Frame]]) -> zmq.Socket[bytes]:
         sock = self.transport.begin_wait()

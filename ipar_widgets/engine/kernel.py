@@ -49,6 +49,8 @@ _POLLOUT = int(zmq.POLLOUT)
 
 #: a received message: bytes up to its content part, zmq Frames after (see recv_frames)
 ReceivedFrames = list[bytes | zmq.Frame]
+#: ipykernel's marker message that ends the aborting of queued requests (see _abort_queues)
+_STOP_ABORTING = b"stop aborting"
 
 
 class ShellStream(ZMQStream):
@@ -200,12 +202,15 @@ class EngineKernel(IPythonKernel):
             if header.get("msg_type") == "apply_request":
                 self._apply(idents, msg, delim, header, raw_socket=True)
                 return True
-        self._in_flight += 1
         # ipykernel reads a message received with copy=False: zmq Frames, not bytes
-        msg = [zmq.Frame(part) if isinstance(part, bytes) else part for part in msg]
+        self._queue_for_ipykernel([zmq.Frame(p) if isinstance(p, bytes) else p for p in msg])
+        return False
+
+    def _queue_for_ipykernel(self, msg: list[zmq.Frame]) -> None:
+        """Hand a message to ipykernel's path: it runs after those queued before it."""
+        self._in_flight += 1
         future = asyncio.ensure_future(self._ipykernel_shell_handler(msg))
         future.add_done_callback(self._async_done)
-        return False
 
     def _async_done(self, future: asyncio.Future[None]) -> None:
         self._in_flight -= 1
@@ -220,6 +225,9 @@ class EngineKernel(IPythonKernel):
         *,
         concurrent: bool = False,
     ) -> None:
+        if len(msg) == 1 and isinstance(msg[0], zmq.Frame) and msg[0].bytes == _STOP_ABORTING:
+            await super().dispatch_shell(msg, subshell_id, concurrent=concurrent)
+            return
         try:
             idents, delim = split_routing(msg)
             header = unpack(msg[delim + 2]) if len(msg) > delim + 2 else {}
@@ -303,6 +311,29 @@ class EngineKernel(IPythonKernel):
             },
             raw_socket=raw_socket,
         )
+
+    def _abort_queues(self, subshell_id: str | None = None) -> None:
+        """After a cell failed (``stop_on_error``): abort the requests already queued behind
+        it, and only those.
+
+        ipykernel (without subshells) stops aborting at the next turn of its event loop, so
+        a request arriving a few milliseconds after the error reply (the next cell of a
+        notebook's "run all") was sometimes aborted and sometimes not.  Here ipykernel's own
+        "stop aborting" marker joins the queue behind the requests already received, as
+        ipykernel does with subshells: those are aborted, whatever comes later runs.
+        """
+        self._aborting = True
+        stream = self.shell_stream
+        if stream is not None:
+            stream.flush()  # what has arrived joins the queue now, in order
+        self._queue_for_ipykernel([zmq.Frame(_STOP_ABORTING)])
+
+    def _send_abort_reply(self, stream: Any, msg: dict[str, Any], idents: list[bytes]) -> None:
+        """ipykernel's answer to a cell queued behind one that failed (``stop_on_error``):
+        the same as for any task aborted before it started, so clients raise TaskAborted."""
+        header = msg["header"]
+        reply_type = str(header["msg_type"]).rsplit("_", 1)[0] + "_reply"
+        self._reply_aborted(list(idents), header, reply_type)
 
     # -- apply ---------------------------------------------------------------------------------------
     def _apply(

@@ -42,12 +42,20 @@ def _shell() -> Any:
 def _install(shell: Any, view: DirectView | None, suffix: str) -> ParallelMagics:
     from .parallel import ParallelMagics
 
-    magics = _registry.setdefault(shell, {}).get(suffix)
-    if magics is None:
+    by_suffix = _registry.setdefault(shell, {})
+    old = by_suffix.get(suffix)
+    if old is not None and (view is None or old._view is None):
+        # %load_ext's magics, waiting for a view: they take this one, with any settings made
+        if view is not None:
+            old.bind(view)
+        magics = old
+    else:
+        # activating a view starts from the defaults, as in ipyparallel (a %pxconfig made
+        # for the previous view does not carry over); a running %autopx does
         magics = ParallelMagics(shell, view, suffix)
-        _registry[shell][suffix] = magics
-    elif view is not None:
-        magics.bind(view)  # keeps %pxconfig settings, the last result and %autopx
+        if old is not None:
+            magics._autopx = old._autopx
+        by_suffix[suffix] = magics
     magics.register()
     return magics
 

@@ -73,8 +73,8 @@ class KernelOutputs(LiveOutputs):
     to keep the order), not per message; while the cell runs, a huge block shows its tail.
     """
 
-    def __init__(self, shell: Any, labelled: bool) -> None:
-        super().__init__(labelled)
+    def __init__(self, shell: Any) -> None:
+        super().__init__()
         self._shell = shell
         key = uuid.uuid4().hex[:12]
         self._blocks = _Slots(shell, f"px-{key}-stream")
@@ -97,7 +97,7 @@ class KernelOutputs(LiveOutputs):
 
     def _render(self, engine_ids: Any, live: bool = True) -> None:
         for engine_id in sorted(engine_ids):
-            text = block_text(engine_id, self._runs[engine_id], self.labelled)
+            text = block_text(engine_id, self._runs[engine_id])
             if live:
                 text = tail(text, LIVE_TEXT_LIMIT)
             self._blocks.set(engine_id, ({"text/plain": text}, {"engine": engine_id}))
@@ -110,7 +110,7 @@ class KernelOutputs(LiveOutputs):
         display_id = (content.get("transient") or {}).get("display_id")
         if update and not display_id:
             return
-        if not update and self.labelled:
+        if not update:
             sys.stdout.write(f"[output:{engine_id}]\n")
         # the engine's display id, kept apart per engine, so its later updates land here
         transient = {"display_id": f"engine{engine_id}-{display_id}"} if display_id else None

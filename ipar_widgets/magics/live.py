@@ -1,5 +1,4 @@
-"""Waiting for a blocking %px: shows outputs as they arrive and a progress line, and turns
-Ctrl-C into a signal to the engines.
+"""Waiting for a blocking %px: shows outputs as they arrive, and a progress line.
 
 The client's I/O thread only queues what arrives (:class:`OutputFeed`); everything shown is
 shown from the thread running the magic, so the kernel files each output under the right cell
@@ -9,7 +8,6 @@ and the frontend gets a bounded number of updates per second.
 from __future__ import annotations
 
 import queue
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +17,7 @@ from ..client.job import Job
 from ..client.waiting import wait_until
 from ..error import CompositeError, RemoteError
 from ..progress.snapshot import take_snapshot
-from .text import as_remote_error, error_lines, interrupt_text, progress_text
+from .text import as_remote_error, error_lines, progress_text
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -72,8 +70,7 @@ class LiveOutputs:
     streams, displays and results are shown.  Tracebacks go to stderr in both: the first
     ``CompositeError.tb_limit`` whole, then one line each."""
 
-    def __init__(self, labelled: bool) -> None:
-        self.labelled = labelled
+    def __init__(self) -> None:
         self.errors_shown = 0
 
     def output(self, engine_id: int, msg_type: str, content: dict[str, Any]) -> None:
@@ -126,24 +123,16 @@ class LiveOutputs:
         sys.stderr.flush()
 
 
-class EnginesInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a blocking %px: the engines were signalled.  Shown as one line, since
-    the local frames (the magic waiting) say nothing useful."""
-
-    def __init__(self, text: str, engine_ids: list[int]) -> None:
-        super().__init__(text)
-        self.text = text
-        self.engine_ids = engine_ids
-
-    def _render_traceback_(self) -> list[str]:
-        return [self.text]
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
+def unfinished_engines(job: Job) -> list[int]:
+    """The engines of ``job`` whose task has not finished, in id order."""
+    arrived = {msg_id for msg_id, _ in job.arrived_since(0)}
+    return sorted(
+        {
+            md["engine_id"]
+            for msg_id, md in zip(job.msg_ids, job.task_metadata, strict=True)
+            if msg_id not in arrived and md["engine_id"] is not None
+        }
+    )
 
 
 def wait_for_cell(
@@ -154,15 +143,14 @@ def wait_for_cell(
     progress: Any,
     name: str,
     progress_after: float,
-    signum: int,
 ) -> None:
     """Wait until every task of ``job`` finished, showing outputs (if ``outputs``) as they
     arrive and, after ``progress_after`` seconds (negative: never), a progress line.
 
     The wait is the one of every job (:func:`~ipar_widgets.client.waiting.wait_until`); what
-    arrived is shown at each of its ticks, every :data:`REFRESH` seconds.  On
-    KeyboardInterrupt, sends ``signum`` (0: nothing) to the engines still running and raises
-    :class:`EnginesInterrupted` saying so.
+    arrived is shown at each of its ticks, every :data:`REFRESH` seconds.  A
+    KeyboardInterrupt leaves the displays finished (the progress line says "interrupted")
+    and goes on to the caller, which decides what to tell the engines.
     """
     msg_ids = list(job.msg_ids)
     wanted = set(msg_ids)
@@ -203,18 +191,7 @@ def wait_for_cell(
         show()  # what arrived since the last tick
     except KeyboardInterrupt:
         _finish(job, outputs, progress, name, interrupted=True)
-        pending = [metadata[m]["engine_id"] for m in msg_ids if m not in finished]
-        engine_ids = sorted({e for e in pending if e is not None})
-        sent = None
-        text = ""
-        if signum and engine_ids:
-            sent = signal_name(signum)
-            try:
-                job.client.send_signal(signum, targets=engine_ids)
-            except Exception as exc:
-                text = f"KeyboardInterrupt: could not send {sent} to the engines: {exc}"
-        text = text or interrupt_text(sent, engine_ids)
-        raise EnginesInterrupted(text, engine_ids) from None
+        raise
     _finish(job, outputs, progress, name, interrupted=False)
 
 

@@ -180,7 +180,8 @@ def save_flag(f: F) -> F:
 def parse_targets(text: str) -> Targets:
     """``--targets`` text as view targets: 'all', an int, a list of ints, or a slice.
 
-    A slice stays a slice, so it is applied to the engines registered at each execution.
+    A slice stays a slice here; ``%%px --targets`` applies it when the cell is sent,
+    ``%pxconfig`` at once (:func:`resolve_config_targets`).
     """
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
@@ -214,9 +215,9 @@ def parse_targets(text: str) -> Targets:
     )
 
 
-def parse_signal(text: str) -> int:
-    """``--signal-on-interrupt`` text as a signal number (0: send nothing)."""
-    text = text.strip()
+def parse_signal(spec: str | int) -> int:
+    """A ``--signal-on-interrupt`` value as a signal number (0: send nothing)."""
+    text = str(spec).strip()
     if text.isdigit():
         return int(text)
     name = text.upper()
@@ -229,6 +230,23 @@ def parse_signal(text: str) -> int:
             f"--signal-on-interrupt {text!r}: expected a signal name (SIGINT, SIGTERM, ...) "
             "or number (2, 15, ...; 0 sends nothing)"
         ) from None
+
+
+def signal_spec(text: str) -> str | int:
+    """A ``--signal-on-interrupt`` value checked, and kept as written (a number as an int):
+    the interrupt message names the signal the way the user did, as ipyparallel's does."""
+    parse_signal(text)
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def resolve_config_targets(text: str, ids: list[int]) -> Targets:
+    """``%pxconfig --targets`` text as the view's new targets: a slice is taken of the
+    engines registered now (``-t ::2`` gives a list of ids), as ipyparallel does."""
+    targets = parse_targets(text)
+    if isinstance(targets, slice):
+        return list(ids[targets])
+    return targets
 
 
 def describe_targets(ids: list[int] | int | str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -16,7 +16,7 @@ from ..client.view import DirectView
 from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RemoteError
 from . import autopx
 from .kernel import KernelOutputs, KernelProgress
-from .live import LiveOutputs, OutputFeed, wait_for_cell
+from .live import LiveOutputs, OutputFeed, unfinished_engines, wait_for_cell
 from .options import (
     argument,
     describe_targets,
@@ -27,10 +27,16 @@ from .options import (
     parse,
     parse_signal,
     parse_targets,
+    resolve_config_targets,
     save_flag,
+    signal_spec,
 )
 from .terminal import TerminalOutputs, TerminalProgress
-from .text import as_remote_error
+from .text import as_remote_error, interrupt_text
+
+#: seconds an interrupted execution waits for the engines it signalled to stop (it returns
+#: anyway after that; ``--no-stream`` output is shown only if they stopped)
+INTERRUPTED_WAIT = 1.0
 
 
 def _in_kernel(shell: Any) -> bool:
@@ -58,8 +64,9 @@ class ParallelMagics:
         self.groupby = "type"
         #: seconds a blocking execution runs before a progress line appears (-1: never)
         self.progress_after = 2.0
-        #: signal sent to the engines on Ctrl-C during a blocking execution (0: none)
-        self.signal_on_interrupt = int(signal.SIGINT)
+        #: signal sent to the engines on Ctrl-C during a blocking execution, as given: a name
+        #: or a number (0: none)
+        self.signal_on_interrupt: str | int = "SIGINT"
         #: the AsyncResult of the last execution, for %pxresult
         self.last_result: AsyncResult | None = None
         self._autopx: autopx.AutoPx | None = None
@@ -127,7 +134,7 @@ class ParallelMagics:
         it arrives; with ``--noblock`` it returns the AsyncResult at once.
         """
         args = parse(self.cell_px, line)
-        return self.execute(
+        ar = self.execute(
             cell or "",
             targets=parse_targets(args.targets) if args.targets else None,
             block=args.block,
@@ -135,10 +142,14 @@ class ParallelMagics:
             groupby=args.groupby,
             save_name=args.save_name,
             progress_after=args.progress_after,
-            signum=parse_signal(args.signal_on_interrupt) if args.signal_on_interrupt else None,
+            signal_on_interrupt=(
+                signal_spec(args.signal_on_interrupt) if args.signal_on_interrupt else None
+            ),
             local=args.local,
             verbose=args.verbose,
         )
+        # under %autopx every cell is a %%px cell: nothing to show for it (%pxresult has it)
+        return None if self._autopx is not None else ar
 
     @magic_args()
     @named("pxresult")
@@ -161,7 +172,7 @@ class ParallelMagics:
             self.shell.user_ns[args.save_name] = ar
             return
         # the execution was detached on purpose: Ctrl-C here stops the wait, not the engines
-        self._show_at_end(ar, args.groupby or self.groupby, None, self.progress_after, 0)
+        self._show_at_end(ar, args.groupby or self.groupby, None, self.progress_after)
 
     @magic_args()
     @named("pxconfig")
@@ -171,7 +182,7 @@ class ParallelMagics:
         """Set the defaults of %px and %%px: targets, blocking, streaming, verbosity, ..."""
         args = parse(self.pxconfig, line)
         if args.targets:
-            self.view.targets = parse_targets(args.targets)
+            self.view.targets = resolve_config_targets(args.targets, self.view.client.ids)
         if args.block is not None:
             self.view.block = args.block
         if args.verbose is not None:
@@ -183,7 +194,7 @@ class ParallelMagics:
         if args.progress_after is not None:
             self.progress_after = args.progress_after
         if args.signal_on_interrupt is not None:
-            self.signal_on_interrupt = parse_signal(args.signal_on_interrupt)
+            self.signal_on_interrupt = signal_spec(args.signal_on_interrupt)
 
     def autopx(self, line: str = "") -> None:
         """Send every following cell to the engines (as ``%%px``), until %autopx again."""
@@ -206,14 +217,15 @@ class ParallelMagics:
         groupby: str | None = None,
         save_name: str | None = None,
         progress_after: float | None = None,
-        signum: int | None = None,
+        signal_on_interrupt: str | int | None = None,
         local: bool = False,
         verbose: bool | None = None,
     ) -> AsyncResult | None:
         """Send ``code`` to the engines; unset options take this suffix's defaults.
 
         Returns the AsyncResult when not blocking; blocking, shows the outputs and raises the
-        engines' errors.
+        engines' errors.  Ctrl-C while blocking sends ``signal_on_interrupt`` to the engines
+        still running the cell, says so on stderr and returns, as ipyparallel does.
         """
         view = self.view
         block = view.block if block is None else block
@@ -228,6 +240,7 @@ class ParallelMagics:
                 ar: AsyncResult = view.execute(code, silent=False, targets=targets, block=False)
             except (NoEnginesRegistered, IndexError) as exc:
                 raise UsageError(str(exc)) from None  # no engines, or no such engine
+            ar.name = "%px"  # <AsyncResult(%px): pending>, as ipyparallel shows it
             self.last_result = ar
             if save_name:
                 self.shell.user_ns[save_name] = ar
@@ -237,13 +250,17 @@ class ParallelMagics:
                 return ar
             assert feed is not None
             after = self.progress_after if progress_after is None else progress_after
-            sig = self.signal_on_interrupt if signum is None else signum
-            if stream:
-                # one engine's output goes unlabelled, as its result is a single value
-                single = isinstance(view.targets if targets is None else targets, int)
-                self._show_live(ar, feed, after, sig, labelled=not single)
-            else:
-                self._show_at_end(ar, groupby or self.groupby, feed, after, sig)
+            groupby = groupby or self.groupby
+            try:
+                if stream:
+                    self._show_live(ar, feed, after)
+                else:
+                    self._show_at_end(ar, groupby, feed, after)
+            except KeyboardInterrupt:
+                spec = (
+                    self.signal_on_interrupt if signal_on_interrupt is None else signal_on_interrupt
+                )
+                self._interrupted(ar, spec, None if stream else groupby)
         finally:
             if feed is not None:
                 feed.close()
@@ -257,19 +274,9 @@ class ParallelMagics:
             return str(targets)
         return describe_targets(resolve_targets(view.client.ids, targets))
 
-    def _show_live(
-        self,
-        ar: AsyncResult,
-        feed: OutputFeed,
-        progress_after: float,
-        signum: int,
-        *,
-        labelled: bool,
-    ) -> None:
+    def _show_live(self, ar: AsyncResult, feed: OutputFeed, progress_after: float) -> None:
         kernel = _in_kernel(self.shell)
-        outputs: LiveOutputs = (
-            KernelOutputs(self.shell, labelled) if kernel else TerminalOutputs(labelled)
-        )
+        outputs: LiveOutputs = KernelOutputs(self.shell) if kernel else TerminalOutputs()
         # a terminal's progress line would tangle with the printed output: only in a kernel
         progress = KernelProgress(self.shell) if kernel else None
         wait_for_cell(
@@ -279,13 +286,12 @@ class ParallelMagics:
             progress=progress,
             name=self.name,
             progress_after=progress_after,
-            signum=signum,
         )
-        errors = _errors(ar)
-        if errors:
-            raise AlreadyDisplayedError(
-                CompositeError("one or more exceptions raised in: execute", errors)
-            ) from None
+        if _errors(ar):
+            try:
+                ar.get()  # one engine (an int target): its RemoteError, shown again in full
+            except CompositeError as exc:
+                raise AlreadyDisplayedError(exc) from None  # the count, under the tracebacks
 
     def _show_at_end(
         self,
@@ -293,7 +299,6 @@ class ParallelMagics:
         groupby: str,
         feed: OutputFeed | None,
         progress_after: float,
-        signum: int,
     ) -> None:
         if not ar.ready():
             feed = feed or OutputFeed(self.view.client, outputs=False)
@@ -305,11 +310,35 @@ class ParallelMagics:
                 progress=progress,
                 name=self.name,
                 progress_after=progress_after,
-                signum=signum,
             )
         _errors(ar)  # names the engine in errors that arrived without it
         ar.display_outputs(groupby)
         ar.get()  # raises the engines' errors, each traceback headed [engine:execute]
+
+    def _interrupted(self, ar: AsyncResult, spec: str | int, groupby: str | None) -> None:
+        """Ctrl-C during a blocking execution: signal the engines that still run it (none for
+        signal 0), give them a moment to stop, and, if nothing was streamed, show what they
+        printed.
+
+        The moment matters beyond the output: a cell that stops with an error makes its
+        engine abort the cells already queued behind it, so the next %px sent while the
+        engines are still stopping would be aborted too.
+        """
+        print(interrupt_text(spec), file=sys.stderr)
+        signum = parse_signal(spec)
+        running = unfinished_engines(ar)
+        if signum and running:
+            try:
+                ar.client.send_signal(signum, targets=running)
+            except Exception as exc:  # an engine gone, or not answering within its bound
+                print(
+                    f"could not send signal {spec} to engine(s) {running}: {exc}",
+                    file=sys.stderr,
+                )
+            else:
+                ar.wait(INTERRUPTED_WAIT)
+        if groupby is not None and ar.ready():
+            ar.display_outputs(groupby)
 
 
 def _errors(job: Job) -> list[RemoteError]:

@@ -22,8 +22,8 @@ class TerminalOutputs(LiveOutputs):
     into each other; a line without its newline waits up to :data:`PARTIAL_WAIT` seconds.
     """
 
-    def __init__(self, labelled: bool) -> None:
-        super().__init__(labelled)
+    def __init__(self) -> None:
+        super().__init__()
         self._printer = StreamPrinter()
         self._partial: dict[tuple[int, str], tuple[str, float]] = {}
 
@@ -37,8 +37,9 @@ class TerminalOutputs(LiveOutputs):
             self._partial[(engine_id, name)] = (text[cut:], since if held else time.monotonic())
 
     def _print(self, engine_id: int, name: str, text: str) -> None:
-        prefix = f"[{name}:{engine_id}]" if self.labelled else ""
-        self._printer.write(text, prefix, file=sys.stderr if name == "stderr" else sys.stdout)
+        self._printer.write(
+            text, f"[{name}:{engine_id}]", file=sys.stderr if name == "stderr" else sys.stdout
+        )
 
     def _release(self, engine_id: int | None = None, older_than: float | None = None) -> None:
         """Print held partial lines (of one engine, or held longer than ``older_than`` s)."""
@@ -55,8 +56,7 @@ class TerminalOutputs(LiveOutputs):
         if update:
             return  # a terminal cannot change what it printed
         self._release(engine_id)
-        if self.labelled:
-            print(f"[output:{engine_id}]")
+        print(f"[output:{engine_id}]")
         republish(content, engine_id)
 
     def error(self, error: RemoteError) -> None:

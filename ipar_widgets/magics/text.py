@@ -21,7 +21,7 @@ def collapse_carriage_returns(text: str) -> str:
     return "\n".join(line.rsplit("\r", 1)[-1] for line in lines)
 
 
-def block_text(engine_id: int, runs: list[tuple[str, str]], labelled: bool = True) -> str:
+def block_text(engine_id: int, runs: list[tuple[str, str]]) -> str:
     """One engine's stream output so far, as ``[stdout:0] ...`` / ``[stderr:0] ...`` sections.
 
     ``runs`` are (stream name, text) in arrival order, consecutive text of one stream merged.
@@ -31,8 +31,7 @@ def block_text(engine_id: int, runs: list[tuple[str, str]], labelled: bool = Tru
     out = io.StringIO()
     printer = StreamPrinter()
     for name, text in runs:
-        prefix = f"[{name}:{engine_id}]" if labelled else ""
-        printer.write(collapse_carriage_returns(text), prefix, file=out)
+        printer.write(collapse_carriage_returns(text), f"[{name}:{engine_id}]", file=out)
     return out.getvalue()
 
 
@@ -85,10 +84,7 @@ def error_lines(error: RemoteError, full: bool) -> list[str]:
     return error._render_traceback_() if full else [str(error)]
 
 
-def interrupt_text(signal_name: str | None, engine_ids: list[int]) -> str:
-    """What an interrupted blocking %px says it did."""
-    if not engine_ids:
-        return "KeyboardInterrupt: every engine had already finished"
-    if signal_name is None:
-        return f"KeyboardInterrupt: stopped waiting; engine(s) {_engines(engine_ids)} still run the cell"
-    return f"KeyboardInterrupt: sent {signal_name} to engine(s) {_engines(engine_ids)}"
+def interrupt_text(signal_spec: str | int) -> str:
+    """What an interrupted blocking %px says, on stderr: the line ipyparallel prints, naming
+    the signal as it was given (``SIGINT``, ``9``, ``0`` for none)."""
+    return f"Received Keyboard Interrupt. Sending signal {signal_spec} to engines..."
