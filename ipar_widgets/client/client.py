@@ -28,6 +28,7 @@ from .asyncresult import AsyncHubResult, AsyncResult, Jobs
 from .connect import find_client_file, load_connection_file
 from .controlplane import Status, address_of, wait_for_engines
 from .dispatch import Inbound, OutputListener
+from .executereply import ExecuteReply as ExecuteReply  # ipyparallel's users import it here
 from .ledger import TaskLedger
 from .metadata import Metadata
 from .rpc import Requests

@@ -23,7 +23,7 @@ import sys
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import cloudpickle
 
@@ -72,9 +72,28 @@ class Reference:
         return (Reference, (self.name,))
 
 
-def interactive(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a function defined in a module as interactive: its globals resolve on the engine."""
-    f.__module__ = "__main__"
+F = TypeVar("F")
+
+
+def interactive(f: F) -> F:
+    """Make a function defined in a module behave as if defined interactively: its globals
+    are ``__main__``'s (the notebook's or the script's namespace) instead of its module's,
+    and on an engine, where it travels as code, the engine's namespace.
+
+    A function becomes a copy with those globals (code, defaults, closure and attributes
+    kept), as in ipyparallel; a class is only marked as ``__main__``'s.
+    """
+    if isinstance(f, types.FunctionType):
+        main = sys.modules["__main__"].__dict__
+        if f.__globals__ is not main:
+            g = types.FunctionType(f.__code__, main, f.__name__, f.__defaults__, f.__closure__)
+            g.__kwdefaults__ = f.__kwdefaults__
+            g.__qualname__ = f.__qualname__
+            g.__doc__ = f.__doc__
+            g.__annotations__ = dict(f.__annotations__)
+            g.__dict__.update(f.__dict__)
+            f = cast(F, g)
+    cast(Any, f).__module__ = "__main__"
     return f
 
 
