@@ -35,7 +35,22 @@ from .error import (
     TimeoutError,
     UnmetDependency,
 )
-from .protocol.serialize import Reference, interactive, use_cloudpickle, use_dill, use_pickle
+from .serialize import (
+    PrePickled,
+    Reference,
+    can,
+    can_map,
+    deserialize_object,
+    interactive,
+    pack_apply_message,
+    serialize_object,
+    uncan,
+    uncan_map,
+    unpack_apply_message,
+    use_cloudpickle,
+    use_dill,
+    use_pickle,
+)
 
 version_info = tuple(int(p) for p in __version__.split(".")[:3])
 
@@ -62,6 +77,7 @@ __all__ = [
     "Metadata",
     "NoEnginesRegistered",
     "ParallelFunction",
+    "PrePickled",
     "Reference",
     "RemoteError",
     "RemoteFunction",
@@ -73,13 +89,21 @@ __all__ = [
     "View",
     "ViewExecutor",
     "__version__",
+    "can",
+    "can_map",
     "depend",
     "dependent",
+    "deserialize_object",
     "error",
     "interactive",
+    "pack_apply_message",
     "parallel",
     "remote",
     "require",
+    "serialize_object",
+    "uncan",
+    "uncan_map",
+    "unpack_apply_message",
     "use_cloudpickle",
     "use_dill",
     "use_pickle",

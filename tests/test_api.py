@@ -21,6 +21,9 @@ IPYPARALLEL_NAMES = {
     "TaskAborted", "TaskRejectError", "TaskTimeout", "TimeoutError", "UnmetDependency",
     "ViewExecutor", "depend", "dependent", "interactive", "parallel", "remote", "require",
     "use_cloudpickle", "use_dill", "use_pickle", "error", "version_info",
+    # ipyparallel.serialize's functions, which ipyparallel also offers at its top level
+    "PrePickled", "can", "can_map", "deserialize_object", "pack_apply_message",
+    "serialize_object", "uncan", "uncan_map", "unpack_apply_message",
 }  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import sys
 import types
 import weakref
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 import cloudpickle
@@ -75,6 +76,33 @@ class Reference:
 F = TypeVar("F")
 
 
+class PrePickled:
+    """An object pickled once, now, to be sent many times without pickling it again
+    (``view.apply(f, PrePickled(big))`` in a loop); what arrives is the object itself.
+
+    The pickle is made when it is wrapped, and large buffers (array data) are kept by
+    reference, not copied: after changing the object, wrap it again.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        #: the object's frames: the pickle stream, then its out-of-band buffers
+        self.buffers = dumps(obj, "the object to pre-pickle")
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        stream, *buffers = self.buffers
+        if isinstance(protocol, int) and protocol >= 5:
+            # the buffers stay out of band (frames of their own) in the message, too
+            return (_load_prepickled, (stream, *map(pickle.PickleBuffer, buffers)))
+        return (_load_prepickled, (stream, *map(bytes, buffers)))
+
+    def __repr__(self) -> str:
+        return f"<PrePickled: {sum(memoryview(b).nbytes for b in self.buffers)} bytes>"
+
+
+def _load_prepickled(stream: bytes, *buffers: Any) -> Any:
+    return pickle.loads(stream, buffers=buffers)
+
+
 def interactive(f: F) -> F:
     """Make a function defined in a module behave as if defined interactively: its globals
     are ``__main__``'s (the notebook's or the script's namespace) instead of its module's,
@@ -115,9 +143,19 @@ def _cell_contents(cell: types.CellType) -> Any:
         return _EMPTY_CELL
 
 
+#: the namespace interactive functions are rebuilt in while unpickling, when it is not
+#: ``__main__``'s (``uncan(canned, g)``, ``deserialize_object(frames, g)``)
+rebuild_namespace: ContextVar[dict[str, Any] | None] = ContextVar(
+    "ipar_widgets_rebuild_namespace", default=None
+)
+
+
 def _rebuild_function(code: bytes, name: str, n_cells: int) -> types.FunctionType:
-    """Create an interactive function whose globals are this process's ``__main__``."""
-    namespace = sys.modules["__main__"].__dict__
+    """Create an interactive function whose globals are this process's ``__main__`` (or the
+    namespace :data:`rebuild_namespace` names)."""
+    namespace = rebuild_namespace.get()
+    if namespace is None:
+        namespace = sys.modules["__main__"].__dict__
     cells = tuple(types.CellType() for _ in range(n_cells)) if n_cells else None
     return types.FunctionType(marshal.loads(code), namespace, name, None, cells)
 
@@ -298,7 +336,7 @@ def pack_function(f: Any) -> list[Any]:
     reuses its pickle: one without defaults, closure or attributes is sent as its code and
     names only, so the pickle stays valid as long as those are the same.
     """
-    if not callable(f) and not isinstance(f, Reference):
+    if not callable(f) and not isinstance(f, (Reference, PrePickled)):
         raise TypeError(f"expected a callable to run on the engines, found {_describe(f)}")
     key = _stateless_key(f)
     if key is not None:
