@@ -204,7 +204,8 @@ class CannedPartial(CannedObject):
 
 
 class CannedClass(CannedObject):
-    """A canned class defined interactively (``__main__``), sent by value."""
+    """A canned class defined interactively (``__main__``) or inside a function, which
+    cannot be imported by name: sent by value."""
 
 
 class CannedCell(CannedObject):
@@ -224,8 +225,11 @@ class CannedMemoryView(CannedBytes):
 
 
 def _can_class(cls: type) -> Any:
-    # classes from importable modules are found by name on the other side
-    return CannedClass(cls) if cls.__module__ == "__main__" else cls
+    # a class that can be imported is found by name on the other side; one defined
+    # interactively or inside a function travels by value
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        return CannedClass(cls)
+    return cls
 
 
 #: what :func:`can` wraps, by exact type (or ``"module.Name"``, looked up only once that
@@ -261,10 +265,10 @@ def _lookup(key: type | str) -> type | None:
 
 
 def can(obj: Any) -> Any:
-    """``obj`` made ready for plain :mod:`pickle`: functions, partials, interactive classes,
-    closure cells, bytes, memoryviews and numpy arrays become :class:`CannedObject` objects
-    (see :data:`can_map`); dicts, lists, tuples and sets are canned item by item; anything
-    else is returned as it is."""
+    """``obj`` made ready for plain :mod:`pickle`: functions, partials, classes that cannot
+    be imported by name, closure cells, bytes, memoryviews and numpy arrays become
+    :class:`CannedObject` objects (see :data:`can_map`); dicts, lists, tuples and sets are
+    canned item by item; anything else is returned as it is."""
     kind = type(obj)
     for key, canner in can_map.items():
         if kind is _lookup(key):
