@@ -367,16 +367,45 @@ def wrap_exception(engine_info: Mapping[str, Any] | None = None) -> dict[str, An
     }
 
 
-_KNOWN = {
-    "EngineError": EngineError,
-    "TaskAborted": TaskAborted,
-    "TaskTimeout": TaskTimeout,
-    "TaskRejectError": TaskRejectError,
-    "UnmetDependency": UnmetDependency,
-    "ImpossibleDependency": ImpossibleDependency,
-    "DependencyTimeout": DependencyTimeout,
-    "InvalidDependency": InvalidDependency,
-    "NoEnginesRegistered": NoEnginesRegistered,
+_CLUSTER_KINDS: tuple[type[KernelError], ...] = (
+    EngineError,
+    TaskAborted,
+    TaskTimeout,
+    TaskRejectError,
+    UnmetDependency,
+    ImpossibleDependency,
+    DependencyTimeout,
+    InvalidDependency,
+    NoEnginesRegistered,
+)
+
+
+def _rebuild_task_failure(
+    ename: str, evalue: str, traceback: str, engine_info: dict[str, Any]
+) -> RemoteError:
+    return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+
+
+def _task_failure_class(kind: type[KernelError]) -> type[RemoteError]:
+    """``kind`` as a task's failure: an instance is a ``kind`` and also a RemoteError.
+
+    The cluster itself fails a task when its engine dies, it is aborted, it times out or its
+    dependencies can never be met.  ipyparallel reports those as a RemoteError whose ``ename``
+    names the kind; ipar_widgets raises the kind's own class, so ``except ipp.EngineError``
+    and ``except RemoteError as e: e.ename == "EngineError"`` both work.
+    """
+
+    def reduce(self: RemoteError) -> tuple[Any, ...]:
+        # the class has its kind's name, which the module maps to the kind itself
+        return (_rebuild_task_failure, (self.ename, self.evalue, self.traceback, self.engine_info))
+
+    namespace = {"__module__": __name__, "__doc__": kind.__doc__, "__reduce__": reduce}
+    return type(kind.__name__, (kind, RemoteError), namespace)
+
+
+#: ename -> the class a task failed by the cluster raises (see _task_failure_class)
+_TASK_FAILURES: dict[str, type[RemoteError]] = {
+    kind.__name__: _task_failure_class(kind) for kind in _CLUSTER_KINDS
 }
 
 
@@ -384,15 +413,14 @@ def unwrap_exception(content: Mapping[str, Any]) -> Exception:
     """Turn the content of an error reply into the exception the client raises.
 
     Errors the cluster itself produced (an engine died, a task was aborted, a dependency can
-    never be met) become their own classes, with the text the controller wrote; anything the
-    user's code raised becomes a :class:`RemoteError`.
+    never be met) become their own classes, which are RemoteErrors too (``ename`` is the
+    class's name, ``evalue`` the text the controller wrote); anything the user's code raised
+    becomes a plain :class:`RemoteError`.
     """
     ename = str(content.get("ename", "Exception"))
     evalue = str(content.get("evalue", ""))
-    engine_info = content.get("engine_info") or {}
-    if content.get("origin") == "cluster" and ename in _KNOWN:
-        err = _KNOWN[ename](evalue)
-        err.engine_info = dict(engine_info)
-        err.engine_id = engine_info.get("engine_id")
-        return err
-    return RemoteError(ename, evalue, content.get("traceback") or "", engine_info)
+    engine_info = dict(content.get("engine_info") or {})
+    traceback = content.get("traceback") or ""
+    if content.get("origin") == "cluster" and ename in _TASK_FAILURES:
+        return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+    return RemoteError(ename, evalue, traceback, engine_info)

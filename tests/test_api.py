@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import pytest
@@ -69,7 +70,15 @@ def test_unwrap_exception_keeps_cluster_errors_apart() -> None:
             "engine_info": {"engine_id": 2},
         }
     )
-    assert type(dead) is ipp.EngineError and dead.engine_id == 2  # type: ignore[attr-defined]
+    assert isinstance(dead, ipp.EngineError) and dead.engine_id == 2  # type: ignore[attr-defined]
+    # ... and a RemoteError too, as ipyparallel reports it: ename names the kind
+    assert isinstance(dead, ipp.RemoteError) and type(dead).__name__ == "EngineError"
+    assert (dead.ename, dead.evalue, str(dead)) == (
+        "EngineError",
+        "engine 2 died",
+        "[2:?] EngineError: engine 2 died",
+    )
+    assert pickle.loads(pickle.dumps(dead)).__class__ is type(dead)
     user = error.unwrap_exception({"ename": "EngineError", "evalue": "raised by user code"})
     assert type(user) is ipp.RemoteError and user.ename == "EngineError"
 
