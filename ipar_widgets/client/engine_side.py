@@ -19,7 +19,10 @@ def push(ns: dict[str, Any]) -> None:
     """Bind each name to its value; a key that is not a plain name is an assignment target
     (``view["a.b"] = 0`` sets attribute ``b`` of the engine's ``a``)."""
     namespace = _namespace()
-    if all(key.isidentifier() for key in ns):
+    for key in ns:
+        if not key.isidentifier():
+            break
+    else:  # plain names only, the usual case: one update
         namespace.update(ns)
         return
     for key, value in ns.items():
