@@ -5,13 +5,16 @@ A :class:`DirectView` (``directview.py``) sends each call to every one of its ta
 and splits a map's sequences between them; a :class:`LoadBalancedView` (``lbview.py``) sends
 each task, or each chunk of a map, to whichever engine is free first.  Both return
 AsyncResults, or wait for the values when ``block`` is true; what they share is
-:class:`View` (``baseview.py``).
+:class:`View` (``baseview.py``).  ``view.executor`` is a :class:`ViewExecutor`, whose ``map``
+returns a :class:`LazyMapIterator`.
 """
 
 from __future__ import annotations
 
 from .baseview import View
 from .directview import DirectView
+from .executor import ViewExecutor
+from .lazymap import LazyMapIterator
 from .lbview import LoadBalancedView
 
-__all__ = ["View", "DirectView", "LoadBalancedView"]
+__all__ = ["View", "DirectView", "LoadBalancedView", "ViewExecutor", "LazyMapIterator"]
