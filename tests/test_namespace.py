@@ -142,3 +142,16 @@ def test_pre_pickled_arguments_and_functions(rc) -> None:  # type: ignore[no-unt
     double = ipp.PrePickled(lambda x: 2 * x)
     assert view.apply_sync(double, 21) == [42, 42]
     assert repr(once).startswith("<PrePickled: ")
+
+
+def test_a_blocking_call_runs_after_what_the_thread_sent_before_it(rc) -> None:  # type: ignore[no-untyped-def]
+    # The blocking call goes out on another socket than the non-blocking ones before it
+    # (its replies come straight to the waiting thread); it must still run after them.
+    view = rc[1]
+    get = ipp.interactive(lambda: _h1_order)  # noqa: F821
+    for i in range(150):
+        view.execute(f"_h1_order = {i}", block=False)
+        assert view.apply_sync(get) == i
+        view.push({"_h1_order": -i}, block=False)
+        view["a_name"] = i  # view.block is False: not waited for either
+        assert view.apply_sync(get) == -i

@@ -109,14 +109,28 @@ class Submitter:
             ledger.submitted(note)
         ar = make_result()
         self.transport.send_many(messages, on_sent=ar._set_sent)
+        if notes:
+            self._thread_state.last_shared = notes[-1].msg_id
         return ar
 
     # -- the waiter protocol ------------------------------------------------------------------------
     def _waiting_here(self) -> bool:
         """Whether tasks sent now go to this thread's waiter: the first ones sent inside
-        ``waiting()``, once the I/O thread's connection is up."""
-        claims = getattr(self._thread_state, "claims", None)
-        return claims is not None and not claims and self.transport.direct
+        ``waiting()``, once the I/O thread's connection is up, and once the controller has
+        read this thread's earlier tasks.
+
+        The waiter is another socket than the one those went out on, and the controller may
+        read two sockets in either order: ``rc[0].push(ns, block=False)`` then
+        ``rc[0].apply_sync(f)`` must not run ``f`` before the push.  Once the last of them
+        was answered, the controller has read them all (one socket keeps its order);
+        until then the waited tasks go out behind them on the same socket.
+        """
+        state = self._thread_state
+        claims = getattr(state, "claims", None)
+        if claims is None or claims or not self.transport.direct:
+            return False
+        last = getattr(state, "last_shared", None)
+        return last is None or last not in self.ledger.outstanding
 
     def _send_waited(self, messages: list[list[Frame]]) -> zmq.Socket[bytes]:
         sock = self.transport.begin_wait()
