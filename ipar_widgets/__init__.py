@@ -18,6 +18,7 @@ from .client.metadata import Metadata
 from .client.remotefunction import ParallelFunction, RemoteFunction, parallel, remote
 from .client.view import DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
+from .cluster.manager import ClusterManager
 from .error import (
     AlreadyDisplayedError,
     CompositeError,
@@ -64,6 +65,7 @@ __all__ = [
     "AsyncResult",
     "Client",
     "Cluster",
+    "ClusterManager",
     "CompositeError",
     "Dependency",
     "DependencyTimeout",

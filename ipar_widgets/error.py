@@ -17,7 +17,8 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   │   │       └── InvalidDependency   a dependency refers to an unknown task
     │   │   └── RemoteError          the task raised: carries ename, evalue, traceback, engine
     │   │       ├── CompositeError   several tasks raised: carries every RemoteError
-    │   │       └── AlreadyDisplayedError  the error was already shown (``%px``)
+    │   │       ├── AlreadyDisplayedError  the error was already shown (``%px``)
+    │   │       └── NoSuchTask (also KeyError)  the controller has no record of a task
     │   ├── ClusterError (also RuntimeError)  starting, stopping or asking a cluster failed
     │   │   ├── ClusterNotFound (also FileNotFoundError)  no running cluster matches that
     │   │   ├── ControllerRefused (also ValueError)  the controller refused a request, and why
@@ -54,6 +55,7 @@ __all__ = [
     "RemoteError",
     "CompositeError",
     "AlreadyDisplayedError",
+    "NoSuchTask",
     "EngineStartFailed",
     "ClusterError",
     "ClusterNotFound",
@@ -341,6 +343,27 @@ class AlreadyDisplayedError(RemoteError):
         return self.render_traceback()
 
 
+class NoSuchTask(RemoteError, KeyError):
+    """The controller has no record of a task: it was never submitted to this cluster, or its
+    record was purged or dropped to keep the records within their bounds.
+
+    It is the controller's ``KeyError`` (``ename`` is ``"KeyError"``), so both
+    ``except KeyError`` and code that checks a RemoteError's ``ename`` catch it.
+    """
+
+    def __init__(self, evalue: str) -> None:
+        RemoteError.__init__(self, "KeyError", evalue, "", {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (NoSuchTask, (self.evalue,))
+
+    def __str__(self) -> str:
+        return self.evalue
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"NoSuchTask: {self.evalue}"]
+
+
 def collect_exceptions(results: Iterable[Any] | Mapping[Any, Any], method: str) -> Any:
     """Raise a CompositeError if any result is a RemoteError; otherwise return the results."""
     values = list(results.values()) if isinstance(results, Mapping) else list(results)
@@ -421,6 +444,8 @@ def unwrap_exception(content: Mapping[str, Any]) -> Exception:
     evalue = str(content.get("evalue", ""))
     engine_info = dict(content.get("engine_info") or {})
     traceback = content.get("traceback") or ""
+    if content.get("origin") == "cluster" and ename == "KeyError":
+        return NoSuchTask(evalue)
     if content.get("origin") == "cluster" and ename in _TASK_FAILURES:
         return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
     return RemoteError(ename, evalue, traceback, engine_info)

@@ -21,7 +21,7 @@ IPYPARALLEL_NAMES = {
     "NoEnginesRegistered", "ParallelFunction", "Reference", "RemoteError", "RemoteFunction",
     "TaskAborted", "TaskRejectError", "TaskTimeout", "TimeoutError", "UnmetDependency",
     "ViewExecutor", "depend", "dependent", "interactive", "parallel", "register_joblib_backend",
-    "remote", "require",
+    "remote", "require", "ClusterManager",
     "use_cloudpickle", "use_dill", "use_pickle", "error", "version_info",
     # ipyparallel.serialize's functions, which ipyparallel also offers at its top level
     "PrePickled", "can", "can_map", "deserialize_object", "pack_apply_message",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import pytest
 from conftest import kill_group_of
 
 import ipar_widgets as ipp
@@ -55,3 +56,21 @@ def test_a_cluster_started_and_stopped_with_await(profile: str) -> None:
             kill_group_of(pid)
     assert (first, launched, both) == ([0], [1], [0, 1])
     assert not cluster._running()
+
+
+def test_log_level_takes_a_number_as_in_ipyparallel(profile: str) -> None:
+    import logging
+
+    import psutil
+    from traitlets import TraitError
+
+    assert ipp.Cluster(log_level="warning").log_level == "WARN"
+    for bad in (11, "LOUD"):
+        with pytest.raises(TraitError, match="must be a logging level name .* found"):
+            ipp.Cluster(log_level=bad)
+    cluster = ipp.Cluster(n=1, profile=profile, cluster_id="", log_level=logging.DEBUG)
+    assert cluster.log_level == "DEBUG"
+    with cluster as rc:
+        assert rc.ids == [0]
+        pid = cluster._data["controller_pid"]  # type: ignore[index]
+        assert "--log-level=DEBUG" in psutil.Process(pid).cmdline()

@@ -128,3 +128,20 @@ def test_ipar_demo_tours_the_seed_page_in_under_30_seconds() -> None:
     assert "sleep_here: 12/12 tasks done (0 failed); serial" in out
     assert re.search(r"speedup \d\.\dx on 4 engines", out)
     assert "Stopping the cluster..." in out
+
+
+@pytest.mark.timeout(180)
+def test_task_records_notebook_queries_resubmits_and_purges(tmp_path: Path) -> None:
+    nb = nbformat.read(NOTEBOOKS / "task-records.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    assert find_cell(nb, "temp_flags(label=") == ("['int', 'int', 'int', 'RemoteError', 'int']\n")
+    assert find_cell(nb, "rc.db_query({") == "5 records, 1 failed\n"
+    looked_up = find_cell(nb, "other.hub_history()").splitlines()
+    assert looked_up[:2] == ["True", "4"]
+    assert re.fullmatch(r"\{'pending': \[\], 'completed': \['[0-9a-f_]+'\]\}", looked_up[2])
+    assert find_cell(nb, "rc.resubmit(failed)") == (
+        "still fails: ValueError no square for 3\nTrue\n"
+    )
+    assert find_cell(nb, 'rc.purge_results("all")') == "[]\n"

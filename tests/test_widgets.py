@@ -257,11 +257,11 @@ def test_static_text_of_a_running_job() -> None:
 
 
 def test_imap_display_follows_the_iteration(rc) -> None:  # type: ignore[no-untyped-def]
-    from ipar_widgets.client.imap import TaskStream
+    from ipar_widgets.client.view import LazyMapIterator
 
     loop = UpdateLoop()
     it = rc.load_balanced_view().imap(fails_on_13, range(10, 30), return_exceptions=True)
-    assert isinstance(it, TaskStream) and len(it) == 20 and not it.ready()
+    assert isinstance(it, LazyMapIterator) and len(it) == 20 and not it.ready()
     view = ProgressView(it, loop=loop)
     loop.add(view)
     results = list(it)

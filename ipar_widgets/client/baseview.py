@@ -7,6 +7,7 @@ the messages of one call.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["View", "getname"]
 
 R = TypeVar("R", bound=AsyncResult)
+V = TypeVar("V", bound="View")
 
 
 def getname(f: Any) -> str:
@@ -35,15 +37,28 @@ def getname(f: Any) -> str:
     return str(getattr(f, "__name__", None) or getattr(type(f), "__name__", "f"))
 
 
+def check_label(label: Any) -> None:
+    """A task label travels in the request's JSON metadata (and the controller's records,
+    where ``db_query`` finds it): anything JSON can carry, typically a string."""
+    try:
+        json.dumps(label)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"a task label must be a string (or another JSON value: number, list, dict), "
+            f"found {label!r} ({type(label).__name__}); use e.g. label=str(value)"
+        ) from None
+
+
 class View:
     """What DirectView and LoadBalancedView share: flags, apply, map, bookkeeping."""
 
-    _flag_names: frozenset[str] = frozenset({"block", "track", "targets"})
+    _flag_names: frozenset[str] = frozenset({"block", "track", "targets", "label"})
 
     def __init__(self, client: Client, targets: Targets = None, **flags: Any) -> None:
         self.client = client
         self.block = False
         self.track = False
+        self._label: Any = None
         self.targets: Targets = targets
         self.history: list[str] = []
         self._lock = threading.Lock()
@@ -51,8 +66,9 @@ class View:
         self.set_flags(**flags)
 
     # -- flags ------------------------------------------------------------------------------------
-    def set_flags(self, **kwargs: Any) -> None:
-        """Set this view's flags (``block``, ``targets``, ...); unknown names are errors."""
+    def set_flags(self: V, **kwargs: Any) -> V:
+        """Set this view's flags (``block``, ``targets``, ...); unknown names are errors.
+        Returns the view, so ``view.set_flags(label="a").apply_async(f)`` reads as one call."""
         for name, value in kwargs.items():
             if name not in self._flag_names:
                 raise KeyError(
@@ -60,6 +76,31 @@ class View:
                     f"{', '.join(sorted(self._flag_names))}"
                 )
             setattr(self, name, value)
+        return self
+
+    @property
+    def label(self) -> Any:
+        """The label given to the tasks this view submits (None: no label): a string, or
+        another JSON value; ``map(..., label=)`` and ``execute(..., label=)`` override it."""
+        return self._label
+
+    @label.setter
+    def label(self, value: Any) -> None:
+        check_label(value)
+        self._label = value
+
+    @contextmanager
+    def _labelled(self, label: Any) -> Generator[None, None, None]:
+        """``label`` (when not None) instead of the view's own for the calls in the block."""
+        if label is None:
+            yield
+            return
+        with self.temp_flags(label=label):
+            yield
+
+    def _label_metadata(self) -> dict[str, Any] | None:
+        """The request metadata that carries the view's label (None when it has none)."""
+        return None if self.label is None else {"label": self.label}
 
     @contextmanager
     def temp_flags(self, **kwargs: Any) -> Generator[None, None, None]:
@@ -129,20 +170,25 @@ class View:
     def map(
         self, f: Callable[..., Any], *sequences: Any, block: bool | None = None, **kwargs: Any
     ) -> Any:
-        """Parallel ``map(f, *sequences)``; blocks or not according to ``block``/``self.block``."""
-        return self._finish(lambda: self._map(f, sequences, **kwargs), block)
+        """Parallel ``map(f, *sequences)``; blocks or not according to ``block``/``self.block``.
+        ``label=`` names the tasks (``ar.metadata.label``, the controller's records)."""
+        label = kwargs.pop("label", None)
+        with self._labelled(label):
+            return self._finish(lambda: self._map(f, sequences, **kwargs), block)
 
     def map_async(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> AsyncMapResult:
         """Parallel ``map``, returning an AsyncMapResult at once."""
         if "block" in kwargs:
             raise TypeError("map_async doesn't take a `block` keyword argument.")
-        return self._map(f, sequences, **kwargs)
+        with self._labelled(kwargs.pop("label", None)):
+            return self._map(f, sequences, **kwargs)
 
     def map_sync(self, f: Callable[..., Any], *sequences: Any, **kwargs: Any) -> list[Any]:
         """Parallel ``map``, waiting for the list of results."""
         if "block" in kwargs:
             raise TypeError("map_sync doesn't take a `block` keyword argument.")
-        values: list[Any] = self._submit_and_wait(lambda: self._map(f, sequences, **kwargs))
+        with self._labelled(kwargs.pop("label", None)):
+            values: list[Any] = self._submit_and_wait(lambda: self._map(f, sequences, **kwargs))
         return values
 
     def _map(self, f: Any, sequences: tuple[Any, ...], **kwargs: Any) -> AsyncMapResult:

@@ -7,7 +7,8 @@ The Client is a facade over the parts of a connection, one module each:
 - ``dispatch.py``: what each message from the controller does;
 - ``ledger.py``: what the client knows of each task (``metadata``, ``results``, ...);
 - ``targets.py``: the registered engines, and which of them a call goes to;
-- ``rpc.py`` and ``controlplane.py``: questions to the controller and to engines.
+- ``rpc.py`` and ``controlplane.py``: questions to the controller and to engines;
+- ``hubrecords.py``: the controller's task records (``db_query``, ``resubmit``, purges).
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from .. import error
 from ..error import NoAnswer
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Message, Wire
-from . import frontend
+from . import comms, frontend
 from .asyncresult import AsyncHubResult, AsyncResult, Jobs
 from .connect import find_client_file, load_connection_file
 from .controlplane import Status, address_of, wait_for_engines
 from .dispatch import Inbound, OutputListener
 from .executereply import ExecuteReply as ExecuteReply  # ipyparallel's users import it here
 from .futures import split_futures, wait_for_futures
+from .hubrecords import HubRecords
 from .job import Job
 from .ledger import TaskLedger
 from .metadata import Metadata
@@ -127,6 +130,7 @@ class Client:
         transport.on_deadline = ledger.release_overdue
         self._submitter = Submitter(self.session, shared, ledger, self._engines, transport)
         self._requests = Requests(self.session, transport, inbound, f"{address} (from {url_file})")
+        self._records = HubRecords(self._requests.ask, ledger)
         try:
             reply = self._query("connection_request", {"shm": shared is not None}, timeout=timeout)
         except NoAnswer:
@@ -135,6 +139,7 @@ class Client:
         self._engines.update({int(k): str(v) for k, v in reply.content["engines"].items()})
         transport.direct = True  # the answer came: the I/O thread's socket is connected
         frontend.client_activated(self)  # inside IPython: %px for this client
+        comms.relay_engine_comms(self)  # inside a kernel: engines' widgets reach the notebook
 
     # -- engines ----------------------------------------------------------------------------------
     @property
@@ -376,48 +381,105 @@ class Client:
         content.pop("status", None)
         return content
 
-    # -- the controller's records ---------------------------------------------------------------------
-    def hub_history(self) -> list[str]:
-        """Every msg_id the controller holds a record of, oldest first."""
-        return list(self._query("history_request").content["history"])
+    # -- the controller's records (see hubrecords.py) -------------------------------------------------
+    def db_query(
+        self, query: dict[str, Any], keys: str | list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The controller's records of the tasks that match ``query``, oldest first.
 
-    def purge_results(self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()) -> None:
-        """Forget finished tasks, here and in the controller's records ('all' for everything)."""
-        if jobs == "all":
-            self.purge_everything()
-            return
-        msg_ids = self._jobs(jobs) if jobs else []
-        engine_ids = self._build_targets(targets) if targets else []
-        if not msg_ids and not engine_ids:
-            raise ValueError("purge_results needs jobs (msg_ids, AsyncResults or 'all') or targets")
-        self._query("purge_request", {"msg_ids": msg_ids, "engine_ids": engine_ids})
-        self._ledger.forget(msg_ids)
+        ``query`` is MongoDB-style: ``{field: value}`` or ``{field: {"$op": value}}`` with
+        ``$lt $gt $lte $gte $eq $ne $in $nin $exists``, over the fields ipyparallel's
+        records have (``msg_id``, ``submitted``, ``engine_uuid``, ``result_content`` ...).
+        ``keys``: the fields to return (``msg_id`` is always there); by default every field
+        but ``buffers`` and ``result_buffers``.  Dates are timezone-aware datetimes.
+        """
+        return self._records.db_query(query, keys)
+
+    def hub_history(self) -> list[str]:
+        """Every msg_id the controller holds a record of, ordered by submission time."""
+        return self._records.history()
+
+    def resubmit(
+        self,
+        indices_or_msg_ids: Jobs = None,
+        metadata: dict[str, Any] | None = None,
+        block: bool | None = None,
+    ) -> AsyncHubResult:
+        """Run tasks again (finished, failed, aborted or still running), under new msg_ids.
+
+        The new tasks are this client's: an AsyncHubResult for them is returned (one
+        result per task, as a list).  ``metadata`` updates the originals' (``retries``,
+        ``timeout`` ...).  NoSuchTask (a KeyError) if the controller has no record of one.
+        """
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        new_ids = self._records.resubmit(self._jobs(indices_or_msg_ids), metadata)
+        ar = AsyncHubResult(self, new_ids, owner=False, single=False)
+        if block if block is not None else self.block:
+            ar.wait()
+        return ar
+
+    def result_status(self, msg_ids: Jobs, status_only: bool = True) -> dict[str, Any]:
+        """``{"pending": [...], "completed": [...]}`` for the tasks; with
+        ``status_only=False`` also each completed task's result under its msg_id (a failed
+        one raises: alone as itself, several as a CompositeError)."""
+        ids = self._jobs(msg_ids)
+        pending, completed = self._records.status(ids)
+        out: dict[str, Any] = {"pending": pending, "completed": completed}
+        if not status_only and completed:
+            results = self.get_result(completed, owner=False).get(return_exceptions=True)
+            out.update(zip(completed, results))
+            failures = [r for r in results if isinstance(r, error.RemoteError)]
+            if len(completed) == 1 and failures:
+                raise failures[0]
+            error.collect_exceptions(results, "result_status")
+        return out
 
     def purge_local_results(
         self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()
     ) -> None:
-        """Forget finished tasks in this client only."""
-        self._ledger.forget(None if jobs in ((), "all") else self._jobs(jobs))
+        """Forget results and metadata in this client: of ``jobs`` (msg_ids, history
+        indices, AsyncResults, or ``'all'``) and of the tasks that ran on ``targets``.
+
+        RuntimeError if one of them is still outstanding; ValueError if neither is given.
+        """
+        if jobs == "all":
+            self._records.purge_local(None)
+            return
+        self._records.purge_local(self._purge_ids(jobs, targets, "purge_local_results"))
 
     def purge_hub_results(
         self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()
     ) -> None:
-        """Forget finished tasks in the controller's records only."""
-        if jobs == "all":
-            self._query("purge_request", {"msg_ids": "all"})
-            return
-        self._query(
-            "purge_request",
-            {
-                "msg_ids": self._jobs(jobs) if jobs else [],
-                "engine_ids": self._build_targets(targets) if targets else [],
-            },
-        )
+        """Make the controller forget finished tasks: ``jobs`` (or ``'all'``) and every task
+        that ran on ``targets``.  It refuses (ControllerRefused) tasks not finished yet."""
+        msg_ids: list[str] | str = "all" if jobs == "all" else (self._jobs(jobs) if jobs else [])
+        self._records.purge_hub(msg_ids, self._build_targets(targets) if targets else [])
+
+    def purge_results(self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()) -> None:
+        """Forget tasks here (:meth:`purge_local_results`) and in the controller
+        (:meth:`purge_hub_results`)."""
+        self.purge_local_results(jobs, targets)
+        self.purge_hub_results(jobs, targets)
 
     def purge_everything(self) -> None:
-        """Forget every finished task, here and in the controller."""
-        self.purge_local_results("all")
-        self._query("purge_request", {"msg_ids": "all"})
+        """Forget every finished task, here and in the controller, and this client's history."""
+        self.purge_results("all")
+        self.history.clear()
+
+    def _purge_ids(
+        self, jobs: Jobs | tuple[()], targets: Targets | tuple[()], what: str
+    ) -> list[str]:
+        if not jobs and not targets:
+            raise ValueError(
+                f"{what} needs jobs (msg_ids, history indices, AsyncResults or 'all') or "
+                "targets (engine ids)"
+            )
+        msg_ids = self._jobs(jobs) if jobs else []
+        if targets:
+            engines = set(self._build_targets(targets))
+            msg_ids += [m for m, md in list(self.metadata.items()) if md["engine_id"] in engines]
+        return msg_ids
 
     def get_result(
         self, indices_or_msg_ids: Jobs = None, block: bool | None = None, owner: bool = False
@@ -439,19 +501,6 @@ class Client:
         if block if block is not None else self.block:
             ar.wait()
         return ar
-
-    def result_status(self, msg_ids: Jobs, status_only: bool = True) -> dict[str, Any]:
-        """Which tasks are pending and which completed, per the controller's records."""
-        ids = self._jobs(msg_ids)
-        records = self._query("result_request", {"msg_ids": ids}).content["results"]
-        pending = [m for m in ids if records[m]["status"] in ("pending", "running")]
-        completed = [m for m in ids if records[m]["status"] in ("ok", "error", "aborted")]
-        out: dict[str, Any] = {"pending": pending, "completed": completed}
-        if not status_only:
-            self._fetch_records([m for m in completed if m not in self.results])
-            for m in completed:
-                out[m] = self.results.get(m)
-        return out
 
     def _fetch_records(self, msg_ids: list[str]) -> None:
         """Replay the controller's record of tasks (reply and outputs) as if they arrived now,

@@ -51,9 +51,10 @@ class DirectView(View):
         msg_ids: list[str] = []
         messages: list[list[Frame]] = []
         notes: list[Submitted] = []
+        md = self._label_metadata()
         for engine_id, msg_type, content, buffers in tasks:
             msg_id, frames, note = submitter.build(
-                direct_route(engine_id), msg_type, content, buffers, engine_id=engine_id
+                direct_route(engine_id), msg_type, content, buffers, md, engine_id=engine_id
             )
             msg_ids.append(msg_id)
             messages.append(frames)
@@ -120,9 +121,15 @@ class DirectView(View):
 
     # -- code ------------------------------------------------------------------------------------
     def execute(
-        self, code: str, silent: bool = True, targets: Targets = None, block: bool | None = None
+        self,
+        code: str,
+        silent: bool = True,
+        targets: Targets = None,
+        block: bool | None = None,
+        label: Any = None,
     ) -> AsyncResult:
-        """Run ``code`` on the engines as an IPython cell (magics, display, tracebacks).
+        """Run ``code`` on the engines as an IPython cell (magics, display, tracebacks);
+        ``label=`` names the tasks (default: the view's ``label`` flag).
 
         Returns the AsyncResult, also when blocking (then once every engine has finished; an
         error is raised): its ``get()`` is an :class:`ExecuteReply` for one engine (``rc[0]``),
@@ -130,6 +137,12 @@ class DirectView(View):
         ``execute_result`` (``ar.execute_result``, ``Out[engine:count]``) and counts it in the
         engine's history; the default ``silent=True`` does neither, as in ipyparallel.
         """
+        with self._labelled(label):
+            return self._execute(code, silent, targets, block)
+
+    def _execute(
+        self, code: str, silent: bool, targets: Targets, block: bool | None
+    ) -> AsyncResult:
         ids, single = self._target_list(targets)
         content = {
             "code": code,
@@ -169,11 +182,13 @@ class DirectView(View):
         namespace, here and on this view's engines."""
         return self._switch_serializer(serialize.use_pickle)
 
-    def run(self, filename: str, targets: Targets = None, block: bool | None = None) -> Any:
+    def run(
+        self, filename: str, targets: Targets = None, block: bool | None = None, label: Any = None
+    ) -> Any:
         """Run a local Python file's code on the engines."""
         with open(filename) as f:
             code = f.read()
-        return self.execute(code, targets=targets, block=block)
+        return self.execute(code, targets=targets, block=block, label=label)
 
     # -- data -------------------------------------------------------------------------------------
     def push(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ..error import RemoteError, unwrap_exception
+from ..error import NoSuchTask, RemoteError, unwrap_exception
 from ..protocol import serialize
 from ..protocol.routing import CONTROLLER, CONTROLLER_TOPIC, REPLAY_TOPIC, engine_id_of_topic
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
@@ -180,7 +180,11 @@ class Inbound:
         for msg_id in msg_ids:
             entry = records.get(msg_id, {"status": "unknown"})
             if entry["status"] == "unknown":
-                raise KeyError(f"the controller has no record of task {msg_id!r}")
+                raise NoSuchTask(
+                    f"the controller has no record of task {msg_id!r} (never submitted to "
+                    "this cluster, or purged, or dropped to keep the records within "
+                    "record_limit); rc.hub_history() lists the tasks it has"
+                )
             md = self.ledger.metadata_for(msg_id)
             if md["submitted"] is None:
                 md["submitted"] = parse_date(entry.get("submitted"))
@@ -196,6 +200,11 @@ class Inbound:
             for output in messages[1:]:
                 self.on_notify([REPLAY_TOPIC, *output])
             self.on_reply(list(messages[0]))
+            # received: when the controller got the reply, not now (wall_time and the
+            # timeline tell of the task, not of when it was looked up)
+            received = parse_date(entry.get("received"))
+            if received is not None:
+                md["received"] = received
 
 
 def apply_output(

@@ -3,7 +3,7 @@
 A :class:`Job` is a set of tasks as the progress displays, the widgets and the magics see
 it: a name, the tasks' msg_ids and metadata, the results that arrived (in arrival order),
 whether it is over, and one way to wait for it to change.  :class:`AsyncResult`
-(:mod:`.asyncresult`) and the stream of an ``imap`` (:class:`.imap.TaskStream`) are jobs;
+(:mod:`.asyncresult`) and a lazy map (:class:`.lazymap.LazyMapIterator`, what ``imap`` and ``executor.map`` return) are jobs;
 nothing above the client layer reads anything else of them, so their insides can change
 without the displays noticing.
 
@@ -115,7 +115,7 @@ class Job(Protocol):
 
 
 class ArrivalLog:
-    """The readers of the Job seam that AsyncResult and TaskStream share: both keep their
+    """The readers of the Job seam that AsyncResult and LazyMapIterator share: both keep their
     results by msg_id in ``_results``, the msg_ids in order of arrival in ``_arrival``, both
     under ``_cond``."""
 

@@ -112,6 +112,8 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
         self._total = self._known_length(iterables)
         # the Job seam's state (ArrivalLog reads these), and the feed's, under one condition
         self._cond = threading.Condition()
+        #: held while inputs are read, so that no input is read once cancel() returns
+        self._reading = threading.RLock()
         self.msg_ids: list[str] = []
         self._metadata: list[Metadata] = []
         self._results: dict[str, Any] = {}
@@ -155,7 +157,11 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
     def _feed_one(self) -> bool:
         """Read and submit one batch; False when there is nothing more to submit."""
         try:
-            items = list(itertools.islice(self._inputs, self._batch_size))
+            with self._reading:  # cancel() waits for a read under way, then none follows
+                if self._stopped:
+                    self._end_feeding()
+                    return False
+                items = list(itertools.islice(self._inputs, self._batch_size))
             if not items:
                 self._end_feeding()
                 return False
@@ -235,7 +241,7 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
     def cancel(self) -> None:
         """Read no more inputs.  The tasks already sent still run; iterating yields their
         results, then stops.  (``client.abort(it.msg_ids)`` aborts those not started.)"""
-        with self._cond:
+        with self._reading, self._cond:
             self._stopped = True
             self._cond.notify_all()
 

@@ -4,9 +4,7 @@ controller finds free first (``rc.load_balanced_view()``), with retries, timeout
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol import serialize
@@ -15,7 +13,7 @@ from ..protocol.wire import Frame
 from .asyncresult import AsyncResult
 from .baseview import View, getname
 from .dependency import as_metadata
-from .imap import TaskStream
+from .lazymap import LazyMapIterator
 from .ledger import Submitted
 from .mapresult import AsyncMapResult
 from .targets import Targets
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["LoadBalancedView"]
 
 R = TypeVar("R", bound=AsyncResult)
+V = TypeVar("V", bound="LoadBalancedView")
 
 
 class LoadBalancedView(View):
@@ -48,7 +47,7 @@ class LoadBalancedView(View):
     def __repr__(self) -> str:
         return f"<LoadBalancedView {self.targets if self.targets is not None else 'None'}>"
 
-    def set_flags(self, **kwargs: Any) -> None:
+    def set_flags(self: V, **kwargs: Any) -> V:
         if "retries" in kwargs:
             r = kwargs["retries"]
             if not isinstance(r, int) or isinstance(r, bool) or r < 0:
@@ -60,10 +59,10 @@ class LoadBalancedView(View):
         for key in ("after", "follow"):
             if kwargs.get(key) is not None:
                 as_metadata(kwargs[key])  # raises on a value that is not a dependency
-        super().set_flags(**kwargs)
+        return super().set_flags(**kwargs)
 
     def _metadata(self) -> dict[str, Any]:
-        md: dict[str, Any] = {}
+        md: dict[str, Any] = self._label_metadata() or {}
         if self.targets is not None:
             md["targets"] = self.client._build_targets(self.targets)
         if self.retries:
@@ -155,82 +154,16 @@ class LoadBalancedView(View):
         ordered: bool = True,
         max_outstanding: int | str = "auto",
         return_exceptions: bool = False,
-    ) -> Iterator[Any]:
-        """Lazy parallel ``map``: reads the inputs as it goes (generators, even endless ones)
-        with at most ``max_outstanding`` tasks in flight (default: one per engine), and yields
-        results in order or, with ``ordered=False``, as they finish.  The iterator's
-        ``display()`` shows a live progress widget over its tasks."""
-        stream = TaskStream(self.client, getname(f), sequences)
-        return stream.attach(
-            self._imap(
-                f,
-                sequences,
-                ordered,
-                max_outstanding,
-                return_exceptions,
-                stream.add,
-                lambda: stream.cancelled,
-            )
+    ) -> LazyMapIterator:
+        """Lazy parallel ``map``: reads the inputs as tasks finish (generators, even endless
+        ones) with at most ``max_outstanding`` tasks in flight (default: one per engine), and
+        yields results in order or, with ``ordered=False``, as they finish.  ``cancel()``
+        stops reading the inputs; ``display()`` shows a live progress widget over its tasks."""
+        return LazyMapIterator(
+            self,
+            f,
+            sequences,
+            ordered=ordered,
+            max_outstanding=max_outstanding,
+            return_exceptions=return_exceptions,
         )
-
-    def _imap(
-        self,
-        f: Callable[..., Any],
-        sequences: tuple[Any, ...],
-        ordered: bool,
-        max_outstanding: int | str,
-        return_exceptions: bool,
-        on_submit: Callable[[AsyncResult], None],
-        cancelled: Callable[[], bool] = lambda: False,
-    ) -> Iterator[Any]:
-        if not sequences:
-            raise TypeError("imap() needs at least one iterable")
-        if max_outstanding == "auto":
-            max_outstanding = max(1, len(self))
-        limit = int(max_outstanding)
-        fn = serialize.pack_function(f)
-        md = self._metadata()
-        client = self.client
-        inputs = zip(*sequences)
-        pending: deque[AsyncResult] = deque()
-        finished: deque[AsyncResult] = deque()
-        cond = threading.Condition()
-
-        def on_done(ar: Any) -> None:
-            with cond:
-                finished.append(ar)
-                cond.notify()
-
-        def submit_one() -> bool:
-            try:
-                args = next(inputs)
-            except StopIteration:
-                return False
-            content, buffers = serialize.pack_apply(fn, args, {}, getname(f))
-            ar = self._submit(
-                [(content, buffers)],
-                md,
-                lambda msg_ids: AsyncResult(
-                    client, msg_ids, getname(f), single=True, return_exceptions=return_exceptions
-                ),
-            )
-            pending.append(ar)
-            on_submit(ar)
-            if not ordered:
-                ar.add_done_callback(on_done)
-            return True
-
-        exhausted = False
-        while True:
-            while not exhausted and (limit <= 0 or len(pending) < limit):
-                exhausted = cancelled() or not submit_one()
-            if not pending:
-                return
-            if ordered:
-                ar = pending.popleft()
-            else:
-                with cond:
-                    cond.wait_for(lambda: bool(finished))
-                    ar = finished.popleft()
-                pending.remove(ar)
-            yield ar.get(return_exceptions=return_exceptions)

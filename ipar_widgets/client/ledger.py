@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..protocol.wire import parse_date
-from .metadata import Metadata
+from .metadata import Metadata, MetadataByTask
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
@@ -55,7 +55,7 @@ class TaskLedger:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.metadata: dict[str, Metadata] = {}
+        self.metadata: dict[str, Metadata] = MetadataByTask()
         self.results: dict[str, Any] = {}
         self.outstanding: set[str] = set()
         self.history: list[str] = []
@@ -90,8 +90,25 @@ class TaskLedger:
             for key in ("after", "follow"):
                 if extra.get(key):
                     md[key] = extra[key]
+            if "label" in extra:
+                md["label"] = extra["label"]
         self.outstanding.add(note.msg_id)
         self.history.append(note.msg_id)
+
+    def adopt(self, msg_id: str, date: str | None) -> None:
+        """Note a task this client did not send but receives the reply of (a resubmitted
+        one): outstanding until its result comes, unless it already came."""
+        md = self.metadata_for(msg_id)
+        with self.lock:
+            if md["submitted"] is None:
+                md["submitted"] = parse_date(date)
+            if not self.known_result(msg_id)[0]:
+                self.outstanding.add(msg_id)
+
+    def result_of(self, msg_id: str) -> tuple[bool, Any]:
+        """``(True, result)`` if this client holds the task's result, else ``(False, None)``."""
+        with self.lock:
+            return self.known_result(msg_id)
 
     def known_result(self, msg_id: str) -> tuple[bool, Any]:
         """``(True, result)`` if this client holds the task's result (call with the lock)."""
@@ -192,9 +209,14 @@ class TaskLedger:
 
     # -- forgetting -------------------------------------------------------------------------------
     def forget(self, msg_ids: Iterable[str] | None = None) -> None:
-        """Forget finished tasks (all of them with None); outstanding ones are kept."""
-        chosen = list(self.metadata) if msg_ids is None else list(msg_ids)
-        for msg_id in chosen:
-            if msg_id not in self.outstanding:
-                self.results.pop(msg_id, None)
-                self.metadata.pop(msg_id, None)
+        """Forget the results and metadata of finished tasks (all of them with None);
+        outstanding ones are kept."""
+        with self.lock:
+            chosen = list(self.metadata) if msg_ids is None else list(msg_ids)
+            for msg_id in chosen:
+                if msg_id not in self.outstanding:
+                    self.results.pop(msg_id, None)
+                    self.metadata.pop(msg_id, None)
+            if msg_ids is None:  # results of tasks this client never noted (set by hand)
+                for msg_id in [m for m in self.results if m not in self.outstanding]:
+                    del self.results[msg_id]

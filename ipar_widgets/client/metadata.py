@@ -59,3 +59,13 @@ class Metadata(dict[str, Any]):
 
     def __dir__(self) -> list[str]:
         return [*super().__dir__(), *self.keys()]
+
+
+class MetadataByTask(dict[str, Metadata]):
+    """``Client.metadata``: Metadata by msg_id.  As in ipyparallel (a defaultdict there),
+    reading a msg_id it does not hold yet gives that task a fresh Metadata, kept from then
+    on; ``get`` and ``in`` add nothing."""
+
+    def __missing__(self, msg_id: str) -> Metadata:
+        md = self[msg_id] = Metadata(msg_id=msg_id)
+        return md

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import logging
 import os
 import random
 import string
@@ -20,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .. import paths
@@ -68,6 +69,16 @@ def _stop_at_exit() -> None:
 atexit.register(_stop_at_exit)
 
 
+#: the levels the processes' ``--log-level`` takes, by number
+_LEVEL_NAMES = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARN",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+
+
 def _random_id() -> str:
     return (
         f"{int(time.time())}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=4))}"
@@ -106,8 +117,26 @@ class Cluster(LoggingConfigurable):
     shutdown_atexit = Bool(
         True, help="Stop the cluster when this Python process exits, if it started it."
     ).tag(config=True)
-    log_level = Unicode("INFO", help="Log level of the cluster's processes.").tag(config=True)
+    log_level = Union(
+        [Unicode(), Integer()],
+        default_value="INFO",
+        help="Log level of the cluster's processes: a name ('DEBUG') or, as in ipyparallel, "
+        "a number (logging.DEBUG == 10).",
+    ).tag(config=True)
     delay = Float(0.0, help="Unused; accepted for compatibility with ipyparallel.").tag(config=True)
+
+    @validate("log_level")
+    def _check_log_level(self, proposal: Any) -> str:
+        """A level name the processes' ``--log-level`` takes (numbers become names)."""
+        value = proposal["value"]
+        name = _LEVEL_NAMES.get(value, "") if isinstance(value, int) else str(value).upper()
+        name = "WARN" if name == "WARNING" else name
+        if name not in _LEVEL_NAMES.values():
+            raise TraitError(
+                "log_level must be a logging level name (DEBUG, INFO, WARN, ERROR, CRITICAL) "
+                f"or number (logging.DEBUG == 10, ...), found {value!r}"
+            )
+        return name
 
     @default("cluster_id")
     def _default_cluster_id(self) -> str:

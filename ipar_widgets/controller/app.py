@@ -78,7 +78,8 @@ class ControllerApp(Application):
         100_000, help="Most task records kept; past it the oldest finished ones are dropped."
     ).tag(config=True)
     record_size_limit = Integer(
-        1 << 30, help="Most bytes of results and outputs kept in task records (default 1 GiB)."
+        1 << 30,
+        help="Most bytes of requests, results and outputs kept in task records (default 1 GiB).",
     ).tag(config=True)
     hwm = Integer(
         1,

@@ -91,6 +91,8 @@ class EngineRegistry:
         self.by_uuid: dict[str, EngineState] = {}
         self._next_id = 0
         self.unregistered: list[dict[str, Any]] = []
+        #: the uuid of every engine that ever registered (task records name engines that left)
+        self._uuids: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -107,9 +109,14 @@ class EngineRegistry:
         self._next_id += 1
         self.by_id[engine.id] = engine
         self.by_uuid[uuid] = engine
+        self._uuids[engine.id] = uuid
         for ident in (engine.shell, engine.control, engine.heartbeat):
             self.by_ident[ident] = engine
         return engine
+
+    def uuid_of(self, engine_id: int | None) -> str | None:
+        """The uuid of engine ``engine_id``, also after it left (None: no such engine)."""
+        return None if engine_id is None else self._uuids.get(engine_id)
 
     def unregister(self, engine: EngineState, reason: str) -> None:
         self.by_id.pop(engine.id, None)

@@ -19,7 +19,8 @@ Where things happen, one module each (all in one thread)::
     reactor.py    the poll loop and timers; drains sockets, counts dropped messages
     router.py     client requests, tasks to engines, replies, outputs, failing tasks
     scheduler.py  the load balancer: which engine a balanced task goes to, and when
-    queries.py    answers to requests for the controller itself (b"c")
+    queries.py    answers to requests for the controller itself (b"c"); those about task
+                  records in recordqueries.py, through the TaskStore of taskstore.py
     liveness.py   heartbeats, local engine processes, engines lost
     lifecycle.py  registration, starting and stopping engines, shutdown
     records.py, engines.py, segments.py   what the controller remembers
@@ -47,6 +48,7 @@ from .records import ERROR, RecordStore, TaskRecord
 from .router import Router
 from .scheduler import LoadBalancer
 from .segments import SegmentKeeper
+from .taskstore import MemoryTaskStore, TaskStore
 
 #: how often local engine processes are checked for having exited (seconds)
 PROCESS_WATCH_PERIOD = 0.2
@@ -96,6 +98,10 @@ class Controller:
         self.engines = EngineRegistry()
         self.segments = SegmentKeeper(shared_area, self.wire)
         self.records = RecordStore(record_limit, record_size_limit, self.segments.record_removed)
+        #: the records as a database: what db_query, hub_history, purges and resubmits read
+        self.tasks: TaskStore = MemoryTaskStore(
+            self.records, self.engines.uuid_of, self.segments.result_frames
+        )
         # the sockets exist from here on; bind() gives them their ports
         self.client = _make_socket(self.context, zmq.ROUTER)
         self.notify = _make_socket(self.context, zmq.PUB)
@@ -218,6 +224,14 @@ class Controller:
         """Finish a task with an error of the cluster's (``ename: evalue``) and answer its
         client and watchers; a task already finished is left alone."""
         self.router.fail_task(rec, ename, evalue, status)
+
+    def submit_task(
+        self, client: bytes, engine_id: int | None, header: dict[str, Any], signed: list[Frame]
+    ) -> None:
+        """Submit a request the controller built (``[DELIM, signature, header, parent,
+        metadata, content, *buffers]``) as ``client``'s: for engine ``engine_id``, or (None)
+        load-balanced."""
+        self.router.submit_built(client, engine_id, header, signed)
 
     def send_control(self, engine: EngineState, msg_type: str, content: dict[str, Any]) -> bool:
         """Send the controller's own control message to an engine (its answer is dropped);

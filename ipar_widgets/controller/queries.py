@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.wire import Frame
 from .records import ABORTED, FINISHED
 
 if TYPE_CHECKING:
@@ -25,6 +24,14 @@ _handlers: dict[str, Handler] = {}
 
 class BadRequest(ValueError):
     """A request the controller cannot act on; its text is sent back to the client."""
+
+
+class NoRecord(KeyError):
+    """A request names tasks the controller has no record of; the client raises it as
+    :class:`~ipar_widgets.error.NoSuchTask` (a KeyError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such task"
 
 
 def handler(msg_type: str) -> Callable[[Handler], Handler]:
@@ -56,13 +63,15 @@ def handle(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         f(ctl, client, header, content)
     except BadRequest as exc:
         ctl.reply(client, reply_type, _error(str(exc)), header)
+    except NoRecord as exc:
+        ctl.reply(client, reply_type, _error(str(exc), "KeyError"), header)
     except Exception as exc:
         log.exception("error answering %s", msg_type)
         ctl.reply(client, reply_type, _error(f"{type(exc).__name__}: {exc}"), header)
 
 
-def _error(text: str) -> dict[str, Any]:
-    return {"status": "error", "ename": "ValueError", "evalue": text, "origin": "cluster"}
+def _error(text: str, ename: str = "ValueError") -> dict[str, Any]:
+    return {"status": "error", "ename": ename, "evalue": text, "origin": "cluster"}
 
 
 def _engine_ids(ctl: Controller, content: dict[str, Any], key: str = "targets") -> list[int]:
@@ -78,7 +87,8 @@ def _engine_ids(ctl: Controller, content: dict[str, Any], key: str = "targets") 
     return targets
 
 
-def _msg_ids(content: dict[str, Any]) -> list[str]:
+def msg_ids_in(content: dict[str, Any]) -> list[str]:
+    """The request's ``msg_ids``: a list of message ids, or BadRequest."""
     ids = content.get("msg_ids")
     if not isinstance(ids, list) or not all(isinstance(m, str) for m in ids):
         raise BadRequest(f"'msg_ids' must be a list of message ids, found {ids!r}")
@@ -136,33 +146,6 @@ def _queue(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     )
 
 
-@handler("result_request")
-def _results(
-    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
-) -> None:
-    """Finished tasks' reply and output messages, exactly as the engines signed them."""
-    results: dict[str, Any] = {}
-    buffers: list[Frame] = []
-    watch = bool(content.get("watch"))
-    for msg_id in _msg_ids(content):
-        rec = ctl.records.get(msg_id)
-        if rec is None:
-            results[msg_id] = {"status": "unknown"}
-            continue
-        entry = rec.summary()
-        entry["reply"] = rec.finished and rec.reply is not None
-        messages = [rec.reply, *rec.outputs] if entry["reply"] else list(rec.outputs)
-        if entry["reply"]:
-            messages[0] = ctl.segments.reply_for(client, rec, messages[0])
-        entry["frames"] = [len(frames) for frames in messages]
-        for frames in messages:
-            buffers.extend(frames)
-        if watch and not rec.finished and client != rec.client and client not in rec.watchers:
-            rec.watchers = [*rec.watchers, client]  # forward its reply and outputs here too
-        results[msg_id] = entry
-    ctl.reply(client, "result_reply", {"status": "ok", "results": results}, header, buffers)
-
-
 @handler("segments_mapped")
 def _segments_mapped(
     ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
@@ -173,37 +156,11 @@ def _segments_mapped(
         ctl.segments.mapped(msg_id, ctl.records.get(msg_id))
 
 
-@handler("history_request")
-def _history(
-    ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
-) -> None:
-    ctl.reply(
-        client,
-        "history_reply",
-        {"status": "ok", "history": [r.msg_id for r in ctl.records]},
-        header,
-    )
-
-
-@handler("purge_request")
-def _purge(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
-    msg_ids = content.get("msg_ids")
-    if msg_ids == "all":
-        purged = ctl.records.purge()
-    else:
-        ids = _msg_ids(content) if msg_ids is not None else []
-        engine_ids = content.get("engine_ids") or []
-        if not ids and not engine_ids:
-            raise BadRequest("purge_request needs 'msg_ids' (a list, or 'all') or 'engine_ids'")
-        purged = ctl.records.purge(ids, engine_ids)
-    ctl.reply(client, "purge_reply", {"status": "ok", "purged": purged}, header)
-
-
 @handler("abort_request")
 def _abort(ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
     """Abort tasks that have not started: those waiting in the controller at once, those queued
     on an engine by telling the engine (it answers them as aborted when it reaches them)."""
-    wanted = set(_msg_ids(content))
+    wanted = set(msg_ids_in(content))
     aborted = []
     for waiting in ctl.balancer.abort(wanted):
         ctl.fail_task(
@@ -269,3 +226,7 @@ def _spawn(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
         {"status": "ok", "launched": launched, "requested": ctl.requested_engines},
         header,
     )
+
+
+# the handlers of the record queries register themselves (result, history, db, purge, resubmit)
+from . import recordqueries  # noqa: E402,F401

@@ -1,9 +1,10 @@
 """The controller's record of every task: who sent it, where it ran, when, and how it ended.
 
 Records let any client, including one that connects later, look a task up by msg_id
-(``Client.get_result``), and feed ``queue_status`` and the activity view.  They are kept until
-purged, bounded by a number of records and a number of bytes: past either bound the oldest
-finished records are dropped; unfinished ones never are.
+(``Client.get_result``), query them (``Client.db_query``, through :mod:`.taskstore`) and
+resubmit them, and feed ``queue_status`` and the activity view.  They are kept until purged,
+bounded by a number of records and a number of bytes (the request's, the reply's and the
+outputs'): past either bound the oldest finished records are dropped; unfinished ones never are.
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ class TaskRecord:
         "request_segments",
         "segments",
         "segment_readers",
+        # Set only when they happen (read with getattr and a default): a record is made
+        # for every task, and each store in __init__ is paid on every submit.
+        "received",
+        "resubmitted",
     )
+
+    #: controller clock (``time.time()``) when the reply arrived or the cluster failed it
+    received: float
+    #: msg_id of the latest task resubmitted from this one
+    resubmitted: str
 
     def __init__(self, msg_id: str, client: bytes, msg_type: str, submitted: str) -> None:
         self.msg_id = msg_id
@@ -73,7 +83,7 @@ class TaskRecord:
         self.dispatched: float | None = None  # controller clock, when handed to the engine
         self.started: str | None = None  # engine clock, from the reply
         self.completed: str | None = None  # engine clock, from the reply
-        self.request: list[Frame] | None = None  # signed frames, kept until the task finishes
+        self.request: list[Frame] | None = None  # signed frames, from the delimiter on
         self.reply: list[Frame] | None = None  # signed reply frames, for later clients
         # What most tasks never need starts as a shared empty value (a task record is made
         # for every message, so its construction is on the hot path).

@@ -50,6 +50,8 @@ from .segments import SegmentKeeper
 log = logging.getLogger("ipar_widgets.controller")
 
 TASK_TYPES = frozenset({"apply_request", "execute_request"})
+#: Jupyter comm messages from a notebook to an engine's widgets: passed to its shell, no record
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 REPLY_TYPES = {"apply_request": "apply_reply", "execute_request": "execute_reply"}
 
 #: a registration request from an engine's shell socket: (identity, header, content)
@@ -208,6 +210,9 @@ class Router:
     ) -> None:
         """A task for engine ``engine_id``, or (None) for the load balancer."""
         msg_type = header["msg_type"]
+        if msg_type in COMM_TYPES and engine_id is not None:
+            self._forward_comm(client, engine_id, signed)
+            return
         if msg_type not in TASK_TYPES:
             raise InvalidMessage(f"expected apply_request or execute_request, found {msg_type!r}")
         msg_id = header["msg_id"]
@@ -228,6 +233,21 @@ class Router:
             self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
         elif not self.send_task(rec, engine):
             self.engine_lost(engine, "its shell socket is not connected")
+
+    def _forward_comm(self, client: bytes, engine_id: int, signed: list[Frame]) -> None:
+        """A notebook's answer to an engine's widget (a click...): to the engine's shell, in
+        order with its tasks.  Nobody waits for a reply; for a gone engine it is dropped."""
+        engine = self.engines.by_id.get(engine_id)
+        if engine is None or not self.send(self.engine, [engine.shell, client, *signed]):
+            log.info("dropped a comm message for engine %s: %s", engine_id, "not registered")
+
+    def submit_built(
+        self, client: bytes, engine_id: int | None, header: dict[str, Any], signed: list[Frame]
+    ) -> None:
+        """Submit a request the controller built itself (a resubmitted task) as if ``client``
+        had sent it: for engine ``engine_id``, or (None) for the load balancer.  Its reply
+        and outputs go to that client."""
+        self._submit(client, engine_id, header, signed, client)
 
     def unknown_engine(self, engine_id: int) -> str:
         """The error text for a request naming an engine id that is not registered."""
@@ -309,15 +329,18 @@ class Router:
             rec.status = status if status in FINISHED else ERROR
             rec.started = metadata.get("started")
             rec.completed = metadata.get("completed")
+            rec.received = time.time()
             rec.reply = frames[2:]
-            rec.request = None
             self.segments.release_request(rec)
             nbytes = frames_size(frames[8:]) + self.segments.note_result(rec, metadata)
             self.counts[rec.status] += 1
             reply = frames[2:]
             for receiver in (client, *rec.watchers):
                 self.answer(receiver, self.segments.reply_for(client_of(receiver), rec, reply))
-            # after sending: culling must know who has yet to map the result's segments
+            # after sending: culling must know who has yet to map the result's segments.  The
+            # record keeps the request (db_query, resubmit): its content and buffers count too.
+            if rec.request is not None:
+                nbytes += frames_size(rec.request[5:])
             self.records.account(rec, nbytes)
         else:  # a late reply (its task failed meanwhile) or one without a record
             reply = self.segments.late_reply(frames[2:], metadata)
@@ -383,12 +406,14 @@ class Router:
         )
         rec.status = status
         rec.completed = now
+        rec.received = time.time()
         rec.reply = frames
-        rec.request = None
         self.segments.release_request(rec)
         self.counts[status] += 1
         for client in (rec.reply_to, *rec.watchers):
             self.answer(client, frames)
+        if rec.request is not None:  # kept with the record, as for a task that ran
+            self.records.account(rec, frames_size(rec.request[5:]))
         self.balancer.task_finished(rec)
 
     # -- outputs ----------------------------------------------------------------------------------

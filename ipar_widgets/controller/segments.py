@@ -79,6 +79,12 @@ class SegmentKeeper:
             return frames
         return self.inline(frames)
 
+    def result_frames(self, rec: TaskRecord) -> list[Frame]:
+        """A finished record's reply frames with its segments read back in (for a reader
+        that maps nothing, such as a record query)."""
+        assert rec.reply is not None
+        return self.inline(rec.reply) if rec.segments else rec.reply
+
     def late_reply(self, frames: list[Frame], metadata: dict[str, Any]) -> list[Frame]:
         """A reply no record keeps: its segments go into frames and their files away."""
         if "shm" not in metadata:

@@ -14,11 +14,13 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from functools import partial
 from types import FrameType
 from typing import Any, cast
 
+import comm
 import zmq
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.utils import _async_in_context
@@ -137,8 +139,20 @@ class EngineKernel(IPythonKernel):
         return engine_topic(self.engine_id, topic)
 
     # -- dispatch -----------------------------------------------------------------------------------
+    def _create_comm(self, *args: Any, **kwargs: Any) -> Any:
+        """``comm.create_comm`` on an engine: ipykernel's comm, published under this engine's
+        topic, so a client knows which engine a widget lives on (and can relay the notebook's
+        answers to it: client/comms.py)."""
+        from ipykernel.comm.comm import BaseComm
+
+        comm_id = kwargs.get("comm_id") or uuid.uuid4().hex
+        kwargs["comm_id"] = comm_id
+        kwargs.setdefault("topic", self._topic(f"comm-{comm_id}"))
+        return BaseComm(*args, **kwargs)
+
     def start(self) -> None:
         super().start()  # type: ignore[no-untyped-call]
+        comm.create_comm = self._create_comm
         # Take the shell socket's messages ourselves: apply requests run right here, in the
         # stream's receive callback (no asyncio task, no lock, no status messages); anything
         # else, or anything arriving while an asynchronous request is in flight, takes

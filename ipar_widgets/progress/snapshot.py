@@ -218,7 +218,7 @@ class ProgressTracker:
         self._first_error: FirstError | None = None
         self._first_submitted: datetime | None = None
         self._unfinished: list[int] = []
-        self._known = 0  # tasks of the job seen so far (a TaskStream grows)
+        self._known = 0  # tasks of the job seen so far (a lazy map's grows)
 
     # -- folding finished tasks in --------------------------------------------------------------
     def _sync_tasks(self) -> None:
