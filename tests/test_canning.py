@@ -10,6 +10,7 @@ import sys
 import types
 from collections import namedtuple
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,6 +197,23 @@ def test_interactive_gives_a_function_mains_globals(main_value: None) -> None:
         pass
 
     assert ipp.interactive(C) is C and C.__module__ == "__main__"
+
+
+def test_use_dill_cans_what_only_dill_pickles(tmp_path: Path) -> None:
+    pytest.importorskip("dill")
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec("def make(f):\n    return lambda: f.name\n", namespace)
+    with open(tmp_path / "x.txt", "a") as f:
+        reads_name = namespace["make"](f)  # type: ignore[operator]
+        with pytest.raises(ipp.error.SerializationError):
+            serialize.can(reads_name)
+        serialize.use_dill()
+        try:
+            back = serialize.uncan(pickle.loads(pickle.dumps(serialize.can(reads_name))))
+        finally:
+            serialize.use_pickle()
+    assert back() == reads_name()
+    back.__closure__[0].cell_contents.close()  # the file dill opened again
 
 
 def test_the_public_module_offers_ipyparallels_names() -> None:

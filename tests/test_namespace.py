@@ -155,3 +155,35 @@ def test_a_blocking_call_runs_after_what_the_thread_sent_before_it(rc) -> None: 
         view.push({"_h1_order": -i}, block=False)
         view["a_name"] = i  # view.block is False: not waited for either
         assert view.apply_sync(get) == -i
+
+
+CLOSURE_OVER_A_FILE = """
+def make_writer(log):
+    def write(x):
+        log.write(f"{x}\\n")
+        log.flush()
+        return 2 * x
+    return write
+"""
+
+
+def test_use_dill_sends_what_only_dill_pickles(rc, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("dill")
+    namespace: dict[str, object] = {"__name__": "__main__"}  # as a notebook cell defines it
+    exec(CLOSURE_OVER_A_FILE, namespace)
+    path = tmp_path / "log.txt"
+    view = rc[:2]
+    with open(path, "a") as log:
+        write = namespace["make_writer"](log)  # type: ignore[operator]
+        with pytest.raises(ipp.error.SerializationError, match="could not be pickled"):
+            view.apply_sync(write, 1)  # cloudpickle cannot send an open file
+        view.use_dill().get(timeout=10)
+        try:
+            assert view.apply_sync(write, 5) == [10, 10]
+            assert sorted(path.read_text().split()) == ["5", "5"]  # each engine reopened it
+            view["_h1_engine_only"] = 7
+            exec("def get():\n    return _h1_engine_only\n", namespace)
+            assert view.apply_sync(namespace["get"]) == [7, 7]  # globals still resolve there
+        finally:
+            view.use_pickle().get(timeout=10)
+    assert not serialize._state["dill"]

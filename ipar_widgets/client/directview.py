@@ -173,8 +173,9 @@ class DirectView(View):
         return self._switch_serializer(serialize.use_cloudpickle)
 
     def use_dill(self) -> Any:
-        """Same as :meth:`use_cloudpickle`: capture by value is what ipyparallel's
-        ``use_dill`` is for, and cloudpickle provides it (see docs/compatibility.md)."""
+        """Pickle with dill what plain pickle cannot (closures over open files, ...), in this
+        process and on this view's engines; interactive functions still resolve their globals
+        in each engine's namespace.  Needs the dill package here and on the engines."""
         return self._switch_serializer(serialize.use_dill)
 
     def use_pickle(self) -> Any:

@@ -34,7 +34,7 @@ from ..error import SerializationError
 from .serialize import (
     PrePickled,
     Reference,
-    _Pickler,
+    fallback_pickler,
     interactive,
     rebuild_namespace,
     use_cloudpickle,
@@ -93,14 +93,26 @@ def _memoryview_of(buffer: Any) -> memoryview:
     return memoryview(buffer)
 
 
-class _BufferPickler(_Pickler):
-    """Our task pickler, plus memoryviews (which pickle does not carry)."""
+#: task pickler -> the same plus memoryviews (see _buffer_pickler)
+_buffer_picklers: dict[type[pickle.Pickler], type[pickle.Pickler]] = {}
 
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is memoryview:
-            data = pickle.PickleBuffer(obj) if obj.contiguous else obj.tobytes()
-            return (_memoryview_of, (data,))
-        return super().reducer_override(obj)
+
+def _buffer_pickler(base: type[pickle.Pickler]) -> type[pickle.Pickler]:
+    """Our task pickler (``base``: cloudpickle's or dill's), plus memoryviews, which pickle
+    does not carry."""
+    known = _buffer_picklers.get(base)
+    if known is not None:
+        return known
+
+    class BufferPickler(base):  # type: ignore[valid-type,misc]  # a class made at run time
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is memoryview:
+                data = pickle.PickleBuffer(obj) if obj.contiguous else obj.tobytes()
+                return (_memoryview_of, (data,))
+            return super().reducer_override(obj)
+
+    _buffer_picklers[base] = BufferPickler
+    return BufferPickler
 
 
 def _lift(obj: Any, threshold: int, item_threshold: int) -> Any:
@@ -135,7 +147,8 @@ def _pickle_frames(obj: Any, threshold: int, item_threshold: int = MAX_ITEMS) ->
 
     stream = io.BytesIO()
     try:
-        _BufferPickler(stream, protocol=5, buffer_callback=keep_large_apart).dump(
+        pickler = _buffer_pickler(fallback_pickler())
+        pickler(stream, protocol=5, buffer_callback=keep_large_apart).dump(
             _lift(obj, threshold, item_threshold)
         )
     except Exception as exc:

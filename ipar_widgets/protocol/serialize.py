@@ -14,6 +14,7 @@ Everything else goes through cloudpickle, so lambdas, closures and classes trave
 
 from __future__ import annotations
 
+import functools
 import io
 import linecache
 import marshal
@@ -33,21 +34,40 @@ from ..error import SerializationError
 #: buffers smaller than this stay inside the pickle stream (a frame costs more than a copy)
 OOB_THRESHOLD = 64 * 1024
 
-_state = {"interactive_by_value": False}
+#: the serializer switches: interactive functions' globals captured by value (cloudpickle),
+#: and dill for what plain pickle cannot do (instead of cloudpickle)
+_state = {"interactive_by_value": False, "dill": False}
 
 
 def use_cloudpickle() -> None:
     """Capture interactive functions' globals by value (cloudpickle) instead of resolving them
     in each engine's namespace."""
     _state["interactive_by_value"] = True
+    _state["dill"] = False
+
+
+def use_dill() -> None:
+    """Pickle with dill what plain pickle cannot (closures over open files, ...).
+
+    Interactive functions still resolve their globals in the receiving namespace, as dill
+    pickles ``__main__``'s namespace by reference; the receiver needs dill too.
+    """
+    try:
+        import dill  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "use_dill() needs the dill package, here and on the engines (pip install dill); "
+            "use_cloudpickle() captures interactive functions' globals by value without it"
+        ) from exc
+    _state["interactive_by_value"] = False
+    _state["dill"] = True
 
 
 def use_pickle() -> None:
-    """Restore the default: interactive functions resolve globals in the engine's namespace."""
+    """Restore the default: interactive functions resolve globals in the engine's namespace,
+    and cloudpickle takes what plain pickle cannot do."""
     _state["interactive_by_value"] = False
-
-
-use_dill = use_cloudpickle  # dill's purpose (capture by value) is served by cloudpickle
+    _state["dill"] = False
 
 
 class Reference:
@@ -220,6 +240,27 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no
         return super().reducer_override(obj)
 
 
+@functools.cache
+def _dill_pickler() -> type[pickle.Pickler]:
+    """dill's pickler, with interactive functions pickled as ours (code, rebuilt with the
+    receiver's namespace as globals); made on first use, so dill is imported only then."""
+    import dill
+
+    class DillPickler(dill.Pickler):  # type: ignore[misc]  # dill has no type hints
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is types.FunctionType and obj.__module__ == "__main__":
+                return _reduce_interactive(obj)
+            return NotImplemented
+
+    return DillPickler
+
+
+def fallback_pickler() -> type[pickle.Pickler]:
+    """The pickler for what plain pickle cannot do: cloudpickle's, or dill's after
+    :func:`use_dill`."""
+    return _dill_pickler() if _state["dill"] else _Pickler
+
+
 # -- objects --------------------------------------------------------------------------------
 def _describe(obj: Any) -> str:
     text = repr(obj)
@@ -286,7 +327,8 @@ def dumps(obj: Any, what: str = "object") -> list[Any]:
         except (_NeedsCloudpickle, pickle.PicklingError, AttributeError):
             del buffers[1:]
             stream = io.BytesIO()
-            _Pickler(stream, protocol=5, buffer_callback=keep_large_out_of_band).dump(obj)
+            pickler = _dill_pickler() if _state["dill"] else _Pickler
+            pickler(stream, protocol=5, buffer_callback=keep_large_out_of_band).dump(obj)
     except Exception as exc:
         raise SerializationError(
             f"cannot serialize {what}: {_describe(obj)} could not be pickled ({type(exc).__name__}: {exc})"
