@@ -306,9 +306,10 @@ class CompositeError(RemoteError):
             lines.extend(err._render_traceback_())
             lines.append("")
         more = len(self.elist) - self.tb_limit
-        if more > 0:
+        if more > 0:  # the last line says how many are not shown, as in ipyparallel
             lines.append(f"... {more} more exception{'s' if more != 1 else ''} ...")
-        lines.append(f"{len(self.elist)} error{'s' if len(self.elist) != 1 else ''}")
+        else:
+            lines.append(f"{len(self.elist)} error{'s' if len(self.elist) != 1 else ''}")
         return lines
 
     def _render_traceback_(self) -> list[str]:

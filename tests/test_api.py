@@ -23,6 +23,9 @@ IPYPARALLEL_NAMES = {
     "ViewExecutor", "depend", "dependent", "interactive", "parallel", "register_joblib_backend",
     "remote", "require", "ClusterManager",
     "use_cloudpickle", "use_dill", "use_pickle", "error", "version_info",
+    # ipyparallel.serialize's functions, which ipyparallel also offers at its top level
+    "PrePickled", "can", "can_map", "deserialize_object", "pack_apply_message",
+    "serialize_object", "uncan", "uncan_map", "unpack_apply_message",
 }  # fmt: skip
 
 
@@ -52,7 +55,7 @@ def test_composite_error_shows_the_first_tracebacks_and_a_count() -> None:
     ]
     lines = [ANSI.sub("", line) for line in comp._render_traceback_()]
     assert [line for line in lines if line.startswith("[")] == [f"[{i}:apply]" for i in range(4)]
-    assert lines[-2:] == ["... 2 more exceptions ...", "6 errors"]
+    assert lines[-2:] == ["", "... 2 more exceptions ..."]  # the last line, as in ipyparallel
     with pytest.raises(ipp.RemoteError, match=r"\[4:apply\] ValueError: bad 4"):
         comp.raise_exception(4)
     single = ipp.CompositeError("raised in: f", [remote(0)])

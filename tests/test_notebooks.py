@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -82,6 +83,13 @@ def test_asyncresult_notebook_runs_with_the_seed_pages_output(tmp_path: Path) ->
 
     assert find_cell(nb, "reduce(add, map(sq, X))").strip() == "58.028845747399714"
     assert find_cell(nb, "reduce(add, lview.map(sq, X))").strip() == "58.028845747399714"
+
+    published = find_cell(nb, "publish_data").splitlines()
+    progress = [json.loads(line.split(": ", 1)[1]) for line in published[:-2]]
+    assert len(progress) >= 2 and progress[0] == [0, 0, 0, 0], published
+    assert all(0 <= done <= 10 for row in progress for done in row)
+    assert any(0 < done < 10 for row in progress for done in row)  # seen while running
+    assert published[-2:] == [str(["finished"] * 4), str([{"done": 10, "of": 10}] * 4)]
 
     recipe = find_cell(nb, "for msg_id in amr.msg_ids").splitlines()
     assert len(recipe) == 5

@@ -138,12 +138,17 @@ class View:
         return self._submit_and_wait(submit)
 
     def _submit_and_wait(self, submit: Callable[[], AsyncResult]) -> Any:
+        return self._submit_claimed(submit).get()
+
+    def _submit_claimed(self, submit: Callable[[], AsyncResult]) -> AsyncResult:
+        """Submit so that the replies come to this thread's own socket: the caller waits on
+        the AsyncResult returned (``get``) in this thread."""
         with self.client._submitter.waiting() as claimed:
             ar = submit()
             for other in claimed:
                 if other is not ar:  # not what get() will be called on
                     other._abandon_waiter()
-        return ar.get()
+        return ar
 
     # -- apply ------------------------------------------------------------------------------------
     def apply(self, __f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -31,6 +31,7 @@ from .asyncresult import AsyncHubResult, AsyncResult, Jobs
 from .connect import find_client_file, load_connection_file
 from .controlplane import Status, address_of, wait_for_engines
 from .dispatch import Inbound, OutputListener
+from .executereply import ExecuteReply as ExecuteReply  # ipyparallel's users import it here
 from .futures import split_futures, wait_for_futures
 from .hubrecords import HubRecords
 from .job import Job

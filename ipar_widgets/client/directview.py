@@ -5,11 +5,9 @@ and ``sync_imports``."""
 
 from __future__ import annotations
 
-import builtins
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 from ..protocol import serialize
@@ -18,6 +16,7 @@ from ..protocol.wire import Frame
 from . import engine_side, mapping
 from .asyncresult import AsyncResult
 from .baseview import View, getname
+from .imports import SynchronizedImports
 from .ledger import Submitted
 from .mapresult import AsyncMapResult
 from .targets import Targets
@@ -128,13 +127,22 @@ class DirectView(View):
         targets: Targets = None,
         block: bool | None = None,
         label: Any = None,
-    ) -> Any:
+    ) -> AsyncResult:
         """Run ``code`` on the engines as an IPython cell (magics, display, tracebacks);
-        ``label=`` names the tasks (default: the view's ``label`` flag)."""
+        ``label=`` names the tasks (default: the view's ``label`` flag).
+
+        Returns the AsyncResult, also when blocking (then once every engine has finished; an
+        error is raised): its ``get()`` is an :class:`ExecuteReply` for one engine (``rc[0]``),
+        a list of them for several.  ``silent=False`` makes the cell's last expression an
+        ``execute_result`` (``ar.execute_result``, ``Out[engine:count]``) and counts it in the
+        engine's history; the default ``silent=True`` does neither, as in ipyparallel.
+        """
         with self._labelled(label):
             return self._execute(code, silent, targets, block)
 
-    def _execute(self, code: str, silent: bool, targets: Targets, block: bool | None) -> Any:
+    def _execute(
+        self, code: str, silent: bool, targets: Targets, block: bool | None
+    ) -> AsyncResult:
         ids, single = self._target_list(targets)
         content = {
             "code": code,
@@ -146,10 +154,15 @@ class DirectView(View):
             # cells already queued on that engine, as with ipyparallel; silent ones never do
             "stop_on_error": True,
         }
-        return self._finish(
-            lambda: self._send_to_engines(ids, "execute_request", content, [], "execute", single),
-            block,
-        )
+
+        def submit() -> AsyncResult:
+            return self._send_to_engines(ids, "execute_request", content, [], "execute", single)
+
+        if not (self.block if block is None else block):
+            return submit()
+        ar = self._submit_claimed(submit)
+        ar.get()
+        return ar
 
     # -- serializer switches (here and on the engines) ----------------------------------------------
     def _switch_serializer(self, switch: Callable[[], None]) -> Any:
@@ -162,8 +175,9 @@ class DirectView(View):
         return self._switch_serializer(serialize.use_cloudpickle)
 
     def use_dill(self) -> Any:
-        """Same as :meth:`use_cloudpickle`: capture by value is what ipyparallel's
-        ``use_dill`` is for, and cloudpickle provides it (see docs/compatibility.md)."""
+        """Pickle with dill what plain pickle cannot (closures over open files, ...), in this
+        process and on this view's engines; interactive functions still resolve their globals
+        in each engine's namespace.  Needs the dill package here and on the engines."""
         return self._switch_serializer(serialize.use_dill)
 
     def use_pickle(self) -> Any:
@@ -187,9 +201,15 @@ class DirectView(View):
         block: bool | None = None,
         track: bool | None = None,
     ) -> Any:
-        """Define the names in ``ns`` in each engine's namespace."""
+        """Define the names in ``ns`` in each engine's namespace; a key like ``"a.b"`` or
+        ``"a[0]"`` assigns to that target (``view["a.b"] = 0``)."""
         if not isinstance(ns, dict):
             raise TypeError(f"push takes a dict of names to values, found {type(ns).__name__}")
+        for key in ns:
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"push takes names (str) as keys, found {key!r} ({type(key).__name__})"
+                )
         return self._finish(lambda: self._apply(engine_side.push, (ns,), {}, targets), block)
 
     def pull(
@@ -268,43 +288,28 @@ class DirectView(View):
         )
         return self._finish(ar, block)
 
-    @contextmanager
-    def sync_imports(self, local: bool = True, quiet: bool = False) -> Iterator[None]:
-        """Inside ``with view.sync_imports():``, each import also runs on the engines.
+    @property
+    def importer(self) -> SynchronizedImports:
+        """``with view.importer:``, the same as ``with view.sync_imports():``."""
+        return self._sync_imports(sys._getframe(1), local=True, quiet=False)
 
-        With ``local=False`` the modules are imported on the engines only.
+    def sync_imports(self, local: bool = True, quiet: bool = False) -> SynchronizedImports:
+        """Inside ``with view.sync_imports():``, each import statement also runs on the
+        engines, binding the same names in their namespaces.
+
+        ``import x as y`` binds ``x`` on the engines (the ``as`` part is not seen).  Each
+        import is announced (``importing x on engine(s)``) unless ``quiet``; the engines
+        import while the block runs, and an ImportError there is raised when it ends.  With
+        ``local=False`` the modules are imported on the engines only (here the statement
+        binds placeholders).
         """
-        real_import = builtins.__import__
-        user_globals = sys._getframe(2).f_globals  # the frame with the `with` statement
-        busy = threading.local()
+        return self._sync_imports(sys._getframe(1), local=local, quiet=quiet)
 
-        def remote_import(
-            name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
-        ) -> Any:
-            module = real_import(name, globals, locals, fromlist, level) if local else None
-            # only the user's own import statements travel; imports made while sending don't
-            if globals is not user_globals or level != 0 or getattr(busy, "on", False):
-                return module if local else real_import(name, globals, locals, fromlist, level)
-            if fromlist:
-                statement = f"from {name} import {', '.join(fromlist)}"
-                message = f"importing {', '.join(fromlist)} from {name} on engine(s)"
-            else:
-                statement = f"import {name}"
-                message = f"importing {name} on engine(s)"
-            if not quiet:
-                print(message)
-            busy.on = True
-            try:
-                self._apply(engine_side.import_module, (statement,), {}).get()
-            finally:
-                busy.on = False
-            return module
+    def _sync_imports(self, frame: FrameType, *, local: bool, quiet: bool) -> SynchronizedImports:
+        def send(statement: str) -> AsyncResult:
+            return self._apply(engine_side.import_module, (statement,), {})
 
-        builtins.__import__ = remote_import
-        try:
-            yield
-        finally:
-            builtins.__import__ = real_import
+        return SynchronizedImports(send, frame, local=local, quiet=quiet)
 
     def clear(self, targets: Targets = None, block: bool | None = None) -> None:
         """Reset the namespace of this view's engines."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from ..protocol import serialize
 from ..protocol.routing import CONTROLLER, CONTROLLER_TOPIC, REPLAY_TOPIC, engine_id_of_topic
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
 from ..protocol.wire import Frame, InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
-from .display import ExecuteReply
+from .executereply import ExecuteReply
 from .ledger import TaskLedger
 from .metadata import Metadata
 from .targets import EngineTable
@@ -147,7 +147,7 @@ class Inbound:
         if md is not None:
             if md["engine_id"] is None and engine_id is not None:
                 md["engine_id"] = engine_id  # a balanced task shows where it runs by its output
-            apply_output(md, msg_type, content)
+            apply_output(md, msg_type, content, msg.buffers)
         self._tell_listeners(engine_id, msg_id, msg_type, content)
         if md is not None and isinstance(msg_id, str):
             self.ledger.output_arrived(msg_id)
@@ -207,7 +207,9 @@ class Inbound:
                 md["received"] = received
 
 
-def apply_output(md: Metadata, msg_type: str, content: dict[str, Any]) -> None:
+def apply_output(
+    md: Metadata, msg_type: str, content: dict[str, Any], buffers: Sequence[Frame] = ()
+) -> None:
     """Record one output message of a task in its metadata."""
     if msg_type == "stream":
         name = content.get("name", "stdout")
@@ -239,4 +241,11 @@ def apply_output(md: Metadata, msg_type: str, content: dict[str, Any]) -> None:
         md["stderr"] = ""
         md["outputs"] = []
     elif msg_type == "data_message":
-        md["data"].update(content.get("data", {}))
+        # ``publish_data`` on the engine: the dict is pickled in the buffers
+        try:
+            data = serialize.loads(buffers)
+        except Exception as exc:
+            log.warning("dropped published data of task %s: %s", md["msg_id"], exc)
+            return
+        if isinstance(data, dict):
+            md["data"].update(data)

@@ -1,4 +1,4 @@
-"""Showing what tasks printed and returned: ``display_outputs`` and ``ExecuteReply``.
+"""Showing what tasks printed and returned: ``display_outputs``.
 
 Stream text is printed under ``[stdout:<engine>]`` / ``[stderr:<engine>]`` labels, rich
 outputs are re-published with the engine id in their metadata, and execute results appear as
@@ -10,10 +10,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .executereply import ExecuteReply
 from .metadata import Metadata
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
+
+__all__ = ["ExecuteReply", "StreamPrinter", "display_outputs", "republish"]
 
 
 def _ipython() -> Any:
@@ -121,63 +124,3 @@ def display_outputs(ar: AsyncResult, groupby: str = "type", result_only: bool = 
     for md, value in rows:
         if md["execute_result"] is not None:
             _show_result(value)
-
-
-class ExecuteReply:
-    """The result of ``view.execute(code)`` on one engine: its execution count and the value
-    of the cell's last expression, shown as ``Out[engine:count]: value``."""
-
-    def __init__(self, msg_id: str, content: dict[str, Any], metadata: Metadata) -> None:
-        self.msg_id = msg_id
-        self._content = content
-        self.execution_count = content.get("execution_count")
-        self.metadata = metadata
-
-    @property
-    def data(self) -> dict[str, Any]:
-        result = self.metadata["execute_result"]
-        return dict(result.get("data", {})) if result else {}
-
-    @property
-    def _data_metadata(self) -> dict[str, Any]:
-        result = self.metadata["execute_result"]
-        return dict(result.get("metadata", {})) if result else {}
-
-    def plaintext(self, color: bool = False) -> str:
-        text: str = self.data.get("text/plain", "")
-        if not text:
-            return ""
-        if "\n" in text and not text.startswith("\n"):
-            text = "\n" + text
-        label = f"Out[{self.metadata['engine_id']}:{self.execution_count}]: "
-        if color:
-            label = f"\x1b[31m{label}\x1b[0m"
-        return label + text
-
-    def _repr_mimebundle_(
-        self, include: Any = None, exclude: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        data = self.data
-        if "text/plain" in data:
-            data["text/plain"] = self.plaintext()
-        return data, self._data_metadata
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.plaintext())
-
-    def __getitem__(self, key: str) -> Any:
-        return self.metadata[key]
-
-    def __getattr__(self, key: str) -> Any:
-        if key in ("metadata", "_content", "msg_id", "execution_count"):
-            raise AttributeError(key)
-        try:
-            return self.metadata[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def __repr__(self) -> str:
-        text = self.data.get("text/plain", "")
-        if len(text) > 32:
-            text = text[:29] + "..."
-        return f"<ExecuteReply[{self.execution_count}]: {text}>"

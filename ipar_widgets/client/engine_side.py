@@ -16,7 +16,27 @@ def _namespace() -> dict[str, Any]:
 
 
 def push(ns: dict[str, Any]) -> None:
-    _namespace().update(ns)
+    """Bind each name to its value; a key that is not a plain name is an assignment target
+    (``view["a.b"] = 0`` sets attribute ``b`` of the engine's ``a``)."""
+    namespace = _namespace()
+    for key in ns:
+        if not key.isidentifier():
+            break
+    else:  # plain names only, the usual case: one update
+        namespace.update(ns)
+        return
+    for key, value in ns.items():
+        if key.isidentifier():
+            namespace[key] = value
+            continue
+        slot = "_ipar_push_value"
+        while slot in namespace:
+            slot += "_"
+        namespace[slot] = value
+        try:
+            exec(f"{key} = {slot}", namespace)
+        finally:
+            del namespace[slot]
 
 
 def pull(names: str | list[str] | tuple[str, ...]) -> Any:

@@ -116,15 +116,19 @@ class Submitter:
     # -- the waiter protocol ------------------------------------------------------------------------
     def _waiting_here(self) -> bool:
         """Whether tasks sent now go to this thread's waiter: the first ones sent inside
-        ``waiting()``, once the I/O thread's connection is up."""
+        ``waiting()``, once the I/O thread's connection is up, and once the controller has
+        read this thread's earlier tasks.
+
+        The waiter is another socket than the one those went out on, and the controller may
+        read two sockets in either order: ``rc[0].push(ns, block=False)`` then
+        ``rc[0].apply_sync(f)`` must not run ``f`` before the push.  Once the last of them
+        was answered, the controller has read them all (one socket keeps its order);
+        until then the waited tasks go out behind them on the same socket.
+        """
         state = self._thread_state
         claims = getattr(state, "claims", None)
         if claims is None or claims or not self.transport.direct:
             return False
-        # Tasks to one engine run in the order they were sent, but the waiter is a connection
-        # of its own: it could overtake this thread's last task on the shared socket (a
-        # non-blocking `%px a=10`, then `view["a"]`).  Once that task is answered it has
-        # certainly arrived, and so has everything sent before it on that socket.
         last = getattr(state, "last_shared", None)
         return last is None or last not in self.ledger.outstanding
 

@@ -14,6 +14,7 @@ Everything else goes through cloudpickle, so lambdas, closures and classes trave
 
 from __future__ import annotations
 
+import functools
 import io
 import linecache
 import marshal
@@ -23,7 +24,8 @@ import sys
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
 
 import cloudpickle
 
@@ -32,21 +34,40 @@ from ..error import SerializationError
 #: buffers smaller than this stay inside the pickle stream (a frame costs more than a copy)
 OOB_THRESHOLD = 64 * 1024
 
-_state = {"interactive_by_value": False}
+#: the serializer switches: interactive functions' globals captured by value (cloudpickle),
+#: and dill for what plain pickle cannot do (instead of cloudpickle)
+_state = {"interactive_by_value": False, "dill": False}
 
 
 def use_cloudpickle() -> None:
     """Capture interactive functions' globals by value (cloudpickle) instead of resolving them
     in each engine's namespace."""
     _state["interactive_by_value"] = True
+    _state["dill"] = False
+
+
+def use_dill() -> None:
+    """Pickle with dill what plain pickle cannot (closures over open files, ...).
+
+    Interactive functions still resolve their globals in the receiving namespace, as dill
+    pickles ``__main__``'s namespace by reference; the receiver needs dill too.
+    """
+    try:
+        import dill  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "use_dill() needs the dill package, here and on the engines (pip install dill); "
+            "use_cloudpickle() captures interactive functions' globals by value without it"
+        ) from exc
+    _state["interactive_by_value"] = False
+    _state["dill"] = True
 
 
 def use_pickle() -> None:
-    """Restore the default: interactive functions resolve globals in the engine's namespace."""
+    """Restore the default: interactive functions resolve globals in the engine's namespace,
+    and cloudpickle takes what plain pickle cannot do."""
     _state["interactive_by_value"] = False
-
-
-use_dill = use_cloudpickle  # dill's purpose (capture by value) is served by cloudpickle
+    _state["dill"] = False
 
 
 class Reference:
@@ -72,9 +93,55 @@ class Reference:
         return (Reference, (self.name,))
 
 
-def interactive(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a function defined in a module as interactive: its globals resolve on the engine."""
-    f.__module__ = "__main__"
+F = TypeVar("F")
+
+
+class PrePickled:
+    """An object pickled once, now, to be sent many times without pickling it again
+    (``view.apply(f, PrePickled(big))`` in a loop); what arrives is the object itself.
+
+    The pickle is made when it is wrapped, and large buffers (array data) are kept by
+    reference, not copied: after changing the object, wrap it again.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        #: the object's frames: the pickle stream, then its out-of-band buffers
+        self.buffers = dumps(obj, "the object to pre-pickle")
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        stream, *buffers = self.buffers
+        if isinstance(protocol, int) and protocol >= 5:
+            # the buffers stay out of band (frames of their own) in the message, too
+            return (_load_prepickled, (stream, *map(pickle.PickleBuffer, buffers)))
+        return (_load_prepickled, (stream, *map(bytes, buffers)))
+
+    def __repr__(self) -> str:
+        return f"<PrePickled: {sum(memoryview(b).nbytes for b in self.buffers)} bytes>"
+
+
+def _load_prepickled(stream: bytes, *buffers: Any) -> Any:
+    return pickle.loads(stream, buffers=buffers)
+
+
+def interactive(f: F) -> F:
+    """Make a function defined in a module behave as if defined interactively: its globals
+    are ``__main__``'s (the notebook's or the script's namespace) instead of its module's,
+    and on an engine, where it travels as code, the engine's namespace.
+
+    A function becomes a copy with those globals (code, defaults, closure and attributes
+    kept), as in ipyparallel; a class is only marked as ``__main__``'s.
+    """
+    if isinstance(f, types.FunctionType):
+        main = sys.modules["__main__"].__dict__
+        if f.__globals__ is not main:
+            g = types.FunctionType(f.__code__, main, f.__name__, f.__defaults__, f.__closure__)
+            g.__kwdefaults__ = f.__kwdefaults__
+            g.__qualname__ = f.__qualname__
+            g.__doc__ = f.__doc__
+            g.__annotations__ = dict(f.__annotations__)
+            g.__dict__.update(f.__dict__)
+            f = cast(F, g)
+    cast(Any, f).__module__ = "__main__"
     return f
 
 
@@ -96,9 +163,19 @@ def _cell_contents(cell: types.CellType) -> Any:
         return _EMPTY_CELL
 
 
+#: the namespace interactive functions are rebuilt in while unpickling, when it is not
+#: ``__main__``'s (``uncan(canned, g)``, ``deserialize_object(frames, g)``)
+rebuild_namespace: ContextVar[dict[str, Any] | None] = ContextVar(
+    "ipar_widgets_rebuild_namespace", default=None
+)
+
+
 def _rebuild_function(code: bytes, name: str, n_cells: int) -> types.FunctionType:
-    """Create an interactive function whose globals are this process's ``__main__``."""
-    namespace = sys.modules["__main__"].__dict__
+    """Create an interactive function whose globals are this process's ``__main__`` (or the
+    namespace :data:`rebuild_namespace` names)."""
+    namespace = rebuild_namespace.get()
+    if namespace is None:
+        namespace = sys.modules["__main__"].__dict__
     cells = tuple(types.CellType() for _ in range(n_cells)) if n_cells else None
     return types.FunctionType(marshal.loads(code), namespace, name, None, cells)
 
@@ -161,6 +238,27 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no
         ):
             return _reduce_interactive(obj)
         return super().reducer_override(obj)
+
+
+@functools.cache
+def _dill_pickler() -> type[pickle.Pickler]:
+    """dill's pickler, with interactive functions pickled as ours (code, rebuilt with the
+    receiver's namespace as globals); made on first use, so dill is imported only then."""
+    import dill
+
+    class DillPickler(dill.Pickler):  # type: ignore[misc]  # dill has no type hints
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is types.FunctionType and obj.__module__ == "__main__":
+                return _reduce_interactive(obj)
+            return NotImplemented
+
+    return DillPickler
+
+
+def fallback_pickler() -> type[pickle.Pickler]:
+    """The pickler for what plain pickle cannot do: cloudpickle's, or dill's after
+    :func:`use_dill`."""
+    return _dill_pickler() if _state["dill"] else _Pickler
 
 
 # -- objects --------------------------------------------------------------------------------
@@ -229,7 +327,8 @@ def dumps(obj: Any, what: str = "object") -> list[Any]:
         except (_NeedsCloudpickle, pickle.PicklingError, AttributeError):
             del buffers[1:]
             stream = io.BytesIO()
-            _Pickler(stream, protocol=5, buffer_callback=keep_large_out_of_band).dump(obj)
+            pickler = _dill_pickler() if _state["dill"] else _Pickler
+            pickler(stream, protocol=5, buffer_callback=keep_large_out_of_band).dump(obj)
     except Exception as exc:
         raise SerializationError(
             f"cannot serialize {what}: {_describe(obj)} could not be pickled ({type(exc).__name__}: {exc})"
@@ -279,7 +378,7 @@ def pack_function(f: Any) -> list[Any]:
     reuses its pickle: one without defaults, closure or attributes is sent as its code and
     names only, so the pickle stays valid as long as those are the same.
     """
-    if not callable(f) and not isinstance(f, Reference):
+    if not callable(f) and not isinstance(f, (Reference, PrePickled)):
         raise TypeError(f"expected a callable to run on the engines, found {_describe(f)}")
     key = _stateless_key(f)
     if key is not None:
