@@ -6,7 +6,9 @@ yielded in order.
 endless generator and never holds more inputs than it needs.  Submitting goes on in a thread
 of its own whether or not anyone iterates, as ipyparallel's does (and as
 ``concurrent.futures`` maps do): ``with view.executor as ex: ex.map(f, xs)`` runs every ``f(x)``
-before the ``with`` block ends.  :meth:`~LazyMapIterator.cancel` stops reading inputs; the
+before the ``with`` block ends.  ``imap`` makes it *paced*: ``max_outstanding`` then counts
+the batches the iteration has not taken yet, so an endless input is read only as fast as the
+caller consumes results.  :meth:`~LazyMapIterator.cancel` stops reading inputs; the
 tasks already sent still run and are still yielded.
 
 It is a :class:`~ipar_widgets.client.job.Job` over the tasks submitted so far, so
@@ -78,6 +80,7 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
         ordered: bool = True,
         return_exceptions: bool = False,
         timeout: float | None = None,
+        paced: bool = False,
     ) -> None:
         if not iterables:
             raise TypeError("map() needs at least one iterable")
@@ -124,6 +127,10 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
         self._to_yield: deque[_Batch] = deque()  # ordered: submission order
         self._finished: deque[_Batch] = deque()  # unordered: completion order
         self._in_flight = 0
+        #: paced (imap): room is counted in batches the iteration has not taken yet, so a
+        #: map over an endless generator that nobody iterates reads no further
+        self._paced = paced
+        self._untaken = 0
         self._feeding = True  # more submissions may come
         self._stopped = False  # cancel(), an aborted task, or an error: read no more inputs
         self._done_callbacks: list[Callable[[Any], object]] = []
@@ -182,6 +189,7 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
                 self._sizes[msg_id] = ar.task_size(msg_id)
             self.msg_ids.extend(ar.msg_ids)
             self._in_flight += 1
+            self._untaken += 1
             if self.ordered:
                 self._to_yield.append(batch)
             self._cond.notify_all()
@@ -197,12 +205,16 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
     def _wait_for_room(self) -> bool:
         """Block until another batch may be sent (True) or feeding must stop (False)."""
         with self._cond:
-            while not self._stopped and self._limit and self._in_flight >= self._limit:
+            while not self._stopped and self._limit and self._busy() >= self._limit:
                 if self._view.client.closed:
                     self._stopped = True
                     break
                 self._cond.wait(_CLOSED_CHECK)
             return not self._stopped
+
+    def _busy(self) -> int:
+        """Batches counted against ``max_outstanding`` (call with the condition)."""
+        return self._untaken if self._paced else self._in_flight
 
     def _fail(self, exc: BaseException) -> None:
         """Reading an input or submitting failed: iteration raises ``exc`` at this place."""
@@ -282,6 +294,8 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
                 if not self._feeding and (self.ordered or self._in_flight == 0):
                     return None
                 self._cond.wait(timeout_of(self._remaining()))
+            self._untaken -= 1
+            self._cond.notify_all()  # a paced feed has room again
             return pending.popleft()
 
     def _iterate(self) -> Iterator[Any]:

@@ -155,9 +155,9 @@ class LoadBalancedView(View):
         max_outstanding: int | str = "auto",
         return_exceptions: bool = False,
     ) -> LazyMapIterator:
-        """Lazy parallel ``map``: reads the inputs as tasks finish (generators, even endless
-        ones) with at most ``max_outstanding`` tasks in flight (default: one per engine), and
-        yields results in order or, with ``ordered=False``, as they finish.  ``cancel()``
+        """Lazy parallel ``map``: reads the inputs as the iteration takes results (generators,
+        even endless ones), with at most ``max_outstanding`` tasks submitted and not yet
+        taken (default: one per engine), and yields results in order or, with ``ordered=False``, as they finish.  ``cancel()``
         stops reading the inputs; ``display()`` shows a live progress widget over its tasks."""
         return LazyMapIterator(
             self,
@@ -166,4 +166,5 @@ class LoadBalancedView(View):
             ordered=ordered,
             max_outstanding=max_outstanding,
             return_exceptions=return_exceptions,
+            paced=True,
         )
