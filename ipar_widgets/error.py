@@ -17,7 +17,14 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   │   │       └── InvalidDependency   a dependency refers to an unknown task
     │   │   └── RemoteError          the task raised: carries ename, evalue, traceback, engine
     │   │       ├── CompositeError   several tasks raised: carries every RemoteError
-    │   │       └── AlreadyDisplayedError  the error was already shown (``%px``)
+    │   │       ├── AlreadyDisplayedError  the error was already shown (``%px``)
+    │   │       ├── RemoteEngineError (also EngineError)   the cluster failed the task ...
+    │   │       ├── RemoteTaskTimeout (also TaskTimeout)   ... and said why: each of these
+    │   │       ├── RemoteTaskRejectError (also TaskRejectError)   is also the error it names
+    │   │       ├── RemoteUnmetDependency (also UnmetDependency)
+    │   │       ├── RemoteImpossibleDependency (also ImpossibleDependency)
+    │   │       ├── RemoteDependencyTimeout (also DependencyTimeout)
+    │   │       └── RemoteInvalidDependency (also InvalidDependency)
     │   ├── ClusterError (also RuntimeError)  starting, stopping or asking a cluster failed
     │   │   ├── ClusterNotFound (also FileNotFoundError)  no running cluster matches that
     │   │   ├── ControllerRefused (also ValueError)  the controller refused a request, and why
@@ -26,6 +33,12 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   └── ClientClosed (also RuntimeError)   the Client was closed; connect a new one
     ├── TimeoutError (builtin)       a wait ran out of time (``error.TimeoutError`` is the builtin)
     └── SerializationError (TypeError)  a function or argument could not be pickled
+
+A task the cluster fails (its engine died, it timed out, its dependencies can never be met)
+is answered with an error reply, which the client raises as a ``Remote...`` twin: both the
+error it names, so ``except EngineError`` works, and a RemoteError whose ``ename`` is that
+name, so code written for ipyparallel (which raises such failures as RemoteErrors) works
+too.  An aborted task raises TaskAborted itself, as in ipyparallel.
 
 The second bases keep ``except OSError`` / ``except ValueError`` / ``except TimeoutError``
 working where Python or ipyparallel code expects those kinds; each error's text says what was
@@ -54,6 +67,13 @@ __all__ = [
     "RemoteError",
     "CompositeError",
     "AlreadyDisplayedError",
+    "RemoteEngineError",
+    "RemoteTaskTimeout",
+    "RemoteTaskRejectError",
+    "RemoteUnmetDependency",
+    "RemoteImpossibleDependency",
+    "RemoteDependencyTimeout",
+    "RemoteInvalidDependency",
     "EngineStartFailed",
     "ClusterError",
     "ClusterNotFound",
@@ -340,6 +360,35 @@ class AlreadyDisplayedError(RemoteError):
         return self.render_traceback()
 
 
+# The cluster's task failures as the client raises them (see the module docstring).
+class RemoteEngineError(RemoteError, EngineError):
+    """A task's engine died or stopped answering: an EngineError and a RemoteError."""
+
+
+class RemoteTaskTimeout(RemoteError, TaskTimeout):
+    """A task did not start within its timeout: a TaskTimeout and a RemoteError."""
+
+
+class RemoteTaskRejectError(RemoteError, TaskRejectError):
+    """No engine may run the task: a TaskRejectError and a RemoteError."""
+
+
+class RemoteUnmetDependency(RemoteError, UnmetDependency):
+    """A task's dependencies are not met: an UnmetDependency and a RemoteError."""
+
+
+class RemoteImpossibleDependency(RemoteError, ImpossibleDependency):
+    """A task's dependencies can never be met: an ImpossibleDependency and a RemoteError."""
+
+
+class RemoteDependencyTimeout(RemoteError, DependencyTimeout):
+    """A task's dependencies were not met in time: a DependencyTimeout and a RemoteError."""
+
+
+class RemoteInvalidDependency(RemoteError, InvalidDependency):
+    """A task depends on an unknown task: an InvalidDependency and a RemoteError."""
+
+
 def collect_exceptions(results: Iterable[Any] | Mapping[Any, Any], method: str) -> Any:
     """Raise a CompositeError if any result is a RemoteError; otherwise return the results."""
     values = list(results.values()) if isinstance(results, Mapping) else list(results)
@@ -366,16 +415,19 @@ def wrap_exception(engine_info: Mapping[str, Any] | None = None) -> dict[str, An
     }
 
 
-_KNOWN = {
-    "EngineError": EngineError,
+_KNOWN: dict[str, type[KernelError]] = {
     "TaskAborted": TaskAborted,
-    "TaskTimeout": TaskTimeout,
-    "TaskRejectError": TaskRejectError,
-    "UnmetDependency": UnmetDependency,
-    "ImpossibleDependency": ImpossibleDependency,
-    "DependencyTimeout": DependencyTimeout,
-    "InvalidDependency": InvalidDependency,
     "NoEnginesRegistered": NoEnginesRegistered,
+}
+#: task failures the cluster reports, raised as RemoteErrors too (as ipyparallel raises them)
+_REMOTE_TWINS: dict[str, type[RemoteError]] = {
+    "EngineError": RemoteEngineError,
+    "TaskTimeout": RemoteTaskTimeout,
+    "TaskRejectError": RemoteTaskRejectError,
+    "UnmetDependency": RemoteUnmetDependency,
+    "ImpossibleDependency": RemoteImpossibleDependency,
+    "DependencyTimeout": RemoteDependencyTimeout,
+    "InvalidDependency": RemoteInvalidDependency,
 }
 
 
@@ -383,13 +435,17 @@ def unwrap_exception(content: Mapping[str, Any]) -> Exception:
     """Turn the content of an error reply into the exception the client raises.
 
     Errors the cluster itself produced (an engine died, a task was aborted, a dependency can
-    never be met) become their own classes, with the text the controller wrote; anything the
-    user's code raised becomes a :class:`RemoteError`.
+    never be met) become their own classes, with the text the controller wrote (task
+    failures as their ``Remote...`` twins, also RemoteErrors); anything the user's code
+    raised becomes a :class:`RemoteError`.
     """
     ename = str(content.get("ename", "Exception"))
     evalue = str(content.get("evalue", ""))
     engine_info = content.get("engine_info") or {}
-    if content.get("origin") == "cluster" and ename in _KNOWN:
+    from_cluster = content.get("origin") == "cluster"
+    if from_cluster and ename in _REMOTE_TWINS:
+        return _REMOTE_TWINS[ename](ename, evalue, content.get("traceback") or "", engine_info)
+    if from_cluster and ename in _KNOWN:
         err = _KNOWN[ename](evalue)
         err.engine_info = dict(engine_info)
         err.engine_id = engine_info.get("engine_id")

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ..cluster.cluster import Cluster
-    from .view import DirectView, LoadBalancedView
+    from .view import BroadcastView, DirectView, LoadBalancedView
 
 __all__ = ["Client"]
 
@@ -144,25 +144,38 @@ class Client:
         return resolve_targets(self.ids, targets)
 
     def __getitem__(self, key: int | slice | list[int] | tuple[int, ...] | range) -> DirectView:
-        from .view import DirectView
-
+        """``rc[i]``, ``rc[:]``, ``rc[[0, 2]]``: ``direct_view(key)`` (one engine's view for an
+        int, counted from the end when negative)."""
         if not isinstance(key, (int, slice, tuple, list, range)):
             raise TypeError(f"key by int/slice/iterable of ints only, not {type(key).__name__}")
-        if isinstance(key, int):
-            return DirectView(self, self._build_targets(key)[0])
-        return DirectView(self, self._build_targets(key))
+        return self.direct_view(key)
 
     def __iter__(self) -> Iterator[DirectView]:
         for engine_id in self.ids:
             yield self[engine_id]
 
     def direct_view(self, targets: Targets = "all", **kwargs: Any) -> DirectView:
-        """A DirectView on ``targets``; 'all' follows engines as they come and go."""
+        """A DirectView on ``targets``; 'all' follows engines as they come and go, an int
+        (negative: counted from the end) makes a view of that one engine."""
         from .view import DirectView
 
-        if targets != "all" and targets is not None and not isinstance(targets, int):
+        if isinstance(targets, int):
+            targets = self._build_targets(targets)[0]
+        elif targets != "all" and targets is not None:
             targets = self._build_targets(targets)
         return DirectView(self, "all" if targets is None else targets, **kwargs)
+
+    def broadcast_view(
+        self, targets: Targets = "all", is_coalescing: bool = False, **kwargs: Any
+    ) -> BroadcastView:
+        """A BroadcastView on ``targets`` (the engines registered now, for 'all'): each call
+        leaves the client once and the controller sends it on to every engine; with
+        ``is_coalescing``, an apply's results also come back in one reply, as one list."""
+        from .view import BroadcastView
+
+        return BroadcastView(
+            self, self._build_targets(targets), is_coalescing=is_coalescing, **kwargs
+        )
 
     def load_balanced_view(self, targets: Targets = None, **kwargs: Any) -> LoadBalancedView:
         """A LoadBalancedView: each task goes to the least-loaded engine (of ``targets``)."""
@@ -258,10 +271,11 @@ class Client:
 
         ``targets`` limits it to tasks waiting on those engines.
         """
-        msg_ids = self._jobs(jobs)
+        tasks = self._ledger.controller_tasks(self._jobs(jobs))
         if targets is not None:
             engines = set(self._build_targets(targets))
-            msg_ids = [m for m in msg_ids if self._ledger.metadata_for(m)["engine_id"] in engines]
+            tasks = [(m, engine_id) for m, engine_id in tasks if engine_id in engines]
+        msg_ids = [m for m, _ in tasks]
         if msg_ids:
             self._query("abort_request", {"msg_ids": msg_ids})
 
@@ -334,8 +348,16 @@ class Client:
         engine_ids = self._build_targets(targets) if targets else []
         if not msg_ids and not engine_ids:
             raise ValueError("purge_results needs jobs (msg_ids, AsyncResults or 'all') or targets")
-        self._query("purge_request", {"msg_ids": msg_ids, "engine_ids": engine_ids})
+        self._query(
+            "purge_request",
+            {"msg_ids": self._controller_ids(msg_ids), "engine_ids": engine_ids},
+        )
         self._ledger.forget(msg_ids)
+
+    def _controller_ids(self, msg_ids: list[str]) -> list[str]:
+        """The msg_ids the controller records for these tasks (a coalescing broadcast's
+        parts in its place)."""
+        return [m for m, _ in self._ledger.controller_tasks(msg_ids)]
 
     def purge_local_results(
         self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()
@@ -353,7 +375,7 @@ class Client:
         self._query(
             "purge_request",
             {
-                "msg_ids": self._jobs(jobs) if jobs else [],
+                "msg_ids": self._controller_ids(self._jobs(jobs)) if jobs else [],
                 "engine_ids": self._build_targets(targets) if targets else [],
             },
         )

@@ -11,9 +11,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.wire import Frame
+
+if TYPE_CHECKING:
+    from .broadcast import Gather
 
 PENDING = "pending"  # waiting in the controller (load balancing, dependencies)
 RUNNING = "running"  # handed to an engine, no reply yet
@@ -56,6 +59,7 @@ class TaskRecord:
         "request_segments",
         "segments",
         "segment_readers",
+        "gather",
     )
 
     def __init__(self, msg_id: str, client: bytes, msg_type: str, submitted: str) -> None:
@@ -96,6 +100,9 @@ class TaskRecord:
         self.request_segments: list[str] | tuple[()] = ()
         self.segments: list[str] | tuple[()] = ()
         self.segment_readers = 0
+        #: the coalescing broadcast this task is one engine's part of (its reply is kept
+        #: for that broadcast's one answer instead of being sent to the client)
+        self.gather: Gather | None = None
 
     @property
     def finished(self) -> bool:
