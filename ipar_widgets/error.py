@@ -17,14 +17,7 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   │   │       └── InvalidDependency   a dependency refers to an unknown task
     │   │   └── RemoteError          the task raised: carries ename, evalue, traceback, engine
     │   │       ├── CompositeError   several tasks raised: carries every RemoteError
-    │   │       ├── AlreadyDisplayedError  the error was already shown (``%px``)
-    │   │       ├── RemoteEngineError (also EngineError)   the cluster failed the task ...
-    │   │       ├── RemoteTaskTimeout (also TaskTimeout)   ... and said why: each of these
-    │   │       ├── RemoteTaskRejectError (also TaskRejectError)   is also the error it names
-    │   │       ├── RemoteUnmetDependency (also UnmetDependency)
-    │   │       ├── RemoteImpossibleDependency (also ImpossibleDependency)
-    │   │       ├── RemoteDependencyTimeout (also DependencyTimeout)
-    │   │       └── RemoteInvalidDependency (also InvalidDependency)
+    │   │       └── AlreadyDisplayedError  the error was already shown (``%px``)
     │   ├── ClusterError (also RuntimeError)  starting, stopping or asking a cluster failed
     │   │   ├── ClusterNotFound (also FileNotFoundError)  no running cluster matches that
     │   │   ├── ControllerRefused (also ValueError)  the controller refused a request, and why
@@ -33,12 +26,6 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   └── ClientClosed (also RuntimeError)   the Client was closed; connect a new one
     ├── TimeoutError (builtin)       a wait ran out of time (``error.TimeoutError`` is the builtin)
     └── SerializationError (TypeError)  a function or argument could not be pickled
-
-A task the cluster fails (its engine died, it timed out, its dependencies can never be met)
-is answered with an error reply, which the client raises as a ``Remote...`` twin: both the
-error it names, so ``except EngineError`` works, and a RemoteError whose ``ename`` is that
-name, so code written for ipyparallel (which raises such failures as RemoteErrors) works
-too.  An aborted task raises TaskAborted itself, as in ipyparallel.
 
 The second bases keep ``except OSError`` / ``except ValueError`` / ``except TimeoutError``
 working where Python or ipyparallel code expects those kinds; each error's text says what was
@@ -67,13 +54,6 @@ __all__ = [
     "RemoteError",
     "CompositeError",
     "AlreadyDisplayedError",
-    "RemoteEngineError",
-    "RemoteTaskTimeout",
-    "RemoteTaskRejectError",
-    "RemoteUnmetDependency",
-    "RemoteImpossibleDependency",
-    "RemoteDependencyTimeout",
-    "RemoteInvalidDependency",
     "EngineStartFailed",
     "ClusterError",
     "ClusterNotFound",
@@ -360,35 +340,6 @@ class AlreadyDisplayedError(RemoteError):
         return self.render_traceback()
 
 
-# The cluster's task failures as the client raises them (see the module docstring).
-class RemoteEngineError(RemoteError, EngineError):
-    """A task's engine died or stopped answering: an EngineError and a RemoteError."""
-
-
-class RemoteTaskTimeout(RemoteError, TaskTimeout):
-    """A task did not start within its timeout: a TaskTimeout and a RemoteError."""
-
-
-class RemoteTaskRejectError(RemoteError, TaskRejectError):
-    """No engine may run the task: a TaskRejectError and a RemoteError."""
-
-
-class RemoteUnmetDependency(RemoteError, UnmetDependency):
-    """A task's dependencies are not met: an UnmetDependency and a RemoteError."""
-
-
-class RemoteImpossibleDependency(RemoteError, ImpossibleDependency):
-    """A task's dependencies can never be met: an ImpossibleDependency and a RemoteError."""
-
-
-class RemoteDependencyTimeout(RemoteError, DependencyTimeout):
-    """A task's dependencies were not met in time: a DependencyTimeout and a RemoteError."""
-
-
-class RemoteInvalidDependency(RemoteError, InvalidDependency):
-    """A task depends on an unknown task: an InvalidDependency and a RemoteError."""
-
-
 def collect_exceptions(results: Iterable[Any] | Mapping[Any, Any], method: str) -> Any:
     """Raise a CompositeError if any result is a RemoteError; otherwise return the results."""
     values = list(results.values()) if isinstance(results, Mapping) else list(results)
@@ -415,19 +366,45 @@ def wrap_exception(engine_info: Mapping[str, Any] | None = None) -> dict[str, An
     }
 
 
-_KNOWN: dict[str, type[KernelError]] = {
-    "TaskAborted": TaskAborted,
-    "NoEnginesRegistered": NoEnginesRegistered,
-}
-#: task failures the cluster reports, raised as RemoteErrors too (as ipyparallel raises them)
-_REMOTE_TWINS: dict[str, type[RemoteError]] = {
-    "EngineError": RemoteEngineError,
-    "TaskTimeout": RemoteTaskTimeout,
-    "TaskRejectError": RemoteTaskRejectError,
-    "UnmetDependency": RemoteUnmetDependency,
-    "ImpossibleDependency": RemoteImpossibleDependency,
-    "DependencyTimeout": RemoteDependencyTimeout,
-    "InvalidDependency": RemoteInvalidDependency,
+_CLUSTER_KINDS: tuple[type[KernelError], ...] = (
+    EngineError,
+    TaskAborted,
+    TaskTimeout,
+    TaskRejectError,
+    UnmetDependency,
+    ImpossibleDependency,
+    DependencyTimeout,
+    InvalidDependency,
+    NoEnginesRegistered,
+)
+
+
+def _rebuild_task_failure(
+    ename: str, evalue: str, traceback: str, engine_info: dict[str, Any]
+) -> RemoteError:
+    return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+
+
+def _task_failure_class(kind: type[KernelError]) -> type[RemoteError]:
+    """``kind`` as a task's failure: an instance is a ``kind`` and also a RemoteError.
+
+    The cluster itself fails a task when its engine dies, it is aborted, it times out or its
+    dependencies can never be met.  ipyparallel reports those as a RemoteError whose ``ename``
+    names the kind; ipar_widgets raises the kind's own class, so ``except ipp.EngineError``
+    and ``except RemoteError as e: e.ename == "EngineError"`` both work.
+    """
+
+    def reduce(self: RemoteError) -> tuple[Any, ...]:
+        # the class has its kind's name, which the module maps to the kind itself
+        return (_rebuild_task_failure, (self.ename, self.evalue, self.traceback, self.engine_info))
+
+    namespace = {"__module__": __name__, "__doc__": kind.__doc__, "__reduce__": reduce}
+    return type(kind.__name__, (kind, RemoteError), namespace)
+
+
+#: ename -> the class a task failed by the cluster raises (see _task_failure_class)
+_TASK_FAILURES: dict[str, type[RemoteError]] = {
+    kind.__name__: _task_failure_class(kind) for kind in _CLUSTER_KINDS
 }
 
 
@@ -435,19 +412,14 @@ def unwrap_exception(content: Mapping[str, Any]) -> Exception:
     """Turn the content of an error reply into the exception the client raises.
 
     Errors the cluster itself produced (an engine died, a task was aborted, a dependency can
-    never be met) become their own classes, with the text the controller wrote (task
-    failures as their ``Remote...`` twins, also RemoteErrors); anything the user's code
-    raised becomes a :class:`RemoteError`.
+    never be met) become their own classes, which are RemoteErrors too (``ename`` is the
+    class's name, ``evalue`` the text the controller wrote); anything the user's code raised
+    becomes a plain :class:`RemoteError`.
     """
     ename = str(content.get("ename", "Exception"))
     evalue = str(content.get("evalue", ""))
-    engine_info = content.get("engine_info") or {}
-    from_cluster = content.get("origin") == "cluster"
-    if from_cluster and ename in _REMOTE_TWINS:
-        return _REMOTE_TWINS[ename](ename, evalue, content.get("traceback") or "", engine_info)
-    if from_cluster and ename in _KNOWN:
-        err = _KNOWN[ename](evalue)
-        err.engine_info = dict(engine_info)
-        err.engine_id = engine_info.get("engine_id")
-        return err
-    return RemoteError(ename, evalue, content.get("traceback") or "", engine_info)
+    engine_info = dict(content.get("engine_info") or {})
+    traceback = content.get("traceback") or ""
+    if content.get("origin") == "cluster" and ename in _TASK_FAILURES:
+        return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+    return RemoteError(ename, evalue, traceback, engine_info)

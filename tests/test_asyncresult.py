@@ -100,6 +100,9 @@ def test_timing_properties(rc) -> None:  # type: ignore[no-untyped-def]
     view = rc.load_balanced_view()
     amr = view.map(time.sleep, [0.2] * 8)
     assert len(amr) == 8 and amr.progress == 0
+    for unknown_yet in ("serial_time", "wall_time"):
+        with pytest.raises(ipp.TimeoutError, match=f"Not ready: {unknown_yet} is known once"):
+            getattr(amr, unknown_yet)
     amr.get(timeout=10)
     assert amr.progress == 8
     assert 1.6 <= amr.serial_time < 2.2
@@ -148,6 +151,16 @@ def test_map_reduce_rms(rc) -> None:  # type: ignore[no-untyped-def]
     assert sqrt(reduce(add, lview.map(sq, X)) / len(X)) == 58.028845747399714
 
 
+def test_split_of_an_apply_gives_each_engines_value(rc) -> None:  # type: ignore[no-untyped-def]
+    parent = rc[:].apply_async(os.getpid)
+    children = parent.split()
+    assert [c.msg_ids for c in children] == [[m] for m in parent.msg_ids]
+    assert children[0].split() == (children[0],)
+    pids = parent.get(timeout=10)
+    assert [c.get(timeout=10) for c in children] == pids  # each part: one value, not [value]
+    assert ipp.AsyncResult.join(*children).get(timeout=10) == pids
+
+
 def test_msg_ids_split_and_fetch_recipe(rc) -> None:  # type: ignore[no-untyped-def]
     view = rc.load_balanced_view()
     amr = view.map(lambda x: x * 10, range(6), chunksize=2)
@@ -158,8 +171,9 @@ def test_msg_ids_split_and_fetch_recipe(rc) -> None:  # type: ignore[no-untyped-
         fetched[msg_id] = (part.get(timeout=10), part.metadata.engine_id)
     assert [v for m in amr.msg_ids for v in fetched[m][0]] == [0, 10, 20, 30, 40, 50]
     assert [fetched[m][1] for m in amr.msg_ids] == [md.engine_id for md in amr.metadata]
-    parts = amr.split()
-    assert [p.get() for p in parts] == [[0, 10], [20, 30], [40, 50]]
+    parts = amr.split()  # plain AsyncResults of one task each, as in ipyparallel
+    assert [type(p) for p in parts] == [ipp.AsyncResult] * 3
+    assert [p.get() for p in parts] == [[[0, 10]], [[20, 30]], [[40, 50]]]
     assert ipp.AsyncMapResult.join(*parts).get() == [[0, 10], [20, 30], [40, 50]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -180,6 +181,34 @@ def test_wait_for_engines_times_out_and_shutdown(make_cluster) -> None:  # type:
     rc.close()
     with pytest.raises(RuntimeError, match="this client is closed"):
         rc.load_balanced_view().apply_async(lambda: 1)
+
+
+def test_wait_for_engines_without_blocking(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=1)
+    rc = handle.rc
+    assert rc.wait_for_engines(1) is None
+    already = rc.wait_for_engines(1, block=False)
+    assert isinstance(already, concurrent.futures.Future) and already.done()
+    later = rc.wait_for_engines(2, timeout=30, block=False)
+    assert not later.done()
+    handle.cluster.start_engines_sync(1)
+    assert later.result(timeout=30) is None and rc.ids == [0, 1]
+
+
+def test_destroying_the_zmq_context_closes_the_client_quietly(make_cluster, caplog) -> None:  # type: ignore[no-untyped-def]
+    import zmq
+
+    handle = make_cluster(n=1)
+    context = zmq.Context()
+    rc = ipp.Client(url_file=handle.cluster.client_file, context=context)
+    assert rc[0].apply_sync(pow, 2, 3) == 8
+    with caplog.at_level("ERROR", logger="ipar_widgets.client"):
+        context.destroy(linger=0)
+        wait_until(lambda: rc.closed, 5, what="the client to notice its context is gone")
+        rc._transport.thread.join(5)
+    assert not rc._transport.thread.is_alive()
+    assert [r.getMessage() for r in caplog.records] == []
+    rc.close()  # closing again is harmless
 
 
 def test_controller_not_answering_gives_a_clear_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]

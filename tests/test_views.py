@@ -199,6 +199,55 @@ def test_timeout_fails_a_task_that_cannot_start(rc) -> None:  # type: ignore[no-
     blocker.get(timeout=10)
 
 
+def test_retries_never_rerun_on_an_engine_the_task_failed_on(rc) -> None:  # type: ignore[no-untyped-def]
+    view = rc.load_balanced_view()
+
+    def fail() -> None:
+        raise ValueError("Failed!")
+
+    with view.temp_flags(retries=len(rc)):  # more retries than engines, no timeout
+        ar = view.apply_async(fail)
+        with pytest.raises(ipp.RemoteError) as info:
+            ar.get(timeout=20)
+    assert (info.value.ename, info.value.evalue) == ("ValueError", "Failed!")
+    with view.temp_flags(retries=len(rc), timeout=0.5):  # failed everywhere: wait for a new one
+        ar = view.apply_async(fail)
+        with pytest.raises(ipp.TaskTimeout, match="did not start within its timeout of 0.5 s"):
+            ar.get(timeout=20)
+    err = ar.exception()
+    assert isinstance(err, ipp.RemoteError) and err.ename == "TaskTimeout"
+
+
+def test_dependency_check_and_unreachable() -> None:
+    done, failed = {"a", "b"}, {"c"}
+    both = ipp.Dependency(["a", "c"], success=True, failure=False)
+    assert (both.check(done, failed), both.unreachable(done, failed)) == (False, True)
+    assert ipp.Dependency(["a", "b"]).check(done, failed) is True
+    anyone = ipp.Dependency(["a", "c"], all=False, success=False, failure=True)
+    assert (anyone.check(done, failed), anyone.unreachable(done, failed)) == (True, False)
+    assert ipp.Dependency(["a"], success=False, failure=True).unreachable(done) is True
+    assert ipp.Dependency([]).check(set()) is True and not ipp.Dependency([]).unreachable(set())
+
+
+def test_remote_and_parallel_functions_say_what_they_wrap(rc) -> None:  # type: ignore[no-untyped-def]
+    @ipp.remote(rc[0], block=True)
+    def times(x: int, y: int = 5) -> int:
+        """multiply x * y"""
+        return x * y
+
+    assert times.__name__ == "times" and times.__doc__ == "RemoteFunction wrapping:\nmultiply x * y"
+    assert repr(times).startswith("<RemoteFunction(") and "times" in repr(times)
+    assert times(2, 3) == 6
+
+    @ipp.parallel(rc[:2], block=True)
+    def double(x: list[int]) -> list[int]:
+        """double each"""
+        return [2 * v for v in x]
+
+    assert double.__doc__ == "ParallelFunction wrapping:\ndouble each"
+    assert double([1, 2, 3, 4]) == [2, 4, 6, 8]
+
+
 def test_require_and_depend(rc) -> None:  # type: ignore[no-untyped-def]
     @ipp.require("json")
     def dumps() -> str:
@@ -239,6 +288,26 @@ def test_imap_is_lazy_and_ordered_or_not(rc) -> None:  # type: ignore[no-untyped
     assert [first, *it] == [2 * i for i in range(12)]
     unordered = list(view.imap(time.sleep, [0.3, 0.01, 0.01], ordered=False))
     assert unordered == [None, None, None]
+
+
+def test_imap_cancel_stops_reading_the_inputs(rc) -> None:  # type: ignore[no-untyped-def]
+    view = rc.load_balanced_view()
+    read: list[int] = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            read.append(i)
+            yield i
+            i += 1
+
+    it = view.imap(lambda x: x + 100, endless(), max_outstanding=2)
+    assert [next(it) for _ in range(4)] == [100, 101, 102, 103]
+    it.cancel()
+    submitted = len(read)
+    assert it.cancelled and submitted <= 6  # 4 consumed, at most max_outstanding ahead
+    assert list(it) == [100 + i for i in range(4, submitted)]  # the submitted ones finish
+    assert len(read) == submitted and it.ready() and len(it) == submitted
 
 
 def test_sync_imports(rc, capsys) -> None:  # type: ignore[no-untyped-def]

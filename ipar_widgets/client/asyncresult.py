@@ -436,7 +436,10 @@ class AsyncResult(ArrivalLog, Future[Any]):
 
     @property
     def serial_time(self) -> float:
-        """Seconds of computation: the sum of each task's completed minus started (engine clock)."""
+        """Seconds of computation: the sum of each task's completed minus started (engine
+        clock); like ``wall_time``, a TimeoutError until every task has finished."""
+        if not self.ready():
+            raise TimeoutError("Not ready: serial_time is known once every task has finished.")
         total = 0.0
         for md in self._metadata:
             if md["started"] is not None and md["completed"] is not None:
@@ -472,8 +475,15 @@ class AsyncResult(ArrivalLog, Future[Any]):
         return len(self.msg_ids)
 
     # -- splitting and joining ----------------------------------------------------------------------
+    #: whether each part of :meth:`split` is one task's value (True), or a list of the one
+    #: task's result (False: a map's part is its chunk, so the part's get() is [chunk])
+    _split_flattens = True
+
     def split(self) -> tuple[AsyncResult, ...]:
-        """One AsyncResult per task (for ``concurrent.futures.wait`` and friends)."""
+        """One plain AsyncResult per task (for ``concurrent.futures.wait`` and friends).
+
+        A part of an apply's result gets that task's value; a part of a map's result gets
+        ``[chunk]``, the list of its one task's result, as in ipyparallel."""
         if len(self.msg_ids) == 1:
             return (self,)
         targets: list[int | None] = (
@@ -487,6 +497,7 @@ class AsyncResult(ArrivalLog, Future[Any]):
                 [t] if t is not None else None,
                 owner=False,
                 return_exceptions=self._return_exceptions,
+                single=self._split_flattens,
             )
             for m, t in zip(self.msg_ids, targets)
         )

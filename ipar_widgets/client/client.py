@@ -200,6 +200,9 @@ class Client:
         """
         if not block:
             future: Future[None] = Future()
+            if n is not None and len(self._engines) >= n:
+                future.set_result(None)  # already there: a done Future, no thread
+                return future
 
             def run() -> None:
                 try:

@@ -61,6 +61,30 @@ class Dependency(set[str]):
         self.success = success
         self.failure = failure
 
+    def _meeting(self, succeeded: set[str], failed: set[str] | None, meets: bool) -> set[str]:
+        """The finished tasks that meet this dependency (``meets``) or that never can."""
+        found: set[str] = set()
+        if self.success == meets:
+            found |= set(succeeded)
+        if failed is not None and self.failure == meets:
+            found |= set(failed)
+        return found
+
+    def check(self, succeeded: set[str], failed: set[str] | None = None) -> bool:
+        """Whether tasks that finished (``succeeded``, ``failed``: sets of msg_ids) meet this
+        dependency: every one of them (``all``), or any one; an empty one is always met."""
+        if not self:
+            return True
+        meeting = self._meeting(succeeded, failed, True)
+        return self.issubset(meeting) if self.all else not self.isdisjoint(meeting)
+
+    def unreachable(self, succeeded: set[str], failed: set[str] | None = None) -> bool:
+        """Whether the way those tasks finished means this dependency can never be met."""
+        if not self:
+            return False
+        spoiling = self._meeting(succeeded, failed, False)
+        return not self.isdisjoint(spoiling) if self.all else self.issubset(spoiling)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "dependencies": sorted(self),

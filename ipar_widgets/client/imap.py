@@ -4,9 +4,10 @@
 AsyncResult for the whole job.  :class:`TaskStream` is the iterator ``imap`` returns: it
 yields the same results, and it is a :class:`~ipar_widgets.client.job.Job` over the tasks
 submitted so far, so ``it.display()`` shows the live widget over them.  The total is known
-when the inputs have a length; otherwise it is the number submitted so far.  Cancel aborts
-the submitted tasks that have not started (the iteration then raises TaskAborted, or yields
-it with ``return_exceptions``).
+when the inputs have a length; otherwise it is the number submitted so far.  ``cancel()``
+stops reading the inputs (as ipyparallel's ``LazyMapIterator.cancel``); the widget's Cancel
+button also aborts the submitted tasks that have not started (the iteration then raises
+TaskAborted, or yields it with ``return_exceptions``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class TaskStream(ArrivalLog, Iterator[Any]):
         self._cond = threading.Condition()
         self._results_iter: Iterator[Any] | None = None
         self._exhausted = False
+        self._cancelled = False
         self._done_callbacks: list[Callable[[Any], object]] = []
 
     # -- fed by imap ------------------------------------------------------------------------------
@@ -89,6 +91,21 @@ class TaskStream(ArrivalLog, Iterator[Any]):
 
     def __iter__(self) -> TaskStream:
         return self
+
+    def cancel(self) -> None:
+        """Stop reading the inputs: no task is submitted after this.  Tasks already submitted
+        run on; iterating further yields their results, then stops."""
+        with self._cond:
+            self._cancelled = True
+            self._exhausted = True
+            self._total = len(self.msg_ids)
+            self._cond.notify_all()
+        self._maybe_done()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
 
     # -- the Job seam (the rest is ArrivalLog's) ---------------------------------------------------
     @property

@@ -162,7 +162,15 @@ class LoadBalancedView(View):
         ``display()`` shows a live progress widget over its tasks."""
         stream = TaskStream(self.client, getname(f), sequences)
         return stream.attach(
-            self._imap(f, sequences, ordered, max_outstanding, return_exceptions, stream.add)
+            self._imap(
+                f,
+                sequences,
+                ordered,
+                max_outstanding,
+                return_exceptions,
+                stream.add,
+                lambda: stream.cancelled,
+            )
         )
 
     def _imap(
@@ -173,6 +181,7 @@ class LoadBalancedView(View):
         max_outstanding: int | str,
         return_exceptions: bool,
         on_submit: Callable[[AsyncResult], None],
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> Iterator[Any]:
         if not sequences:
             raise TypeError("imap() needs at least one iterable")
@@ -214,7 +223,7 @@ class LoadBalancedView(View):
         exhausted = False
         while True:
             while not exhausted and (limit <= 0 or len(pending) < limit):
-                exhausted = not submit_one()
+                exhausted = cancelled() or not submit_one()
             if not pending:
                 return
             if ordered:

@@ -88,15 +88,4 @@ class AsyncMapResult(AsyncResult):
         with self._cond:
             return sum(self._chunk_sizes[m] for m in self._results)
 
-    def split(self) -> tuple[AsyncResult, ...]:
-        return tuple(
-            AsyncMapResult(
-                self._client,
-                [m],
-                [self._chunk_sizes[m]],
-                self._fname,
-                owner=False,
-                return_exceptions=self._return_exceptions,
-            )
-            for m in self.msg_ids
-        )
+    _split_flattens = False  # a part of a map is its chunk: get() gives [chunk]

@@ -23,6 +23,12 @@ class RemoteFunction:
         self.block = block
         self.flags = flags
         functools.update_wrapper(self, f)
+        # help(foo) says what foo has become, then the function's own text (as ipyparallel)
+        self.__doc__ = f"{type(self).__name__} wrapping:\n{f.__doc__}" if f.__doc__ else None
+
+    def __repr__(self) -> str:
+        name = getattr(self.func, "__qualname__", getattr(self.func, "__name__", repr(self.func)))
+        return f"<{type(self).__name__}({name}) on {self.view!r}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         block = self.view.block if self.block is None else self.block

@@ -281,6 +281,16 @@ class Transport:
     def closed(self) -> bool:
         return self._closing
 
+    def _closed_by_context(self) -> None:
+        """The sockets went with their context (``context.destroy()``): close as ``close``
+        would, waking every thread that waits, without touching the dead sockets."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            if self._closing_w >= 0:
+                os.write(self._closing_w, b"x")
+
     # -- the I/O thread ---------------------------------------------------------------------------
     def _flush_outbox(self) -> None:
         try:
@@ -342,6 +352,12 @@ class Transport:
                     self._flush_outbox()
                     if self._closing:
                         break
+        except zmq.ZMQError as exc:
+            if exc.errno not in (zmq.ENOTSOCK, zmq.ETERM) and not self._context.closed:
+                log.exception("the client's I/O thread failed")
+            else:  # someone destroyed the zmq context under us: that closes this client
+                log.debug("the zmq context of the client was destroyed; the client is closed")
+                self._closed_by_context()
         except Exception:
             log.exception("the client's I/O thread failed")
         finally:

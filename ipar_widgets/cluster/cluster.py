@@ -27,6 +27,7 @@ from .. import paths
 from ..error import ClusterError, ClusterNotFound
 from ..processes import pid_alive
 from . import control
+from .launcher import LocalControllerLauncher, LocalEngineSetLauncher, find_launcher_class
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -117,19 +118,10 @@ class Cluster(LoggingConfigurable):
         return str(paths.profile_dir(self.profile))
 
     def __init__(self, **kwargs: Any) -> None:
-        engines = kwargs.pop("engines", None)
-        if engines not in (
-            None,
-            "local",
-            "ipar",
-            "ipyparallel.cluster.launcher.LocalEngineSetLauncher",
-        ):
-            raise ValueError(f"only local engines are supported, found engines={engines!r}")
-        controller = kwargs.pop("controller", None)
-        if controller not in (None, "local", "ipar"):
-            raise ValueError(
-                f"only a local controller is supported, found controller={controller!r}"
-            )
+        for kind, key in (("EngineSet", "engines"), ("Controller", "controller")):
+            chosen = kwargs.pop(key, None)
+            if chosen is not None and not isinstance(chosen, type):
+                find_launcher_class(str(chosen), kind)  # a clear error for an unknown one
         super().__init__(**kwargs)
         paths.check_profile_name(self.profile)
         paths.check_cluster_id(self.cluster_id)
@@ -236,10 +228,14 @@ class Cluster(LoggingConfigurable):
         )
 
     def _engine_args(self) -> list[str]:
-        for section in ("LocalEngineSetLauncher", "LocalEngineLauncher", "EngineLauncher"):
-            if section in self.config and "engine_args" in self.config[section]:
-                return list(self.config[section]["engine_args"])
-        return []
+        """The engines' extra arguments, from the configuration of the engine launcher
+        (``c.EngineLauncher.engine_args`` or a subclass's, as in ipyparallel)."""
+        return list(LocalEngineSetLauncher(parent=self).engine_args)
+
+    def _controller_args(self) -> list[str]:
+        """``controller_args`` plus those configured for the controller launcher."""
+        configured = list(LocalControllerLauncher(parent=self).controller_args)
+        return configured + list(self.controller_args)
 
     def start_engines_sync(self, n: int | None = None) -> list[int]:
         """Start ``n`` more engines on this host (they register on their own)."""
@@ -346,9 +342,14 @@ class Cluster(LoggingConfigurable):
     def signal_engines_sync(
         self, signum: int | str, engine_ids: int | list[int] | None = None
     ) -> None:
-        """Send a signal to engines (e.g. SIGINT to interrupt what they run)."""
+        """Send a signal (a number or a name such as ``'SIGINT'``) to engines (all of them by
+        default): SIGINT interrupts the task an engine runs."""
         rc = self._client or self.connect_client_sync()
         rc.send_signal(signum, targets=engine_ids)
+
+    def signal_engine_sync(self, signum: int | str, engine_id: int) -> None:
+        """Send a signal (a number or a name such as ``'SIGINT'``) to one engine."""
+        self.signal_engines_sync(signum, [engine_id])
 
     # -- awaitable twins ----------------------------------------------------------------------------
     start_controller = awaitable(start_controller_sync)
@@ -361,6 +362,7 @@ class Cluster(LoggingConfigurable):
     stop_cluster = awaitable(stop_cluster_sync)
     stop_controller = stop_cluster
     signal_engines = awaitable(signal_engines_sync)
+    signal_engine = awaitable(signal_engine_sync)
 
     # -- context managers ---------------------------------------------------------------------------
     def __enter__(self) -> Client:

@@ -19,7 +19,7 @@ from ..protocol.routing import HEARTBEAT_PING
 from .engines import EngineRegistry, EngineState
 from .launcher import LocalLauncher
 from .lifecycle import Lifecycle
-from .records import PENDING, RecordStore
+from .records import RecordStore
 from .router import Router
 from .scheduler import LoadBalancer
 
@@ -100,9 +100,7 @@ class Liveness:
                 continue
             if rec.balanced and rec.retries > 0:
                 rec.retries -= 1
-                rec.status = PENDING
-                rec.dispatched = None
-                self.balancer.resubmit(rec, engine.id, must_avoid=True)
+                self.balancer.resubmit(rec, engine.id)
                 continue
             self.router.fail_task(
                 rec, "EngineError", f"engine {engine.id} died while it held task {msg_id}: {reason}"

@@ -368,9 +368,15 @@ class Router:
     def _retry(self, rec: TaskRecord, engine: EngineState, content: dict[str, Any]) -> bool:
         """Resubmit a failed balanced task when it allows retries or its dependency was unmet."""
         if content.get("ename") == "UnmetDependency":
-            self.balancer.resubmit(rec, engine.id, must_avoid=True)
+            self.balancer.resubmit(rec, engine.id)
             return True
-        if rec.retries > 0:
+        if rec.retries > 0 and not self.balancer.can_retry_elsewhere(rec, engine.id):
+            log.info(
+                "task %s failed on engine %d and on every other engine it may use; not retried",
+                rec.msg_id,
+                engine.id,
+            )
+        elif rec.retries > 0:
             rec.retries -= 1
             log.info(
                 "task %s failed on engine %d; retrying (%d left)",
@@ -378,7 +384,7 @@ class Router:
                 engine.id,
                 rec.retries,
             )
-            self.balancer.resubmit(rec, engine.id, must_avoid=False)
+            self.balancer.resubmit(rec, engine.id)
             return True
         return False
 

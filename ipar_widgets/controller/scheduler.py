@@ -5,7 +5,9 @@ must finish first; ``follow``: tasks whose engine it must run on) and an engine 
 (fewer than ``hwm`` tasks outstanding).  Among the engines with room it picks the one with the
 fewest outstanding tasks, then the one that waited longest, so equal engines take turns.
 Failed tasks with retries left, and tasks whose ``@require``/``@depend`` is unmet on an engine,
-go back in the queue with that engine excluded.
+go back in the queue with that engine excluded.  A task that failed on every engine it may use
+is not retried, unless it has a ``timeout``: then it waits for a new engine until the timeout
+passes (``TaskTimeout``), as in ipyparallel.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .engines import EngineRegistry, EngineState
-from .records import ERROR, OK, RecordStore, TaskRecord
+from .records import ERROR, OK, PENDING, RecordStore, TaskRecord
 
 SendTask = Callable[[TaskRecord, EngineState], bool]
 FailTask = Callable[[TaskRecord, str, str], None]
@@ -228,6 +230,8 @@ class LoadBalancer:
             return f"task {rec.msg_id}: every engine in its targets was excluded"
         if rec.targets is not None and not rec.blacklist:
             return None  # its targets may (re)appear
+        if rec.targets is None and not rec.follow and rec.deadline is not None:
+            return None  # failed everywhere: an engine may still register before its timeout
         return f"task {rec.msg_id}: no registered engine can run it (excluded: {sorted(rec.blacklist)})"
 
     def dispatch(self) -> None:
@@ -274,15 +278,26 @@ class LoadBalancer:
                 if not lst:
                     del self.waiting[msg_id]
 
-    def resubmit(self, rec: TaskRecord, engine_id: int, *, must_avoid: bool) -> None:
-        """Queue a balanced task again after it failed or its dependencies were unmet on
-        ``engine_id``.  A retry avoids that engine when another one can take it; a task whose
-        ``@require``/``@depend`` failed there always avoids it."""
+    def can_retry_elsewhere(self, rec: TaskRecord, engine_id: int) -> bool:
+        """Whether a failed balanced task has somewhere to go after failing on ``engine_id``:
+        another registered engine it has not failed on, or, when it has a ``timeout``, the
+        chance that one registers before the timeout passes."""
+        if rec.deadline is not None:
+            return True
         others = set(self.engines.by_id) - {engine_id} - rec.blacklist
         if rec.targets is not None:
             others &= rec.targets
-        if must_avoid or others:
-            rec.blacklist = {*rec.blacklist, engine_id}
+        return bool(others)
+
+    def resubmit(self, rec: TaskRecord, engine_id: int) -> None:
+        """Queue a balanced task again, avoiding ``engine_id``, after it failed there (and may
+        retry) or its ``@require``/``@depend`` was unmet there, or that engine died."""
+        rec.blacklist = {*rec.blacklist, engine_id}
+        rec.status = PENDING
+        rec.dispatched = None
+        if rec.deadline is not None:
+            # its entry may have been passed over while it ran; a passed deadline fails it now
+            heapq.heappush(self._deadlines, (rec.deadline, rec.msg_id))
         self.queue.appendleft(rec)
         self.dispatch()
 

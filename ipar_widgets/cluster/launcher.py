@@ -1,0 +1,374 @@
+"""Launchers: objects that start, watch, signal and stop the processes of a cluster.
+
+ipyparallel's names (``ipyparallel.cluster.launcher``), so configuration written for it
+(``c.EngineLauncher.engine_args = [...]``, ``c.LocalControllerLauncher.controller_args``)
+and code that subclasses :class:`LocalProcessLauncher` keep working.
+
+A launcher moves through three states: ``'before'`` (made, not started), ``'running'`` and
+``'after'`` (its process exited or was stopped).  :meth:`BaseLauncher.to_dict` and
+:meth:`BaseLauncher.from_dict` describe a running launcher in JSON, so another process (``ipar
+list``, ``Cluster.from_file``) can watch and stop what this one started.
+
+Only processes on this host are launched here; the controller starts its local engines itself
+(``controller/launcher.py``), and a :class:`Cluster` reads the engine launcher's configuration
+to pass it on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..processes import pid_alive
+
+__all__ = [
+    "SIGKILL",
+    "BaseLauncher",
+    "ControllerLauncher",
+    "EngineLauncher",
+    "LauncherError",
+    "LocalControllerLauncher",
+    "LocalEngineLauncher",
+    "LocalEngineSetLauncher",
+    "LocalProcessLauncher",
+    "ProcessStateError",
+    "UnknownStatus",
+    "find_launcher_class",
+    "ipcontroller_cmd_argv",
+    "ipengine_cmd_argv",
+]
+
+SIGKILL = signal.SIGKILL
+
+#: the commands that run a controller and an engine with this Python
+ipcontroller_cmd_argv = [sys.executable, "-m", "ipar_widgets.controller"]
+ipengine_cmd_argv = [sys.executable, "-m", "ipar_widgets.engine"]
+
+StopCallback = Callable[[dict[str, Any]], None]
+
+
+class LauncherError(Exception):
+    """A launcher could not do what it was asked."""
+
+
+class ProcessStateError(LauncherError):
+    """The launcher is in the wrong state for the request (e.g. started twice)."""
+
+
+class UnknownStatus(LauncherError):
+    """The launcher cannot tell what became of its process."""
+
+
+class BaseLauncher(LoggingConfigurable):
+    """What every launcher does: hold a command, go through before → running → after, tell
+    ``on_stop`` callbacks how its process ended, and describe itself in JSON."""
+
+    work_dir = Unicode(".", help="Directory the process starts in.").tag(config=True)
+    profile_dir = Unicode("", help="Profile directory of the cluster the process belongs to.")
+    cluster_id = Unicode("", help="Id of the cluster within its profile.")
+    identifier = Unicode("", help="Name of this launcher within its cluster (for logs, JSON).")
+    environment = Dict(
+        help="Environment variables set for the process, on top of this process's own."
+    ).tag(config=True)
+
+    #: the JSON attributes :meth:`to_dict` writes and :meth:`from_dict` reads
+    serialize_fields: ClassVar[tuple[str, ...]] = ("state", "process_pid", "stop_data")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = "before"
+        self.process_pid: int | None = None
+        self.stop_data: dict[str, Any] | None = None
+        self._stop_callbacks: list[StopCallback] = []
+        self._stopped = threading.Event()
+
+    # -- the command ------------------------------------------------------------------------------
+    @property
+    def args(self) -> list[str]:
+        """The command line (program and arguments) the launcher runs."""
+        return self.find_args()
+
+    def find_args(self) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} must say what it runs (find_args)")
+
+    @property
+    def arg_str(self) -> str:
+        return " ".join(self.args)
+
+    # -- states -----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def start(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot start processes")
+
+    def stop(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot stop processes")
+
+    def signal(self, sig: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot signal processes")
+
+    def notify_start(self, data: Any) -> Any:
+        """Called once the process started (``data``: its pid, or a job id)."""
+        self.log.debug("%s started: %s", type(self).__name__, data)
+        if isinstance(data, int):
+            self.process_pid = data
+        self.state = "running"
+        return data
+
+    def notify_stop(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Called once the process ended (``data``: at least ``exit_code`` and ``pid``)."""
+        self.log.debug("%s stopped: %s", type(self).__name__, data)
+        self.state = "after"
+        self.stop_data = data
+        callbacks, self._stop_callbacks = self._stop_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(data)
+            except Exception:
+                self.log.exception("error in a stop callback of %s", type(self).__name__)
+        self._stopped.set()
+        return data
+
+    def on_stop(self, f: StopCallback) -> None:
+        """Call ``f(stop_data)`` when the process ends (at once if it already has)."""
+        if self.state == "after" and self.stop_data is not None:
+            f(self.stop_data)
+        else:
+            self._stop_callbacks.append(f)
+
+    def wait_for_stop(self, timeout: float | None = None) -> bool:
+        """Wait until the process ended; False if ``timeout`` seconds passed first."""
+        return self._stopped.wait(timeout)
+
+    def get_output(self, remove: bool = False) -> str:
+        """What the process wrote (stdout and stderr), if the launcher keeps it."""
+        return ""
+
+    # -- JSON -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Enough to find the process again from another Python process."""
+        return {name: getattr(self, name) for name in self.serialize_fields}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **kwargs: Any) -> BaseLauncher:
+        """A launcher that watches the process ``d`` (from :meth:`to_dict`) describes."""
+        launcher = cls(**kwargs)
+        for name in cls.serialize_fields:
+            if name in d:
+                setattr(launcher, name, d[name])
+        return launcher
+
+
+class LocalProcessLauncher(BaseLauncher):
+    """Runs its command as a child process of this one, its output in ``output_file``."""
+
+    cmd_and_args = List(Unicode(), help="The command line to run.").tag(config=True)
+    output_file = Unicode(
+        "", help="File the process's stdout and stderr go to (default: a file in work_dir)."
+    ).tag(config=True)
+    stop_timeout = Float(
+        5.0, help="Seconds the process gets to exit after SIGTERM before it gets SIGKILL."
+    ).tag(config=True)
+    poll_interval = Float(
+        0.1, help="Seconds between checks whether a process started elsewhere still runs."
+    ).tag(config=True)
+
+    serialize_fields = ("state", "process_pid", "stop_data", "output_file", "cmd_and_args")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def find_args(self) -> list[str]:
+        return list(self.cmd_and_args)
+
+    def _output_path(self) -> Path:
+        if self.output_file:
+            return Path(self.output_file)
+        name = self.identifier or f"{type(self).__name__}-{os.getpid()}-{id(self):x}"
+        return Path(self.work_dir) / f"{name}.log"
+
+    def start(self) -> None:
+        if self.state != "before":
+            raise ProcessStateError(
+                f"{type(self).__name__} can start once; it is already {self.state!r} "
+                "(make a new launcher to start another process)"
+            )
+        args = self.args
+        if not args:
+            raise LauncherError(f"{type(self).__name__} has no command to run (cmd_and_args)")
+        path = self._output_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.output_file = str(path)
+        with open(path, "ab") as out:
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.work_dir,
+                env={**os.environ, **self.environment},
+                start_new_session=True,
+            )
+        self.notify_start(self.process.pid)
+        threading.Thread(target=self._watch, name=f"watch-{self.process.pid}", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Reap the child when it exits (or poll a process started by another launcher)."""
+        if self.process is not None:
+            code = self.process.wait()
+            self.notify_stop({"exit_code": code, "pid": self.process.pid})
+            return
+        pid = self.process_pid
+        while pid is not None and pid_alive(pid):
+            time.sleep(self.poll_interval)
+        self.notify_stop({"exit_code": None, "pid": pid})
+
+    def poll(self) -> int | None:
+        """The exit code, or None while the process runs (as ``Popen.poll``)."""
+        if self.process is not None:
+            return self.process.poll()
+        if self.stop_data is not None:
+            code = self.stop_data.get("exit_code")
+            return int(code) if code is not None else -1
+        if self.process_pid is not None and pid_alive(self.process_pid):
+            return None
+        raise UnknownStatus(f"process {self.process_pid} is gone and its exit code is unknown")
+
+    def signal(self, sig: int | str) -> None:
+        if isinstance(sig, str):
+            sig = int(signal.Signals[sig if sig.startswith("SIG") else "SIG" + sig])
+        if self.state != "running" or self.process_pid is None:
+            raise ProcessStateError(f"cannot signal a process that is {self.state!r}")
+        try:
+            os.kill(self.process_pid, sig)
+        except ProcessLookupError:
+            pass  # it exited meanwhile: the watcher reports how
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after ``stop_timeout`` seconds; returns once it exited (or
+        after the kill when it was not our child)."""
+        if self.state != "running":
+            return
+        self.signal(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(SIGKILL)
+                self.process.wait(self.stop_timeout)
+            self.wait_for_stop(self.stop_timeout)
+            return
+        deadline = time.monotonic() + self.stop_timeout
+        while self.process_pid is not None and pid_alive(self.process_pid):
+            if time.monotonic() > deadline:
+                self.signal(SIGKILL)
+                break
+            time.sleep(self.poll_interval)
+
+    def get_output(self, remove: bool = False) -> str:
+        if not self.output_file or not os.path.exists(self.output_file):
+            return ""
+        with open(self.output_file, errors="replace") as f:
+            text = f.read()
+        if remove:
+            os.remove(self.output_file)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **kwargs: Any) -> LocalProcessLauncher:
+        launcher = super().from_dict(d, **kwargs)
+        assert isinstance(launcher, LocalProcessLauncher)
+        if launcher.state == "running":
+            threading.Thread(target=launcher._watch, daemon=True).start()
+        return launcher
+
+
+class ControllerLauncher(BaseLauncher):
+    """What launches the controller: its command and extra arguments."""
+
+    controller_cmd = List(
+        Unicode(), list(ipcontroller_cmd_argv), help="The command that runs a controller."
+    ).tag(config=True)
+    controller_args = List(Unicode(), help="Extra command-line arguments for the controller.").tag(
+        config=True
+    )
+
+
+class EngineLauncher(BaseLauncher):
+    """What launches engines: their command, extra arguments, and how many."""
+
+    engine_cmd = List(
+        Unicode(), list(ipengine_cmd_argv), help="The command that runs an engine."
+    ).tag(config=True)
+    engine_args = List(
+        Unicode(),
+        help="Extra command-line arguments for each engine (e.g. "
+        "'--InteractiveShell.colors=nocolor').",
+    ).tag(config=True)
+    n = Integer(1, help="Number of engines this launcher starts.").tag(config=True)
+
+
+class LocalControllerLauncher(LocalProcessLauncher, ControllerLauncher):
+    """Runs the controller as a child process of this one."""
+
+    def find_args(self) -> list[str]:
+        return [*self.controller_cmd, *self.controller_args]
+
+
+class LocalEngineLauncher(LocalProcessLauncher, EngineLauncher):
+    """Runs one engine as a child process of this one."""
+
+    def find_args(self) -> list[str]:
+        return [*self.engine_cmd, *self.engine_args]
+
+
+class LocalEngineSetLauncher(LocalEngineLauncher):
+    """Local engines, ``n`` at a time.  In a :class:`Cluster`, the controller starts them
+    (it watches their processes); this class carries their configuration to it."""
+
+
+_LAUNCHERS: dict[str, dict[str, type[BaseLauncher]]] = {
+    "EngineSet": {"local": LocalEngineSetLauncher, "ipar": LocalEngineSetLauncher},
+    "Controller": {"local": LocalControllerLauncher, "ipar": LocalControllerLauncher},
+}
+
+
+def find_launcher_class(name: str, kind: str) -> type[BaseLauncher]:
+    """The launcher class ``name`` names for ``kind`` ('EngineSet' or 'Controller'): an
+    abbreviation ('local'), a class name here, or a dotted import path."""
+    if kind not in _LAUNCHERS:
+        raise ValueError(f"launcher kind must be 'EngineSet' or 'Controller', found {kind!r}")
+    by_name = _LAUNCHERS[kind]
+    if name.lower() in by_name:
+        return by_name[name.lower()]
+    short = name.rsplit(".", 1)[-1]
+    found = globals().get(short)
+    if isinstance(found, type) and issubclass(found, BaseLauncher):
+        return found
+    if "." in name:
+        module_name, _, class_name = name.rpartition(".")
+        import importlib
+
+        try:
+            found = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"no launcher class {name!r}: {exc}") from None
+        if isinstance(found, type) and issubclass(found, BaseLauncher):
+            return found
+    raise ValueError(
+        f"unknown {kind} launcher {name!r}; this version launches on this host only: "
+        f"use one of {sorted(by_name)}"
+    )
