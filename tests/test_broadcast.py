@@ -15,6 +15,8 @@ from conftest import wait_until
 import ipar_widgets as ipp
 from ipar_widgets.client.connect import load_connection_file
 from ipar_widgets.client.controlplane import address_of
+from ipar_widgets.controller.broadcast import Gather
+from ipar_widgets.controller.records import OK, RecordStore, TaskRecord
 from ipar_widgets.progress.snapshot import ProgressTracker
 from ipar_widgets.protocol import serialize
 from ipar_widgets.protocol.routing import (
@@ -76,6 +78,23 @@ def test_broadcast_routing_frames_name_each_engine_once() -> None:
         parse_route(b"g1,2,1")
     with pytest.raises(ValueError, match=r"expected b'b', b'c', b'd<id>', b'k<id>', b'm<id>"):
         parse_route(b"x1")
+
+
+def test_the_records_keep_the_finished_parts_of_an_unanswered_gather() -> None:
+    store = RecordStore(limit=3, size_limit=1 << 30)
+    gather = Gather("m", b"client", b"{}", (0, 1))
+    part = TaskRecord(part_msg_id("m", 0), b"client", "apply_request", "")
+    part.gather, part.status = gather, OK
+    store.add(part)
+    for i in range(5):  # past the limit: the oldest finished records are culled ...
+        rec = TaskRecord(f"t{i}", b"client", "apply_request", "")
+        rec.status = OK
+        store.add(rec)
+    assert part.msg_id in store  # ... but not a part whose answer has not been sent
+    store.purge()
+    assert part.msg_id in store and len(store) == 1
+    gather.pending = 0  # answered
+    assert store.purge() == 1 and len(store) == 0
 
 
 def test_the_controller_fans_one_message_out_and_gathers_one_answer(ranked) -> None:  # type: ignore[no-untyped-def]

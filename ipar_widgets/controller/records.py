@@ -3,7 +3,8 @@
 Records let any client, including one that connects later, look a task up by msg_id
 (``Client.get_result``), and feed ``queue_status`` and the activity view.  They are kept until
 purged, bounded by a number of records and a number of bytes: past either bound the oldest
-finished records are dropped; unfinished ones never are.
+finished records are dropped; unfinished ones never are (nor the finished parts of a gathered
+broadcast whose other parts are still running).
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class TaskRecord:
         return self.status in FINISHED
 
     @property
+    def removable(self) -> bool:
+        """Finished, and not a part of a gathered broadcast still waiting for its other
+        parts (its answer will carry this part's result, and name its segments)."""
+        return self.status in FINISHED and (self.gather is None or self.gather.pending == 0)
+
+    @property
     def dependencies(self) -> list[str]:
         """The msg_ids of its ``after`` and then its ``follow`` dependencies."""
         return [*self.after, *self.follow]
@@ -194,7 +201,7 @@ class RecordStore:
         for msg_id, rec in self._records.items():
             if n <= target_n and size <= target_bytes:
                 break
-            if rec.finished:
+            if rec.removable:
                 doomed.append(msg_id)
                 n -= 1
                 size -= rec.nbytes
@@ -214,13 +221,13 @@ class RecordStore:
         """Forget finished records: the given ones, those of the given engines, or all."""
         engines = set(engine_ids)
         if msg_ids is None and not engines:
-            chosen = [m for m, r in self._records.items() if r.finished]
+            chosen = [m for m, r in self._records.items() if r.removable]
         else:
             wanted = set(msg_ids or ())
             chosen = [
                 m
                 for m, r in self._records.items()
-                if r.finished and (m in wanted or r.engine_id in engines)
+                if r.removable and (m in wanted or r.engine_id in engines)
             ]
         for msg_id in chosen:
             self.remove(msg_id)
