@@ -79,6 +79,7 @@ __all__ = [
     "error",
     "interactive",
     "parallel",
+    "register_joblib_backend",
     "remote",
     "require",
     "use_cloudpickle",
@@ -86,6 +87,15 @@ __all__ = [
     "use_pickle",
     "version_info",
 ]
+
+
+def register_joblib_backend(name: str = "ipyparallel", make_default: bool = False) -> None:
+    """Make ``joblib.Parallel(backend=name)`` run on the default cluster's engines (the running
+    cluster of the default profile, or a new local one); also registered as
+    ``'ipar_widgets'``.  Needs joblib; see :mod:`ipar_widgets.joblib`."""
+    from .client.optional import require
+
+    require("ipar_widgets.joblib", "the joblib backend", "joblib").register(name, make_default)
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -21,7 +21,8 @@ IPYPARALLEL_NAMES = {
     "ImpossibleDependency", "InvalidDependency", "KernelError", "LoadBalancedView",
     "NoEnginesRegistered", "ParallelFunction", "Reference", "RemoteError", "RemoteFunction",
     "TaskAborted", "TaskRejectError", "TaskTimeout", "TimeoutError", "UnmetDependency",
-    "ViewExecutor", "depend", "dependent", "interactive", "parallel", "remote", "require",
+    "ViewExecutor", "depend", "dependent", "interactive", "parallel", "register_joblib_backend",
+    "remote", "require",
     "use_cloudpickle", "use_dill", "use_pickle", "error", "version_info",
 }  # fmt: skip
 

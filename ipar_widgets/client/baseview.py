@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +20,7 @@ from .targets import Targets
 
 if TYPE_CHECKING:
     from .client import Client
+    from .executor import ViewExecutor
     from .remotefunction import ParallelFunction, RemoteFunction
 
 __all__ = ["View", "getname"]
@@ -47,6 +47,7 @@ class View:
         self.targets: Targets = targets
         self.history: list[str] = []
         self._lock = threading.Lock()
+        self._executor: ViewExecutor | None = None
         self.set_flags(**flags)
 
     # -- flags ------------------------------------------------------------------------------------
@@ -209,11 +210,25 @@ class View:
         """Kept for compatibility: results arrive in the background."""
 
     @property
-    def executor(self) -> Executor:
-        """A :class:`concurrent.futures.Executor` that submits through this view."""
-        from .executor import ViewExecutor
+    def executor(self) -> ViewExecutor:
+        """This view's :class:`concurrent.futures.Executor` (one per view, as in ipyparallel):
+        ``submit`` is ``apply_async``, ``map`` a lazy map in input order."""
+        with self._lock:
+            if self._executor is None:
+                from .executor import ViewExecutor
 
-        return ViewExecutor(self)
+                self._executor = ViewExecutor(self)
+            return self._executor
+
+    def register_joblib_backend(
+        self, name: str = "ipyparallel", make_default: bool = False
+    ) -> None:
+        """Make ``joblib.Parallel(backend=name)`` run its calls on this view's engines
+        (needs joblib).  The default name is also registered as ``'ipar_widgets'``."""
+        from .optional import require
+
+        backend = require("ipar_widgets.client._joblib", "the joblib backend", "joblib")
+        backend.register_view(self, name, make_default)
 
     def activate(self, suffix: str = "") -> None:
         """Point the %px magics (``%px<suffix>``) at this view (a DirectView)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +29,21 @@ from .asyncresult import AsyncHubResult, AsyncResult, Jobs
 from .connect import find_client_file, load_connection_file
 from .controlplane import Status, address_of, wait_for_engines
 from .dispatch import Inbound, OutputListener
+from .futures import split_futures, wait_for_futures
+from .job import Job
 from .ledger import TaskLedger
 from .metadata import Metadata
 from .rpc import Requests
 from .submission import Submitter
 from .targets import EngineTable, Targets, resolve_targets
 from .transport import Transport
+from .waiting import deadline_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ..cluster.cluster import Cluster
+    from .executor import ViewExecutor
     from .view import BroadcastView, DirectView, LoadBalancedView
 
 __all__ = ["Client"]
@@ -55,6 +60,12 @@ class Client:
     """
 
     block = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Client:
+        # Taking the constructor's arguments keeps Client constructible after something
+        # replaced and restored ``__new__`` (``mock.patch.object(Client, "__new__", ...)``):
+        # once a class has had a ``__new__``, object.__new__ refuses extra arguments.
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -177,6 +188,11 @@ class Client:
             self, self._build_targets(targets), is_coalescing=is_coalescing, **kwargs
         )
 
+    def executor(self, targets: Targets = None) -> ViewExecutor:
+        """A :class:`concurrent.futures.Executor` that load-balances over ``targets``
+        (default: every engine): ``submit`` returns AsyncResults, ``map`` a lazy map."""
+        return self.load_balanced_view(targets).executor
+
     def load_balanced_view(self, targets: Targets = None, **kwargs: Any) -> LoadBalancedView:
         """A LoadBalancedView: each task goes to the least-loaded engine (of ``targets``)."""
         from .view import LoadBalancedView
@@ -261,13 +277,49 @@ class Client:
     ) -> Message:
         return self._requests.ask(msg_type, content, timeout=timeout)
 
-    def wait(self, jobs: Jobs = None, timeout: float = -1) -> bool:
-        """Wait for the given tasks (default: all outstanding); True if all finished in time."""
-        msg_ids = [m for m in self._jobs(jobs) if m in self.outstanding]
-        if not msg_ids:
-            return True
-        ar = AsyncResult(self, msg_ids, owner=False)
-        return bool(ar.wait(timeout))
+    def wait(self, jobs: Jobs | Any = None, timeout: float = -1) -> bool:
+        """Wait for the given tasks (default: all outstanding); True if all finished in time.
+
+        ``jobs`` may also hold other futures (``concurrent.futures``, ``asyncio``, an
+        ``executor.map`` iterator): they are waited for alongside the tasks.
+        """
+        named, futures = split_futures(jobs)
+        deadline = deadline_of(timeout)
+        msg_ids = [m for m in self._jobs(named) if m in self.outstanding]
+        if msg_ids and not AsyncResult(self, msg_ids, owner=False).wait(timeout):
+            return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return wait_for_futures(futures, left)
+
+    def wait_interactive(
+        self,
+        jobs: Jobs | Job = None,
+        interval: float = 1.0,
+        timeout: float = -1.0,
+        *,
+        widget: bool | None = None,
+    ) -> None:
+        """Wait for tasks (default: every outstanding one) while showing their progress: the
+        live widget in a notebook, a line refreshed every ``interval`` seconds in a terminal.
+        TimeoutError after ``timeout`` seconds (-1: no limit)."""
+        job: Job
+        if jobs is None:
+            pending = self.outstanding
+            msg_ids = [m for m in self.history if m in pending]
+            if not msg_ids:
+                return
+            job = AsyncResult(self, msg_ids, "outstanding tasks", owner=False)
+        elif isinstance(jobs, Job):
+            job = jobs
+        elif (
+            isinstance(jobs, (list, tuple))
+            and jobs
+            and all(isinstance(j, AsyncResult) for j in jobs)
+        ):
+            job = AsyncResult.join(*jobs)
+        else:
+            job = AsyncResult(self, self._jobs(jobs), "tasks", owner=False)
+        frontend.wait_interactive(job, interval=interval, timeout=timeout, widget=widget)
 
     def abort(self, jobs: Jobs = None, targets: Targets = None, block: bool | None = None) -> None:
         """Abort tasks that have not started (default: every outstanding task of this client).
@@ -427,6 +479,38 @@ class Client:
         and ask the controller to forward the replies of those still running."""
         answer = self._query("result_request", {"msg_ids": msg_ids, "watch": True})
         self._dispatch.replay(msg_ids, answer)
+
+    # -- dask.distributed -------------------------------------------------------------------------------
+    def become_dask(
+        self,
+        targets: Targets = "all",
+        port: int = 0,
+        nanny: bool = False,
+        scheduler_args: dict[str, Any] | None = None,
+        **worker_args: Any,
+    ) -> Any:
+        """Turn the engines into a dask.distributed cluster and return a ``distributed.Client``
+        connected to it (needs ``distributed`` here and on the engines).
+
+        A Scheduler starts on the first of ``targets`` (on ``port``; 0: any free one), unless
+        one runs on an engine already, and a Worker inside each target engine (in a
+        subprocess with ``nanny=True``), each in a thread of its own, so a task running in the
+        engine does not stall it.  ``scheduler_args`` go to ``distributed.Scheduler``, the
+        other keywords to ``distributed.Worker`` (``nthreads`` defaults to 1).  In the
+        engines' namespace the worker is ``distributed_worker`` (and ``dask_worker``).
+        """
+        from .dask import become_dask
+
+        return become_dask(self, targets, port, nanny, scheduler_args, worker_args)
+
+    def stop_dask(self, targets: Targets = "all") -> None:
+        """Stop the Workers that :meth:`become_dask` started on ``targets``, and its Scheduler."""
+        from .dask import stop_dask
+
+        stop_dask(self, targets)
+
+    become_distributed = become_dask
+    stop_distributed = stop_dask
 
     # -- magics and lifecycle -------------------------------------------------------------------------
     def activate(self, targets: Targets = "all", suffix: str = "") -> DirectView:

@@ -1,14 +1,26 @@
-"""A concurrent.futures Executor backed by a view (``view.executor``)."""
+"""A :class:`concurrent.futures.Executor` backed by a view (``view.executor``,
+``rc.executor()``), so code written for executors runs on the cluster.
+
+``submit`` is the view's ``apply_async`` (the future is the AsyncResult); ``map`` returns a
+:class:`~ipar_widgets.client.lazymap.LazyMapIterator`, which reads the inputs as tasks finish.
+``shutdown`` waits for what this executor submitted (it never stops engines).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
+
+from .job import unfinished
+from .lazymap import LazyMapIterator
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
     from .baseview import View
+
+__all__ = ["ViewExecutor"]
 
 
 class ViewExecutor(Executor):
@@ -16,11 +28,30 @@ class ViewExecutor(Executor):
 
     def __init__(self, view: View) -> None:
         self.view = view
-        self._submitted: list[AsyncResult] = []
+        self._lock = threading.Lock()
+        #: what this executor submitted and is not over yet (shutdown waits for it)
+        self._pending: list[AsyncResult | LazyMapIterator] = []
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    @property
+    def _max_workers(self) -> int:
+        """How many tasks run at once: the view's engines (ipyparallel's attribute)."""
+        return len(self.view)
+
+    def _track(self, job: AsyncResult | LazyMapIterator) -> None:
+        with self._lock:
+            self._pending.append(job)
+
+        def forget(_: Any) -> None:
+            with self._lock:
+                if job in self._pending:
+                    self._pending.remove(job)
+
+        job.add_done_callback(forget)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``view.apply_async(fn, *args, **kwargs)``: the AsyncResult is the Future."""
         ar = self.view.apply_async(fn, *args, **kwargs)
-        self._submitted.append(ar)
+        self._track(ar)
         return ar
 
     def map(
@@ -29,22 +60,31 @@ class ViewExecutor(Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-    ) -> Iterator[Any]:
-        kwargs: dict[str, Any] = {}
-        if hasattr(self.view, "imap"):
-            kwargs["chunksize"] = chunksize
-        ar = self.view.map_async(fn, *iterables, **kwargs)
-        self._submitted.append(ar)
-        if timeout is not None and not ar.wait(timeout):
-            raise TimeoutError(f"map did not finish within {timeout} s")
-        return iter(ar)
+    ) -> LazyMapIterator:
+        """``fn`` over the inputs, results in order, as :meth:`Executor.map` promises.
+
+        The inputs are read as tasks finish, at most one batch per engine ahead (so an
+        endless generator works: ``cancel()`` the iterator to stop it); ``chunksize`` inputs
+        go in one task; ``timeout`` (seconds from this call) bounds the iteration.
+        """
+        it = LazyMapIterator(self.view, fn, iterables, chunksize=chunksize, timeout=timeout)
+        self._track(it)
+        return it
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Wait (``wait=True``) until every task this executor submitted has finished, and
+        each of its maps has read all its inputs.  ``cancel_futures=True`` first stops the
+        maps reading inputs and aborts the tasks that have not started.  The engines keep
+        running: a view's executor can be used again after it."""
+        with self._lock:
+            pending = list(self._pending)
         if cancel_futures:
-            for ar in self._submitted:
-                if not ar.ready():
-                    ar.cancel()
+            for job in pending:
+                if isinstance(job, LazyMapIterator):
+                    job.cancel()
+            not_done = [m for job in pending for m in unfinished(job)]
+            if not_done:
+                self.view.client.abort(not_done)
         if wait:
-            for ar in self._submitted:
-                ar.wait()
-        self._submitted = []
+            for job in pending:
+                job.wait()
