@@ -16,7 +16,7 @@ from .client.dependency import Dependency, depend, dependent, require
 from .client.executor import ViewExecutor
 from .client.metadata import Metadata
 from .client.remotefunction import ParallelFunction, RemoteFunction, parallel, remote
-from .client.view import DirectView, LoadBalancedView, View
+from .client.view import BroadcastView, DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
 from .cluster.manager import ClusterManager
 from .error import (
@@ -63,6 +63,7 @@ __all__ = [
     "AsyncHubResult",
     "AsyncMapResult",
     "AsyncResult",
+    "BroadcastView",
     "Client",
     "Cluster",
     "ClusterManager",

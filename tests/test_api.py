@@ -15,7 +15,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # the public names of ipyparallel that code written for it uses with `ipp.<name>`
 IPYPARALLEL_NAMES = {
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "AlreadyDisplayedError",
-    "AsyncHubResult", "AsyncMapResult", "AsyncResult", "Client", "Cluster", "CompositeError",
+    "AsyncHubResult", "AsyncMapResult", "AsyncResult", "BroadcastView", "Client", "Cluster",
+    "CompositeError",
     "Dependency", "DependencyTimeout", "DirectView", "EngineError", "IPythonError",
     "ImpossibleDependency", "InvalidDependency", "KernelError", "LoadBalancedView",
     "NoEnginesRegistered", "ParallelFunction", "Reference", "RemoteError", "RemoteFunction",

@@ -157,6 +157,27 @@ def test_big_buffers_go_through_shared_memory_and_are_removed_when_done(make_clu
     assert area_files(area) == []
 
 
+def test_a_broadcast_shares_its_segments_between_its_parts(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=2)
+    area = handle.cluster._data["shm"]
+    rc = handle.rc
+    big = np.arange(2 * MB // 8, dtype=np.int64)
+    bv = rc.broadcast_view(is_coalescing=True)
+
+    bv.push({"big": big}, block=True)  # written once, mapped by both engines
+    assert segments_of(area) == []  # removed when the last part finished
+    assert bv.apply_sync(backing, ipp.Reference("big")) == ["mmap", "mmap"]
+
+    ar = bv.apply_async(lambda a: a * 2, ipp.Reference("big"))
+    doubled = ar.get(timeout=30)  # one answer naming both engines' segments
+    assert [backing(d) for d in doubled] == ["mmap", "mmap"]
+    assert all(np.array_equal(d, big * 2) for d in doubled)
+    assert len(segments_of(area)) == 2  # each part's record keeps its result's segment
+    rc.purge_everything()  # the client said it mapped them: they go with the records
+    wait_until(lambda: segments_of(area) == [], 10, what="the parts' segments to go")
+    assert all(np.array_equal(d, big * 2) for d in doubled)
+
+
 def test_peers_off_the_controllers_host_get_frames(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     handle = make_cluster(n=1)  # engine 0 shares the host
     data = handle.cluster._data
@@ -205,6 +226,17 @@ def test_peers_off_the_controllers_host_get_frames(make_cluster, tmp_path: Path)
             lb = client.load_balanced_view()
             sums = lb.map_sync(lambda a: int(a.sum()), [big * k for k in range(1, 9)])
             assert sums == [int(big.sum()) * k for k in range(1, 9)]
+
+        # a broadcast: engine 1's part is inlined, engine 0's maps the segment
+        rc.broadcast_view().push({"both": big}, block=True)
+        assert rc.broadcast_view().apply_sync(backing, ipp.Reference("both")) == [
+            "mmap",
+            "Frame",
+        ]
+        # a gathered answer to a remote client carries every segment in its frames
+        gathered = remote.broadcast_view(is_coalescing=True).pull("both", block=True)
+        assert [backing(g) for g in gathered] == ["Frame", "Frame"]
+        assert all(np.array_equal(g, big) for g in gathered)
 
         remote.purge_everything()  # no local receiver is mapping it: it goes at once
         wait_until(lambda: segments_of(area) == [], 10, what="the purged segment to go")

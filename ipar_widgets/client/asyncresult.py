@@ -19,6 +19,8 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import zmq
+
 from ..error import CompositeError, RemoteError, TaskAborted
 from ..protocol.wire import utcnow
 from . import frontend
@@ -27,18 +29,24 @@ from .metadata import METADATA_KEYS, Metadata
 from .waiting import timeout_of, wait_until
 
 if TYPE_CHECKING:
-    import zmq
-
     from ..widgets.timeline import Timeline
     from .client import Client
 
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
+
+#: the tracker of a send without ``track``: done from the start
+_UNTRACKED = zmq.MessageTracker()
 
 
 class AsyncResult(ArrivalLog, Future[Any]):
     """The pending (or finished) result of one or more tasks."""
 
     _single_result: bool
+    #: follows zmq's use of the memory of the frames sent without a copy (``track=True``);
+    #: done from the start otherwise (ipyparallel's users read it either way)
+    _tracker: zmq.MessageTracker = _UNTRACKED
+    #: the results joined into this one (:meth:`join`): it is sent when they all are
+    _parts: tuple[AsyncResult, ...] = ()
 
     def __init__(
         self,
@@ -281,9 +289,12 @@ class AsyncResult(ArrivalLog, Future[Any]):
 
     def get_dict(self, timeout: float | None = -1) -> dict[int, Any]:
         """The results keyed by engine id; ValueError if an engine ran more than one task."""
-        self.get(timeout)
+        value = self.get(timeout)
         raw = self._raw()
         engine_ids = [md["engine_id"] for md in self._metadata]
+        if self._single_result and isinstance(engine_ids[0], list):
+            # a coalescing broadcast: one task, whose value lists its engines' values
+            engine_ids, raw = engine_ids[0], value
         out: dict[int, Any] = {}
         for engine_id, value in zip(engine_ids, raw):
             if engine_id in out:
@@ -320,12 +331,32 @@ class AsyncResult(ArrivalLog, Future[Any]):
     # -- sending ----------------------------------------------------------------------------------
     @property
     def sent(self) -> bool:
-        """Whether every message of this result has left the client."""
-        return self._sent
+        """Whether every message of this result has left the client; with ``track=True``,
+        also that zmq is done with the memory of what it sent without a copy (a buffer
+        may then be changed in place)."""
+        if self._parts:
+            return all(part.sent for part in self._parts)
+        return self._sent and self._tracker.done
 
     def wait_for_send(self, timeout: float | None = -1) -> bool:
+        """Wait until :attr:`sent` (-1 or None: no limit); whether it is."""
+        limit = timeout_of(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        if self._parts:
+            return all(part.wait_for_send(left()) for part in self._parts)
         with self._cond:
-            return self._cond.wait_for(lambda: self._sent, timeout_of(timeout))
+            if not self._cond.wait_for(lambda: self._sent, left()):
+                return False
+        remaining = left()
+        try:
+            self._tracker.wait(-1 if remaining is None else remaining)
+        except zmq.NotDone:
+            return False
+        return True
 
     # -- metadata ---------------------------------------------------------------------------------
     @property
@@ -486,7 +517,7 @@ class AsyncResult(ArrivalLog, Future[Any]):
                 targets = None
             else:
                 targets.extend(ar._targets)
-        return AsyncResult(
+        joined = AsyncResult(
             first._client,
             msg_ids,
             first._fname,
@@ -494,6 +525,9 @@ class AsyncResult(ArrivalLog, Future[Any]):
             owner=False,
             return_exceptions=first._return_exceptions,
         )
+        joined._parts = tuple(async_results)
+        joined._tracker = zmq.MessageTracker(*(ar._tracker for ar in async_results))
+        return joined
 
     # -- aborting ---------------------------------------------------------------------------------
     def abort(self) -> None:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from ..cluster.cluster import Cluster
     from .executor import ViewExecutor
-    from .view import DirectView, LoadBalancedView
+    from .view import BroadcastView, DirectView, LoadBalancedView
 
 __all__ = ["Client"]
 
@@ -161,30 +161,38 @@ class Client:
         return resolve_targets(self.ids, targets)
 
     def __getitem__(self, key: int | slice | list[int] | tuple[int, ...] | range) -> DirectView:
-        from .view import DirectView
-
+        """``rc[i]``, ``rc[:]``, ``rc[[0, 2]]``: ``direct_view(key)`` (one engine's view for an
+        int, counted from the end when negative)."""
         if not isinstance(key, (int, slice, tuple, list, range)):
             raise TypeError(f"key by int/slice/iterable of ints only, not {type(key).__name__}")
-        if isinstance(key, int):
-            return DirectView(self, self._build_targets(key)[0])
-        return DirectView(self, self._build_targets(key))
+        return self.direct_view(key)
 
     def __iter__(self) -> Iterator[DirectView]:
         for engine_id in self.ids:
             yield self[engine_id]
 
     def direct_view(self, targets: Targets = "all", **kwargs: Any) -> DirectView:
-        """A DirectView on ``targets``; 'all' follows engines as they come and go.
-
-        Anything else is resolved now against the registered engines, as in ipyparallel: an
-        id (``-1`` is the last engine) stays one id, a slice or list becomes a list of ids.
-        """
+        """A DirectView on ``targets``; 'all' follows engines as they come and go, an int
+        (negative: counted from the end) makes a view of that one engine."""
         from .view import DirectView
 
-        if targets is None or targets == "all":
-            return DirectView(self, "all", **kwargs)
-        ids = self._build_targets(targets)
-        return DirectView(self, ids[0] if isinstance(targets, int) else ids, **kwargs)
+        if isinstance(targets, int):
+            targets = self._build_targets(targets)[0]
+        elif targets != "all" and targets is not None:
+            targets = self._build_targets(targets)
+        return DirectView(self, "all" if targets is None else targets, **kwargs)
+
+    def broadcast_view(
+        self, targets: Targets = "all", is_coalescing: bool = False, **kwargs: Any
+    ) -> BroadcastView:
+        """A BroadcastView on ``targets`` (the engines registered now, for 'all'): each call
+        leaves the client once and the controller sends it on to every engine; with
+        ``is_coalescing``, an apply's results also come back in one reply, as one list."""
+        from .view import BroadcastView
+
+        return BroadcastView(
+            self, self._build_targets(targets), is_coalescing=is_coalescing, **kwargs
+        )
 
     def executor(self, targets: Targets = None) -> ViewExecutor:
         """A :class:`concurrent.futures.Executor` that load-balances over ``targets``
@@ -324,10 +332,11 @@ class Client:
 
         ``targets`` limits it to tasks waiting on those engines.
         """
-        msg_ids = self._jobs(jobs)
+        tasks = self._ledger.controller_tasks(self._jobs(jobs))
         if targets is not None:
             engines = set(self._build_targets(targets))
-            msg_ids = [m for m in msg_ids if self._ledger.metadata_for(m)["engine_id"] in engines]
+            tasks = [(m, engine_id) for m, engine_id in tasks if engine_id in engines]
+        msg_ids = [m for m, _ in tasks]
         if msg_ids:
             self._query("abort_request", {"msg_ids": msg_ids})
 
@@ -440,6 +449,11 @@ class Client:
             error.collect_exceptions(results, "result_status")
         return out
 
+    def _controller_ids(self, msg_ids: list[str]) -> list[str]:
+        """The msg_ids the controller records for these tasks (a coalescing broadcast's
+        parts in its place)."""
+        return [m for m, _ in self._ledger.controller_tasks(msg_ids)]
+
     def purge_local_results(
         self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()
     ) -> None:
@@ -458,14 +472,18 @@ class Client:
     ) -> None:
         """Make the controller forget finished tasks: ``jobs`` (or ``'all'``) and every task
         that ran on ``targets``.  It refuses (ControllerRefused) tasks not finished yet."""
-        msg_ids: list[str] | str = "all" if jobs == "all" else (self._jobs(jobs) if jobs else [])
+        msg_ids: list[str] | str = (
+            "all" if jobs == "all" else (self._controller_ids(self._jobs(jobs)) if jobs else [])
+        )
         self._records.purge_hub(msg_ids, self._build_targets(targets) if targets else [])
 
     def purge_results(self, jobs: Jobs | tuple[()] = (), targets: Targets | tuple[()] = ()) -> None:
         """Forget tasks here (:meth:`purge_local_results`) and in the controller
         (:meth:`purge_hub_results`)."""
+        # the controller's ids first: forgetting a coalescing broadcast forgets its parts' ids
+        hub_jobs = jobs if jobs == "all" or not jobs else self._controller_ids(self._jobs(jobs))
         self.purge_local_results(jobs, targets)
-        self.purge_hub_results(jobs, targets)
+        self.purge_hub_results(hub_jobs, targets)
 
     def purge_everything(self) -> None:
         """Forget every finished task, here and in the controller, and this client's history."""
@@ -483,7 +501,11 @@ class Client:
         msg_ids = self._jobs(jobs) if jobs else []
         if targets:
             engines = set(self._build_targets(targets))
-            msg_ids += [m for m, md in list(self.metadata.items()) if md["engine_id"] in engines]
+            msg_ids += [
+                m
+                for m, md in list(self.metadata.items())
+                if isinstance(md["engine_id"], int) and md["engine_id"] in engines
+            ]
         return msg_ids
 
     def get_result(

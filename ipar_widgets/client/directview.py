@@ -43,10 +43,11 @@ class DirectView(View):
         self,
         tasks: list[tuple[int, str, dict[str, Any], list[Frame]]],
         make_result: Callable[[list[str]], R],
+        track: bool = False,
     ) -> R:
         """Send one message to each engine (``(engine_id, msg_type, content, buffers)``) and
         return the AsyncResult ``make_result(msg_ids)`` makes for them: the one build loop
-        of apply, execute, map and gather."""
+        of apply, execute, map and gather.  ``track``: see ``Submitter.submit``."""
         submitter = self.client._submitter
         msg_ids: list[str] = []
         messages: list[list[Frame]] = []
@@ -59,7 +60,9 @@ class DirectView(View):
             msg_ids.append(msg_id)
             messages.append(frames)
             notes.append(note)
-        return self._record(submitter.submit(messages, notes, lambda: make_result(msg_ids)))
+        return self._record(
+            submitter.submit(messages, notes, lambda: make_result(msg_ids), track=track)
+        )
 
     def _send_to_engines(
         self,
@@ -69,24 +72,46 @@ class DirectView(View):
         buffers: list[Frame],
         fname: str,
         single: bool,
+        track: bool = False,
     ) -> AsyncResult:
+        """The same message to every engine of ``ids`` (a BroadcastView sends it once)."""
         client = self.client
         return self._send_each(
             [(engine_id, msg_type, content, buffers) for engine_id in ids],
             lambda msg_ids: AsyncResult(client, msg_ids, fname, ids[0] if single else ids),
+            track,
         )
 
     def _apply(
-        self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any], targets: Targets = None
+        self,
+        f: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        targets: Targets = None,
+        track: bool | None = None,
     ) -> AsyncResult:
         ids, single = self._target_list(targets)
         content, buffers = serialize.pack_apply(
             serialize.pack_function(f), args, kwargs, getname(f)
         )
-        return self._send_to_engines(ids, "apply_request", content, buffers, getname(f), single)
+        return self._send_to_engines(
+            ids,
+            "apply_request",
+            content,
+            buffers,
+            getname(f),
+            single,
+            self.track if track is None else bool(track),
+        )
 
     def _map(
-        self, f: Any, sequences: tuple[Any, ...], *, return_exceptions: bool = False, **kwargs: Any
+        self,
+        f: Any,
+        sequences: tuple[Any, ...],
+        *,
+        return_exceptions: bool = False,
+        track: bool | None = None,
+        **kwargs: Any,
     ) -> AsyncMapResult:
         if kwargs.pop("chunksize", None) is not None:
             raise TypeError("chunksize only applies to a LoadBalancedView's map")
@@ -117,6 +142,7 @@ class DirectView(View):
                 targets=used,
                 return_exceptions=return_exceptions,
             ),
+            self.track if track is None else bool(track),
         )
 
     # -- code ------------------------------------------------------------------------------------
@@ -210,7 +236,7 @@ class DirectView(View):
                 raise TypeError(
                     f"push takes names (str) as keys, found {key!r} ({type(key).__name__})"
                 )
-        return self._finish(lambda: self._apply(engine_side.push, (ns,), {}, targets), block)
+        return self._finish(lambda: self._apply(engine_side.push, (ns,), {}, targets, track), block)
 
     def pull(
         self,
@@ -260,7 +286,7 @@ class DirectView(View):
             part = mapping.partition(seq, p, len(ids))
             if flatten and len(part) == 1:
                 part = part[0]
-            ars.append(self._apply(engine_side.push, ({key: part},), {}, engine_id))
+            ars.append(self._apply(engine_side.push, ({key: part},), {}, engine_id, track))
         ar = AsyncResult.join(*ars) if len(ars) > 1 else ars[0]
         return self._finish(ar, block)
 

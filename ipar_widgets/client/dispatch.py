@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ..error import NoSuchTask, RemoteError, unwrap_exception
+from ..error import CompositeError, NoSuchTask, RemoteError, unwrap_exception
 from ..protocol import serialize
 from ..protocol.routing import CONTROLLER, CONTROLLER_TOPIC, REPLAY_TOPIC, engine_id_of_topic
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
@@ -61,6 +61,8 @@ class Inbound:
             return None
         if msg.msg_type in ("apply_reply", "execute_reply"):
             return self._on_task_reply(msg)
+        if msg.msg_type == "broadcast_reply":
+            return self._on_broadcast_reply(msg)
         future = self.queries.pop(msg.parent_header.get("msg_id", ""), None)
         if future is not None and not future.done():
             future.set_result(msg)
@@ -110,8 +112,66 @@ class Inbound:
         self.ledger.complete(msg_id, result)
         return msg_id
 
-    def _result_buffers(self, msg_id: str, msg: Message) -> list[Frame]:
-        """A reply's buffers, with those the engine put in shared memory mapped in place."""
+    def _on_broadcast_reply(self, msg: Message) -> str | None:
+        """The one answer of a coalescing broadcast: every engine's result, in the order of
+        the engines it was sent to (see ``controller/broadcast.py``)."""
+        msg_id = msg.parent_header.get("msg_id")
+        if not isinstance(msg_id, str):
+            return None
+        rmd = msg.metadata
+        parts = rmd.get("parts") or []
+        errors = msg.content.get("parts") or [None] * len(parts)
+        mapped = [str(p["msg_id"]) for p in parts if p.get("shm")]
+        try:
+            buffers = self._result_buffers(msg_id, msg, mapped)
+        except Exception as exc:  # a segment that cannot be mapped fails every part
+            buffers = []
+            errors = [{"ename": type(exc).__name__, "evalue": str(exc), "engine_info": {}}] * len(
+                parts
+            )
+        values: list[Any] = []
+        pos = 0
+        for part, error in zip(parts, errors):
+            n = int(part.get("buffers") or 0)
+            if part.get("status") == "ok" and error is None:
+                try:
+                    values.append(serialize.loads(buffers[pos : pos + n]))
+                except Exception as exc:
+                    values.append(
+                        RemoteError(
+                            type(exc).__name__,
+                            f"the result could not be unpickled on the client: {exc}",
+                            "",
+                            {"engine_id": part.get("engine_id"), "method": "apply"},
+                        )
+                    )
+            else:
+                values.append(unwrap_exception(error or {"ename": "EngineError"}))
+            pos += n
+        engine_ids = [p.get("engine_id") for p in parts]
+        md = self.ledger.metadata_for(msg_id)
+        dict.update(
+            md,
+            engine_id=engine_ids,
+            engine_uuid=[self.engines.uuid_of(e) for e in engine_ids],
+            status=rmd.get("status", "ok"),
+            started=parse_date(rmd.get("started")),
+            completed=parse_date(rmd.get("completed")),
+            received=utcnow(),
+        )
+        result = _gathered(values)
+        if self.ledger.hold_for_outputs(msg_id, result, int(rmd.get("outputs") or 0)):
+            if threading.current_thread() is not self.transport.thread:
+                self.transport.wake()
+            return msg_id
+        self.ledger.complete(msg_id, result)
+        return msg_id
+
+    def _result_buffers(
+        self, msg_id: str, msg: Message, mapped: list[str] | None = None
+    ) -> list[Frame]:
+        """A reply's buffers, with those the engine put in shared memory mapped in place.
+        The controller is then told the results of ``mapped`` (default: ``msg_id``) are."""
         segments = msg.metadata.get("shm")
         if not segments:
             return msg.buffers
@@ -124,8 +184,11 @@ class Inbound:
             return self.shared.attach(msg.buffers, segments)
         finally:
             # the controller keeps the files until every receiver has mapped them
-            _, frames = self.wire.build("segments_mapped", {"msg_id": msg_id}, idents=[CONTROLLER])
-            self.transport.send(frames)
+            for done in [msg_id] if mapped is None else mapped:
+                _, frames = self.wire.build(
+                    "segments_mapped", {"msg_id": done}, idents=[CONTROLLER]
+                )
+                self.transport.send(frames)
 
     # -- the notify socket --------------------------------------------------------------------------
     def on_notify(self, frames: list[Frame]) -> None:
@@ -144,6 +207,10 @@ class Inbound:
         content = msg.content
         msg_type = msg.msg_type
         md = self.ledger.metadata.get(msg_id) if isinstance(msg_id, str) else None
+        if md is None and self.ledger.part_of and isinstance(msg_id, str):
+            # one engine's output of a coalescing broadcast: it belongs to the whole
+            msg_id = self.ledger.part_of.get(msg_id, msg_id)
+            md = self.ledger.metadata.get(msg_id)
         if md is not None:
             if md["engine_id"] is None and engine_id is not None:
                 md["engine_id"] = engine_id  # a balanced task shows where it runs by its output
@@ -205,6 +272,23 @@ class Inbound:
             received = parse_date(entry.get("received"))
             if received is not None:
                 md["received"] = received
+
+
+def _gathered(values: list[Any]) -> Any:
+    """The result of a coalescing broadcast: the list of its engines' values, or, when some
+    failed, the error to raise (TaskAborted and the like as they are; remote errors as one
+    CompositeError, as a DirectView's result would raise them)."""
+    failures = [v for v in values if isinstance(v, BaseException)]
+    if not failures:
+        return values
+    for failure in failures:
+        if not isinstance(failure, RemoteError):
+            return failure
+    flat: list[RemoteError] = []
+    for failure in failures:
+        assert isinstance(failure, RemoteError)
+        flat.extend(failure.elist if isinstance(failure, CompositeError) else [failure])
+    return CompositeError("one or more exceptions raised in: apply", flat)
 
 
 def apply_output(

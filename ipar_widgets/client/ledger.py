@@ -67,6 +67,11 @@ class TaskLedger:
         self._handing_out: dict[str, Any] = {}
         self._output_counts: dict[str, int] = {}
         self._held: dict[str, _Held] = {}
+        #: a coalescing broadcast's msg_id -> its parts as the controller knows them:
+        #: (part msg_id, engine id); its outputs come under the parts' msg_ids
+        self.gathered: dict[str, list[tuple[str, int]]] = {}
+        #: a part's msg_id -> the coalescing broadcast it is part of
+        self.part_of: dict[str, str] = {}
 
     # -- tasks ------------------------------------------------------------------------------------
     def metadata_for(self, msg_id: str) -> Metadata:
@@ -94,6 +99,27 @@ class TaskLedger:
                 md["label"] = extra["label"]
         self.outstanding.add(note.msg_id)
         self.history.append(note.msg_id)
+
+    def note_gathered(self, msg_id: str, parts: list[tuple[str, int]]) -> None:
+        """Note the parts of a coalescing broadcast (call before their outputs can arrive)."""
+        with self.lock:
+            self.gathered[msg_id] = parts
+            for part_id, _ in parts:
+                self.part_of[part_id] = msg_id
+
+    def controller_tasks(self, msg_ids: Iterable[str]) -> list[tuple[str, int | None]]:
+        """``(msg_id, engine_id)`` of each task as the controller records it: the parts of a
+        coalescing broadcast in its place (the controller has no record of the whole)."""
+        out: list[tuple[str, int | None]] = []
+        for msg_id in msg_ids:
+            parts = self.gathered.get(msg_id)
+            if parts is not None:
+                out.extend(parts)
+                continue
+            md = self.metadata.get(msg_id)
+            engine_id = md["engine_id"] if md is not None else None
+            out.append((msg_id, engine_id if isinstance(engine_id, int) else None))
+        return out
 
     def adopt(self, msg_id: str, date: str | None) -> None:
         """Note a task this client did not send but receives the reply of (a resubmitted
@@ -217,6 +243,8 @@ class TaskLedger:
                 if msg_id not in self.outstanding:
                     self.results.pop(msg_id, None)
                     self.metadata.pop(msg_id, None)
+                    for part_id, _ in self.gathered.pop(msg_id, ()):
+                        self.part_of.pop(part_id, None)
             if msg_ids is None:  # results of tasks this client never noted (set by hand)
                 for msg_id in [m for m in self.results if m not in self.outstanding]:
                     del self.results[msg_id]

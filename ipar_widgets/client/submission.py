@@ -19,7 +19,7 @@ import zmq
 
 from ..error import ClientClosed
 from ..protocol.sharedmem import SharedArea
-from ..protocol.wire import Frame, Wire, send_frames
+from ..protocol.wire import Frame, Wire, send_frames, send_frames_tracked
 from .ledger import Submitted, TaskLedger
 from .targets import EngineTable
 from .transport import Transport
@@ -84,18 +84,23 @@ class Submitter:
         messages: list[list[Frame]],
         notes: list[Submitted],
         make_result: Callable[[], R],
+        *,
+        track: bool = False,
     ) -> R:
         """Send tasks and return the AsyncResult ``make_result`` makes for them.
 
         A thread that will wait for them sends them first: their replies come to its own
         socket, so the bookkeeping can overlap their travel.  Otherwise it comes first, so
-        the I/O thread knows the tasks when their replies come.
+        the I/O thread knows the tasks when their replies come.  With ``track``, the
+        AsyncResult's ``_tracker`` follows zmq's use of the frames sent without a copy
+        (``ar.sent`` is true once it is done).
         """
         if self.transport.closed:
             raise ClientClosed("submit tasks")
         ledger = self.ledger
         if self._waiting_here():
-            sock = self._send_waited(messages)
+            trackers: list[zmq.MessageTracker] | None = [] if track else None
+            sock = self._send_waited(messages, trackers)
             try:
                 for note in notes:
                     ledger.submitted(note)
@@ -103,6 +108,8 @@ class Submitter:
             except BaseException:
                 self.transport.end_wait(sock, complete=False)
                 raise
+            if trackers is not None:
+                ar._tracker = zmq.MessageTracker(*trackers)
             self._claim_waiter(ar, sock)
             return ar
         for note in notes:
@@ -110,7 +117,11 @@ class Submitter:
         if notes:
             self._thread_state.last_shared = notes[-1].msg_id
         ar = make_result()
-        self.transport.send_many(messages, on_sent=ar._set_sent)
+        if track:
+            ar._tracker = self.transport.send_tracked(messages)
+            ar._set_sent()
+        else:
+            self.transport.send_many(messages, on_sent=ar._set_sent)
         return ar
 
     # -- the waiter protocol ------------------------------------------------------------------------
@@ -132,11 +143,19 @@ class Submitter:
         last = getattr(state, "last_shared", None)
         return last is None or last not in self.ledger.outstanding
 
-    def _send_waited(self, messages: list[list[Frame]]) -> zmq.Socket[bytes]:
+    def _send_waited(
+        self,
+        messages: list[list[Frame]],
+        trackers: list[zmq.MessageTracker] | None = None,
+    ) -> zmq.Socket[bytes]:
+        """Send on this thread's waiter; with ``trackers``, tracked (see submit)."""
         sock = self.transport.begin_wait()
         try:
             for frames in messages:
-                send_frames(sock, frames)
+                if trackers is None:
+                    send_frames(sock, frames)
+                else:
+                    trackers.extend(send_frames_tracked(sock, frames))
         except BaseException:
             self.transport.end_wait(sock, complete=False)
             raise

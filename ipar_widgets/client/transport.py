@@ -32,7 +32,14 @@ from zmq.backend import zmq_poll
 
 from ..error import ClientClosed
 from ..protocol.routing import EVERYONE, sender_identity, subscription, waiter_identity
-from ..protocol.wire import Frame, recv_frames, send_frames, waiting_messages
+from ..protocol.wire import (
+    Frame,
+    as_bytes,
+    recv_frames,
+    send_frames,
+    send_frames_tracked,
+    waiting_messages,
+)
 
 log = logging.getLogger("ipar_widgets.client")
 
@@ -151,6 +158,21 @@ class Transport:
             self._wake_sent = True
         if wake:
             self._wake()
+
+    def send_tracked(self, messages: list[list[Frame]]) -> zmq.MessageTracker:
+        """Send messages (``track=True``): the tracker returned is done once zmq no longer
+        needs the memory of the frames it sent without a copy.  Before the connection is up
+        the frames are copied into the outbox, and the tracker is done at once."""
+        if not self.direct:
+            self.send_many([[as_bytes(frame) for frame in frames] for frames in messages])
+            return zmq.MessageTracker()
+        trackers: list[zmq.MessageTracker] = []
+        with self._send_lock:
+            if self._closing:
+                raise ClientClosed("send to the controller")
+            for frames in messages:
+                trackers.extend(send_frames_tracked(self.sender, frames))
+        return zmq.MessageTracker(*trackers)
 
     # -- waiters (each used only by the thread that owns it) ------------------------------------
     def begin_wait(self) -> zmq.Socket[bytes]:

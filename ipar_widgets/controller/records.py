@@ -12,9 +12,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.wire import Frame
+
+if TYPE_CHECKING:
+    from .broadcast import Gather
 
 PENDING = "pending"  # waiting in the controller (load balancing, dependencies)
 RUNNING = "running"  # handed to an engine, no reply yet
@@ -57,6 +60,7 @@ class TaskRecord:
         "request_segments",
         "segments",
         "segment_readers",
+        "gather",
         # Set only when they happen (read with getattr and a default): a record is made
         # for every task, and each store in __init__ is paid on every submit.
         "received",
@@ -106,10 +110,19 @@ class TaskRecord:
         self.request_segments: list[str] | tuple[()] = ()
         self.segments: list[str] | tuple[()] = ()
         self.segment_readers = 0
+        #: the coalescing broadcast this task is one engine's part of (its reply is kept
+        #: for that broadcast's one answer instead of being sent to the client)
+        self.gather: Gather | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def removable(self) -> bool:
+        """Finished, and not a part of a gathered broadcast still waiting for its other
+        parts (its answer will carry this part's result, and name its segments)."""
+        return self.status in FINISHED and (self.gather is None or self.gather.pending == 0)
 
     @property
     def dependencies(self) -> list[str]:
@@ -197,7 +210,7 @@ class RecordStore:
         for msg_id, rec in self._records.items():
             if n <= target_n and size <= target_bytes:
                 break
-            if rec.finished:
+            if rec.removable:
                 doomed.append(msg_id)
                 n -= 1
                 size -= rec.nbytes
@@ -217,13 +230,13 @@ class RecordStore:
         """Forget finished records: the given ones, those of the given engines, or all."""
         engines = set(engine_ids)
         if msg_ids is None and not engines:
-            chosen = [m for m, r in self._records.items() if r.finished]
+            chosen = [m for m, r in self._records.items() if r.removable]
         else:
             wanted = set(msg_ids or ())
             chosen = [
                 m
                 for m, r in self._records.items()
-                if r.finished and (m in wanted or r.engine_id in engines)
+                if r.removable and (m in wanted or r.engine_id in engines)
             ]
         for msg_id in chosen:
             self.remove(msg_id)

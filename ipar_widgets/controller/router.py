@@ -28,6 +28,7 @@ from ..protocol.routing import (
     EVERYONE,
     SENDER_SUFFIX,
     SHELL_PREFIX,
+    BroadcastRoute,
     client_of,
     parse_route,
     topic_for,
@@ -42,6 +43,7 @@ from ..protocol.wire import (
     unpack,
     utcnow_iso,
 )
+from .broadcast import Broadcaster
 from .engines import EngineRegistry, EngineState
 from .records import ERROR, FINISHED, RUNNING, RecordStore, TaskRecord, frames_size
 from .scheduler import LoadBalancer
@@ -85,6 +87,8 @@ class Router:
         self.notify = notify
         #: tasks by outcome since the controller started (``ipar list``, the panel)
         self.counts = {"submitted": 0, "ok": 0, "error": 0, "aborted": 0}
+        #: fans broadcast requests out, and answers gathered ones once
+        self.broadcaster = Broadcaster(self)
         # Set by connect(): the balancer, liveness and lifecycle all need the router first.
         self.balancer: LoadBalancer
         self.register_engine: RegisterEngine
@@ -197,6 +201,9 @@ class Router:
         elif route.kind == "control":
             assert route.engine_id is not None
             self._forward_control(client, route.engine_id, header, frames[delim:])
+        elif route.kind == "broadcast":
+            assert isinstance(route, BroadcastRoute)
+            self.broadcaster.submit(client, route, header, frames[delim:], reply_to)
         else:
             self._submit(client, route.engine_id, header, frames[delim:], reply_to)
 
@@ -232,7 +239,27 @@ class Router:
         if engine is None:
             self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
         elif not self.send_task(rec, engine):
-            self.engine_lost(engine, "its shell socket is not connected")
+            self._unreachable(rec, engine)
+
+    def dispatch_direct(self, rec: TaskRecord, engine_id: int) -> None:
+        """Send a recorded task to engine ``engine_id``, or fail it when there is none (what
+        :meth:`_submit` does inline, for the parts of a broadcast)."""
+        engine = self.engines.by_id.get(engine_id)
+        if engine is None:
+            self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
+        elif not self.send_task(rec, engine):
+            self._unreachable(rec, engine)
+
+    def _unreachable(self, rec: TaskRecord, engine: EngineState) -> None:
+        """The engine's shell socket is gone: the engine is lost, and so is the task that
+        could not be handed to it (it was never among the engine's outstanding tasks)."""
+        self.engine_lost(engine, "its shell socket is not connected")
+        if not rec.finished:
+            self.fail_task(
+                rec,
+                "EngineError",
+                f"engine {engine.id} could not be reached for task {rec.msg_id}",
+            )
 
     def _forward_comm(self, client: bytes, engine_id: int, signed: list[Frame]) -> None:
         """A notebook's answer to an engine's widget (a click...): to the engine's shell, in
@@ -335,8 +362,13 @@ class Router:
             nbytes = frames_size(frames[8:]) + self.segments.note_result(rec, metadata)
             self.counts[rec.status] += 1
             reply = frames[2:]
-            for receiver in (client, *rec.watchers):
+            gather = rec.gather
+            # a gathered broadcast's part answers its client with the other parts, at the end
+            for receiver in (client, *rec.watchers) if gather is None else rec.watchers:
                 self.answer(receiver, self.segments.reply_for(client_of(receiver), rec, reply))
+            if gather is not None:
+                self.broadcaster.part_finished(rec, metadata, content, frames[8:])
+            # after sending: culling must know who has yet to map the result's segments
             # after sending: culling must know who has yet to map the result's segments.  The
             # record keeps the request (db_query, resubmit): its content and buffers count too.
             if rec.request is not None:
@@ -344,7 +376,13 @@ class Router:
             self.records.account(rec, nbytes)
         else:  # a late reply (its task failed meanwhile) or one without a record
             reply = self.segments.late_reply(frames[2:], metadata)
-            for receiver in (client, *(rec.watchers if rec is not None else ())):
+            if rec is None:
+                receivers: tuple[bytes, ...] | list[bytes] = (client,)
+            elif rec.gather is None:
+                receivers = (client, *rec.watchers)
+            else:  # the gathered answer already told the client
+                receivers = rec.watchers
+            for receiver in receivers:
                 self.answer(receiver, reply)
         if rec is not None:
             self.balancer.task_finished(rec)
@@ -410,8 +448,11 @@ class Router:
         rec.reply = frames
         self.segments.release_request(rec)
         self.counts[status] += 1
-        for client in (rec.reply_to, *rec.watchers):
+        gather = rec.gather
+        for client in (rec.reply_to, *rec.watchers) if gather is None else rec.watchers:
             self.answer(client, frames)
+        if gather is not None:
+            self.broadcaster.part_finished(rec, metadata, content, [])
         if rec.request is not None:  # kept with the record, as for a task that ran
             self.records.account(rec, frames_size(rec.request[5:]))
         self.balancer.task_finished(rec)

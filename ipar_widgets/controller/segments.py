@@ -37,6 +37,9 @@ class SegmentKeeper:
         self.local_clients: set[bytes] = set()
         #: result segments of dropped records still being mapped: msg_id -> (names, readers)
         self._draining: dict[str, tuple[list[str] | tuple[()], int]] = {}
+        #: a broadcast request's segments (by the first name) -> how many of its parts have
+        #: not finished: the last one to finish removes the files
+        self._shared_requests: dict[str, int] = {}
 
     # -- requests -----------------------------------------------------------------------------------
     def note_request(self, rec: TaskRecord, metadata_frame: Frame) -> None:
@@ -45,6 +48,19 @@ class SegmentKeeper:
         data = metadata_frame if isinstance(metadata_frame, bytes) else as_bytes(metadata_frame)
         if _SHM_KEY in data:
             rec.request_segments = _names(unpack(data))
+
+    def note_broadcast_request(self, recs: list[TaskRecord], metadata_frame: Frame) -> None:
+        """The parts of one broadcast share its request's segments: each engine on this host
+        maps them, and the files stay until the last part finishes."""
+        data = metadata_frame if isinstance(metadata_frame, bytes) else as_bytes(metadata_frame)
+        if _SHM_KEY not in data:
+            return
+        names = _names(unpack(data))
+        if not names or not recs:
+            return
+        for rec in recs:
+            rec.request_segments = names
+        self._shared_requests[names[0]] = len(recs)
 
     def request_for(self, rec: TaskRecord, engine_shares_memory: bool) -> list[Frame]:
         """The request frames to send an engine: segments inlined unless it maps them."""
@@ -55,9 +71,18 @@ class SegmentKeeper:
 
     def release_request(self, rec: TaskRecord) -> None:
         """The task finished: its request's segments are mapped or no longer wanted."""
-        if rec.request_segments and self.area is not None:
-            self.area.unlink(rec.request_segments)
+        names = rec.request_segments
         rec.request_segments = ()
+        if not names:
+            return
+        if self._shared_requests and names[0] in self._shared_requests:
+            left = self._shared_requests[names[0]] - 1
+            if left > 0:  # other parts of the broadcast still need them
+                self._shared_requests[names[0]] = left
+                return
+            del self._shared_requests[names[0]]
+        if self.area is not None:
+            self.area.unlink(names)
 
     # -- results ------------------------------------------------------------------------------------
     def note_result(self, rec: TaskRecord, metadata: dict[str, Any]) -> int:
@@ -76,6 +101,21 @@ class SegmentKeeper:
             return frames
         if client in self.local_clients:
             rec.segment_readers += 1  # until it says it has mapped them
+            return frames
+        return self.inline(frames)
+
+    def gathered_reply_for(
+        self, client: bytes, recs: list[TaskRecord], frames: list[Frame]
+    ) -> list[Frame]:
+        """A gathered broadcast's answer (from the delimiter on) to send ``client``: as it is
+        for a client that maps segments (each part with segments then waits for it to say
+        so, under the part's msg_id), inlined for any other."""
+        holders = [rec for rec in recs if rec.segments]
+        if not holders:
+            return frames
+        if client in self.local_clients:
+            for rec in holders:
+                rec.segment_readers += 1
             return frames
         return self.inline(frames)
 

@@ -251,7 +251,8 @@ class ProgressTracker:
             md = metadata[i]
             n = job.task_size(msg_id)
             engine_id = md["engine_id"]
-            row = self._engine(engine_id) if engine_id is not None else None
+            # not an int: a coalescing broadcast's one task ran on a list of engines
+            row = self._engine(engine_id) if isinstance(engine_id, int) else None
             took = _seconds(md["started"], md["completed"])
             if took is not None:
                 self._serial += took
@@ -312,7 +313,7 @@ class ProgressTracker:
                 still.append(i)
                 md = metadata[i]
                 engine_id = running_ids.get(msg_id, md["engine_id"])
-                if engine_id is None:
+                if not isinstance(engine_id, int):
                     continue
                 slot = live.setdefault(engine_id, {"running": 0, "since": None, "stdout": ""})
                 if md["stdout"]:

@@ -10,6 +10,11 @@ Routing frames (the first frame a client sends, before ``<IDS|MSG>``)::
     b"d<id>"   a task for engine <id> (a DirectView)
     b"k<id>"   a control message for engine <id> (abort, clear, signal: answered mid-task)
     b"c"       a request to the controller itself (status, results, shutdown, ...)
+    b"m<id>,<id>,..."   one task for each of these engines (a BroadcastView): the controller
+               sends each engine the request under the msg_id ``part_msg_id(msg_id, id)``,
+               and each engine's reply comes back as usual
+    b"g<id>,<id>,..."   the same, gathered (a coalescing BroadcastView): the controller
+               answers once, with a ``broadcast_reply`` holding every engine's reply
 
 Identities (ZMQ routing ids)::
 
@@ -43,7 +48,9 @@ __all__ = [
     "SENDER_SUFFIX",
     "TOPIC_SEPARATOR",
     "WAITER_MARK",
+    "BroadcastRoute",
     "Route",
+    "broadcast_route",
     "client_of",
     "control_identity",
     "control_route",
@@ -52,6 +59,7 @@ __all__ = [
     "engine_topic",
     "heartbeat_identity",
     "parse_route",
+    "part_msg_id",
     "sender_identity",
     "shell_identity",
     "subscription",
@@ -64,6 +72,8 @@ BALANCED = b"b"
 CONTROLLER = b"c"
 _DIRECT = b"d"
 _CONTROL = b"k"
+_BROADCAST = b"m"
+_GATHERED = b"g"
 
 
 def direct_route(engine_id: int) -> bytes:
@@ -76,6 +86,18 @@ def control_route(engine_id: int) -> bytes:
     return b"k%d" % engine_id
 
 
+def broadcast_route(engine_ids: list[int], gathered: bool) -> bytes:
+    """The routing frame of one request for several engines (one reply each, or, gathered,
+    one reply for all)."""
+    return (_GATHERED if gathered else _BROADCAST) + b",".join(b"%d" % i for i in engine_ids)
+
+
+def part_msg_id(msg_id: str, engine_id: int) -> str:
+    """The msg_id of one engine's part of a broadcast request ``msg_id``: client and
+    controller both derive it, so the request names it nowhere."""
+    return f"{msg_id}_{engine_id}"
+
+
 class Route:
     """A parsed routing frame: ``kind`` is ``"balanced"``, ``"direct"``, ``"control"`` or
     ``"controller"``; ``engine_id`` is set for the two that name an engine."""
@@ -85,6 +107,18 @@ class Route:
     def __init__(self, kind: str, engine_id: int | None = None) -> None:
         self.kind = kind
         self.engine_id = engine_id
+
+
+class BroadcastRoute(Route):
+    """A parsed broadcast routing frame: ``kind`` is ``"broadcast"``, ``engine_ids`` the
+    engines in the order the client gave them, ``gathered`` whether one reply answers all."""
+
+    __slots__ = ("engine_ids", "gathered")
+
+    def __init__(self, engine_ids: tuple[int, ...], gathered: bool) -> None:
+        super().__init__("broadcast")
+        self.engine_ids = engine_ids
+        self.gathered = gathered
 
 
 _BALANCED_ROUTE = Route("balanced")
@@ -104,9 +138,22 @@ def parse_route(frame: bytes) -> Route:
         except ValueError:
             raise ValueError(f"bad engine id in routing frame {frame[:20]!r}") from None
         return Route("direct" if kind == _DIRECT else "control", engine_id)
+    if kind in (_BROADCAST, _GATHERED):
+        return _parse_broadcast(frame)
     raise ValueError(
-        f"unknown routing frame {frame[:20]!r}; expected b'b', b'c', b'd<id>' or b'k<id>'"
+        f"unknown routing frame {frame[:20]!r}; expected b'b', b'c', b'd<id>', b'k<id>', "
+        "b'm<id>,...' or b'g<id>,...'"
     )
+
+
+def _parse_broadcast(frame: bytes) -> BroadcastRoute:
+    try:
+        engine_ids = tuple(int(part) for part in frame[1:].split(b","))
+    except ValueError:
+        raise ValueError(f"bad engine ids in broadcast routing frame {frame[:40]!r}") from None
+    if len(set(engine_ids)) != len(engine_ids):
+        raise ValueError(f"an engine is named twice in broadcast routing frame {frame[:40]!r}")
+    return BroadcastRoute(engine_ids, frame[:1] == _GATHERED)
 
 
 # -- client identities ---------------------------------------------------------------------------

@@ -64,6 +64,30 @@ def send_frames(sock: Socket, frames: Sequence[Frame], noblock: bool = False) ->
             _base_send(sock, view, flags, view.nbytes < _COPY_THRESHOLD, False)
 
 
+def send_frames_tracked(sock: Socket, frames: Sequence[Frame]) -> list[zmq.MessageTracker]:
+    """:func:`send_frames` for ``track=True``: the frames sent without a copy are tracked,
+    and their trackers returned; each is done once zmq no longer needs the frame's memory
+    (small frames are copied: nothing to track)."""
+    trackers: list[zmq.MessageTracker] = []
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        flags = 0 if i == last else _SNDMORE
+        if isinstance(frame, zmq.Frame):
+            _base_send(sock, frame, flags, False, False)
+            if frame.tracker is not None:
+                trackers.append(frame.tracker)
+            continue
+        data: bytes | memoryview = frame if isinstance(frame, bytes) else memoryview(frame)
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        if size < _COPY_THRESHOLD:
+            _base_send(sock, data, flags, True, False)
+        else:
+            tracker = _base_send(sock, data, flags, False, True)
+            assert isinstance(tracker, zmq.MessageTracker)
+            trackers.append(tracker)
+    return trackers
+
+
 _base_get = cast(Callable[[Socket, int], int], zmq.backend.Socket.get)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)

@@ -157,7 +157,7 @@ def timeline(job: Job) -> Timeline:
     for msg_id, md in zip(msg_ids, metadata, strict=True):
         started = _offset(md["started"], origin)
         engine_id = md["engine_id"]
-        if started is None or engine_id is None:
+        if started is None or not isinstance(engine_id, int):  # a list: a coalesced broadcast
             not_run += 1
             continue
         value = results.get(msg_id)
