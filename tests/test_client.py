@@ -353,6 +353,10 @@ INTERRUPTED = """
 import os, signal, sys, threading, time
 import ipar_widgets as ipp
 
+# Ctrl-C raises KeyboardInterrupt even when this runs under a shell that started the test
+# run in the background (such jobs inherit SIGINT ignored, and Python then leaves it so)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 rc = ipp.Client(profile=sys.argv[1])
 e0 = rc[0]
 threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
