@@ -116,6 +116,21 @@ def test_engine_launcher_config_reaches_the_engines(profile: str) -> None:
         assert rc[0].apply_sync(os.getpid) != os.getpid()
 
 
+def test_controller_launcher_config_reaches_the_controller(profile: str) -> None:
+    import psutil
+
+    cfg = Config()
+    cfg.ControllerLauncher.controller_args = ["--ping=300"]
+    cluster = ipp.Cluster(profile=profile, n=0, controller_args=["--dictdb"], config=cfg)
+    cluster.start_controller_sync()
+    try:
+        assert cluster._proc is not None
+        cmdline = psutil.Process(cluster._proc.pid).cmdline()
+        assert cmdline[-2:] == ["--ping=300", "--dictdb"]  # configured first, then the trait
+    finally:
+        cluster.stop_cluster_sync()
+
+
 def test_controller_accepts_ipyparallels_flags() -> None:
     app = ControllerApp()
     app.parse_command_line(["--ping=250", "--dictdb"])

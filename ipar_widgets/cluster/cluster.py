@@ -247,7 +247,7 @@ class Cluster(LoggingConfigurable):
             n,
             self.controller_ip,
             self.profile_dir,
-            list(self.controller_args)
+            self._controller_args()
             + [f"--ControllerApp.engine_args={a}" for a in self._engine_args()],
             self.log_level,
         )
