@@ -23,6 +23,8 @@ The hierarchy (names follow ipyparallel's public API, so ``except ipp.error.X`` 
     │   │   ├── ClusterNotFound (also FileNotFoundError)  no running cluster matches that
     │   │   ├── ControllerRefused (also ValueError)  the controller refused a request, and why
     │   │   ├── NoAnswer (also TimeoutError)        the controller did not answer in time
+    │   │   ├── ControllerLost (also ConnectionError)  it stayed unreachable past the grace
+    │   │   │   └── TaskLost      a restored controller had no record of a pending task
     │   │   └── EnginesNotReady (also TimeoutError) fewer engines registered than waited for
     │   └── ClientClosed (also RuntimeError)   the Client was closed; connect a new one
     ├── TimeoutError (builtin)       a wait ran out of time (``error.TimeoutError`` is the builtin)
@@ -61,6 +63,8 @@ __all__ = [
     "ClusterNotFound",
     "ControllerRefused",
     "NoAnswer",
+    "ControllerLost",
+    "TaskLost",
     "EnginesNotReady",
     "ClientClosed",
     "TimeoutError",
@@ -175,6 +179,38 @@ class NoAnswer(ClusterError, TimeoutError):
         super().__init__(
             f"{where} did not answer{within}; is the cluster running? "
             f"(see: ipar list; the request was {request})"
+        )
+
+
+class ControllerLost(ClusterError, ConnectionError):
+    """The controller at ``address`` was unreachable for ``waited`` seconds, longer than the
+    client waits for one restored in its place; the pending task ``msg_id`` cannot finish."""
+
+    def __init__(self, address: str, waited: float, msg_id: str = "", text: str = "") -> None:
+        self.address = address
+        self.waited = waited
+        self.msg_id = msg_id
+        super().__init__(
+            text
+            or f"the controller at {address} has been unreachable for {waited:.0f} s "
+            f"(Client.controller_timeout); task {msg_id} cannot finish. If the controller "
+            "crashed, `ipar start --restore` brings it back with its records; connect a new "
+            "Client then (rc.get_result(msg_ids) finds the tasks that finished)"
+        )
+
+
+class TaskLost(ControllerLost):
+    """The controller was restored without a record of task ``msg_id``: it was submitted too
+    shortly before the crash to reach the task database."""
+
+    def __init__(self, address: str, msg_id: str) -> None:
+        super().__init__(
+            address,
+            0.0,
+            msg_id,
+            f"the controller at {address} was restored without a record of task {msg_id}: it "
+            "was submitted too shortly before the controller died to reach the task database, "
+            "so it never ran there. Submit it again.",
         )
 
 

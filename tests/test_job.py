@@ -62,6 +62,8 @@ class HandMadeJob:
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
         return {"engines": []}
 
+    connection_note = ""
+
     # the Job part
     def __len__(self) -> int:
         return len(self.msg_ids)

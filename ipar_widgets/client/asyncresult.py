@@ -36,6 +36,9 @@ __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
 #: the tracker of a send without ``track``: done from the start
 _UNTRACKED = zmq.MessageTracker()
+#: seconds a blocked wait on its own socket goes without looking at results the I/O thread
+#: delivered (after a reconnection, replies come there instead)
+_RECHECK = 1.0
 
 
 class AsyncResult(ArrivalLog, Future[Any]):
@@ -212,9 +215,14 @@ class AsyncResult(ArrivalLog, Future[Any]):
                 timeout = None if deadline is None else deadline - time.monotonic()
                 if timeout is not None and timeout <= 0:
                     return
-                frames = transport.receive_waited(sock, timeout)
+                # bounded: after a reconnection the I/O thread may deliver the results instead
+                frames = transport.receive_waited(
+                    sock, _RECHECK if timeout is None else min(timeout, _RECHECK)
+                )
                 if frames is None:
-                    return
+                    with self._cond:
+                        pending.difference_update(self._results)
+                    continue
                 answered = self._client._dispatch.on_reply(frames)
                 if answered is not None:
                     pending.discard(answered)

@@ -37,6 +37,7 @@ from .hubrecords import HubRecords
 from .job import Job
 from .ledger import TaskLedger
 from .metadata import Metadata
+from .reconnect import Reconnection
 from .rpc import Requests
 from .submission import Submitter
 from .targets import EngineTable, Targets, resolve_targets
@@ -86,6 +87,7 @@ class Client:
         timeout: float = 10,
         cluster_id: str | None = None,
         cluster: Cluster | None = None,
+        controller_timeout: float = 60.0,
         **extra_args: Any,
     ) -> None:
         if sshserver or sshkey or password or paramiko:
@@ -128,6 +130,10 @@ class Client:
         inbound.transport = transport
         transport.next_deadline = ledger.next_deadline
         transport.on_deadline = ledger.release_overdue
+        #: seconds the client waits for a controller that went away (a restored one comes
+        #: back on the same ports) before it fails the pending tasks with ControllerLost
+        transport.controller_timeout = float(controller_timeout)
+        self._reconnection = Reconnection(self.session, transport, inbound, ledger, address)
         self._submitter = Submitter(self.session, shared, ledger, self._engines, transport)
         self._requests = Requests(self.session, transport, inbound, f"{address} (from {url_file})")
         self._records = HubRecords(self._requests.ask, ledger)
@@ -140,6 +146,12 @@ class Client:
         transport.direct = True  # the answer came: the I/O thread's socket is connected
         frontend.client_activated(self)  # inside IPython: %px for this client
         comms.relay_engine_comms(self)  # inside a kernel: engines' widgets reach the notebook
+
+    @property
+    def connection_note(self) -> str:
+        """What displays say about the connection to the controller ('' while it is fine;
+        "controller restarted, reconnected" after a restore)."""
+        return self._reconnection.note
 
     # -- engines ----------------------------------------------------------------------------------
     @property

@@ -73,6 +73,8 @@ class Inbound:
         if not isinstance(msg_id, str):
             return None
         md = self.ledger.metadata_for(msg_id)
+        if md["received"] is not None and msg_id not in self.ledger.outstanding:
+            return None  # a reply sent again after a reconnection: it was handled already
         rmd = msg.metadata
         content = msg.content
         status = content.get("status", "ok")
@@ -237,16 +239,31 @@ class Inbound:
                 log.exception("error in an output listener")
 
     # -- records fetched from the controller --------------------------------------------------------
-    def replay(self, msg_ids: list[str], answer: Message) -> None:
+    def replay(
+        self,
+        msg_ids: list[str],
+        answer: Message,
+        *,
+        resuming: bool = False,
+        on_unknown: Callable[[str], None] | None = None,
+    ) -> None:
         """Handle the controller's records of tasks (a ``result_reply``: each task's reply and
         outputs, as the engines signed them) as if they arrived now; tasks still running
-        are outstanding, and their reply will come as usual (the request asked for it)."""
+        are outstanding, and their reply will come as usual (the request asked for it).
+
+        ``resuming``: catching up after the connection came back (reconnect.py): outputs
+        this client already had are skipped.  ``on_unknown`` is called for a task the
+        controller has no record of (without it: NoSuchTask).
+        """
         frames = list(answer.buffers)
         records = answer.content["results"]
         pos = 0
         for msg_id in msg_ids:
             entry = records.get(msg_id, {"status": "unknown"})
             if entry["status"] == "unknown":
+                if on_unknown is not None:
+                    on_unknown(msg_id)
+                    continue
                 raise NoSuchTask(
                     f"the controller has no record of task {msg_id!r} (never submitted to "
                     "this cluster, or purged, or dropped to keep the records within "
@@ -259,14 +276,17 @@ class Inbound:
             for n in entry.get("frames", []):
                 messages.append(frames[pos : pos + n])
                 pos += n
+            if resuming and msg_id not in self.ledger.outstanding:
+                continue  # its reply came meanwhile
             self.ledger.outstanding.add(msg_id)
-            if not entry.get("reply"):
-                for output in messages:
-                    self.on_notify([REPLAY_TOPIC, *output])
-                continue
-            for output in messages[1:]:
+            reply, outputs = (messages[0], messages[1:]) if entry.get("reply") else (None, messages)
+            if resuming:
+                outputs = outputs[self.ledger.outputs_seen(msg_id) :]
+            for output in outputs:
                 self.on_notify([REPLAY_TOPIC, *output])
-            self.on_reply(list(messages[0]))
+            if reply is None:
+                continue
+            self.on_reply(list(reply))
             # received: when the controller got the reply, not now (wall_time and the
             # timeline tell of the task, not of when it was looked up)
             received = parse_date(entry.get("received"))

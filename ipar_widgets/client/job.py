@@ -53,6 +53,11 @@ class JobClient(Protocol):
         """The controller's view of the cluster (per engine: the task it runs, for how long)."""
         ...
 
+    @property
+    def connection_note(self) -> str:
+        """A line about the connection to the controller ('' while it is fine)."""
+        ...
+
 
 @runtime_checkable
 class Job(Protocol):

@@ -216,6 +216,11 @@ class TaskLedger:
         if release is not None:
             self.complete(msg_id, release.result)
 
+    def outputs_seen(self, msg_id: str) -> int:
+        """How many outputs of a task arrived (and were counted) so far."""
+        with self.lock:
+            return self._output_counts.get(msg_id, 0)
+
     def next_deadline(self) -> float | None:
         """When the first held result is to be released without all its outputs."""
         with self.lock:

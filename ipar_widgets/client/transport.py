@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import zmq
 from zmq.backend import zmq_poll
+from zmq.utils.monitor import recv_monitor_message
 
 from ..error import ClientClosed
 from ..protocol.routing import EVERYONE, sender_identity, subscription, waiter_identity
@@ -83,6 +84,10 @@ class Transport:
         self.notify.subscribe(subscription(identity))  # outputs of this client's tasks
         self.notify.subscribe(subscription(EVERYONE))  # notices, outputs nobody claimed
         self.notify.connect(notify_url)
+        # the request socket's connection events: the controller going away and coming back
+        self._monitor = self.requests.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        )
         self.requests.connect(request_url)
         self.sender = context.socket(zmq.DEALER)
         self.sender.identity = sender_identity(identity)
@@ -113,6 +118,13 @@ class Transport:
         self.next_deadline: Callable[[], float | None] | None = None
         #: ... and is called in the I/O thread once that time has passed
         self.on_deadline: Callable[[], None] | None = None
+        #: called in the I/O thread with "lost" when the connection to the controller drops,
+        #: "back" when it is up again, and "gone" once it stayed down for ``controller_timeout``
+        self.on_connection: Callable[[str, float], None] | None = None
+        self.controller_timeout = 60.0
+        #: monotonic time the connection dropped (None while it is up)
+        self.down_since: float | None = None
+        self._gone_told = False
         self.thread = threading.Thread(target=self._run, name="ipar-client-io", daemon=True)
         self.thread.start()
 
@@ -318,6 +330,38 @@ class Transport:
                 except Exception:
                     log.exception("error in a sent-callback")
 
+    def _connection_events(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_DISCONNECTED and self.down_since is None:
+                self.down_since = time.monotonic()
+                self._gone_told = False
+                self._tell("lost", 0.0)
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and self.down_since is not None:
+                waited = time.monotonic() - self.down_since
+                self.down_since = None
+                self._tell("back", waited)
+
+    def _tell_if_gone(self) -> None:
+        if self.down_since is None or self._gone_told:
+            return
+        waited = time.monotonic() - self.down_since
+        if waited >= self.controller_timeout:
+            self._gone_told = True
+            self._tell("gone", waited)
+
+    def _tell(self, what: str, waited: float) -> None:
+        if self.on_connection is None:
+            return
+        try:
+            self.on_connection(what, waited)
+        except Exception:
+            log.exception("error handling the connection to the controller")
+
     def _drain(self, sock: zmq.Socket[bytes], handler: Handler) -> None:
         for frames in waiting_messages(sock, 1000):
             try:
@@ -331,15 +375,23 @@ class Transport:
         poller.register(self.notify, zmq.POLLIN)
         poller.register(self.requests, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         try:
             while True:
                 timeout: int | None = None
                 deadline = self.next_deadline() if self.next_deadline else None
-                if deadline is not None:
-                    timeout = int(max(0.0, deadline - time.monotonic()) * 1000) + 1
+                wake = deadline
+                if self.down_since is not None and not self._gone_told:
+                    gone_at = self.down_since + self.controller_timeout
+                    wake = gone_at if wake is None else min(wake, gone_at)
+                if wake is not None:
+                    timeout = int(max(0.0, wake - time.monotonic()) * 1000) + 1
                 events = dict(poller.poll(timeout))
                 if deadline is not None and self.on_deadline and time.monotonic() >= deadline:
                     self.on_deadline()
+                if self._monitor in events:
+                    self._connection_events()
+                self._tell_if_gone()
                 # outputs first: a task's output is taken before its reply when both wait
                 if self.notify in events:
                     self._drain(self.notify, self._on_notify)
@@ -361,6 +413,11 @@ class Transport:
         except Exception:
             log.exception("the client's I/O thread failed")
         finally:
+            try:
+                self.requests.disable_monitor()
+            except zmq.ZMQError:
+                pass  # the context is gone already
+            self._monitor.close(linger=0)
             self.requests.close(linger=0)
             self.notify.close(linger=0)
             for sock in self._adopted:

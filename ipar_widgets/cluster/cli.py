@@ -66,7 +66,7 @@ def _running_cluster(args: argparse.Namespace) -> ClusterInfo:
 
 # -- ipar start ----------------------------------------------------------------------------------
 def cmd_start(args: argparse.Namespace) -> int:
-    if args.n < 0:
+    if args.n is not None and args.n < 0:
         raise CommandError(f"-n must be a number of engines >= 0, found {args.n}")
     try:
         paths.profile_dir(args.profile, create=True)  # checks the name, creates the profile
@@ -74,6 +74,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     existing = find_cluster(args.profile, args.cluster_id)
+    restore = bool(getattr(args, "restore", False))
+    if args.n is None:
+        args.n = 0 if restore else 4  # a restored controller's engines come back by themselves
     if existing is not None:
         if existing.state != STALE:
             raise CommandError(
@@ -81,8 +84,12 @@ def cmd_start(args: argparse.Namespace) -> int:
                 f"{existing.data.get('controller_pid')}, {existing.engines_registered} engines); "
                 f"stop it with: ipar stop --profile {args.profile}"
             )
-        control.stop_cluster(existing.data)  # leftovers of a crashed cluster
+        if not restore:
+            control.stop_cluster(existing.data)  # leftovers of a crashed cluster
     extra = [f"--hwm={args.hwm}"] if args.hwm is not None else []
+    if restore:
+        extra.append("--restore")
+    extra.extend(f"--{db}" for db in ("sqlitedb", "dictdb", "nodb") if getattr(args, db, False))
     try:
         cluster, proc = control.start_cluster(
             args.profile,
@@ -97,10 +104,16 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise CommandError(f"the cluster did not start: {exc}") from None
     where = f"tcp://{cluster['location']}:{cluster['ports']['client']}"
     cid = f" (cluster id {args.cluster_id!r})" if args.cluster_id else ""
-    print(
-        f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller at {where} "
-        f"(pid {cluster['controller_pid']})."
-    )
+    if restore:
+        print(
+            f"Controller restored in profile {args.profile!r}{cid} at {where} (pid "
+            f"{cluster['controller_pid']}); the engines still alive rejoin it with their ids."
+        )
+    else:
+        print(
+            f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller "
+            f"at {where} (pid {cluster['controller_pid']})."
+        )
     client_args = f"profile={args.profile!r}" + (
         f", cluster_id={args.cluster_id!r}" if args.cluster_id else ""
     )
@@ -223,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("start", help="start a cluster (returns once its engines are registered)")
-    p.add_argument("-n", type=int, default=4, help="number of engines (default: %(default)s)")
+    p.add_argument(
+        "-n", type=int, default=None, help="number of engines (default: 4; 0 with --restore)"
+    )
     _profile_arg(p)
     p.add_argument(
         "--ip",
@@ -250,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="INFO",
         help="log level of the cluster's processes (default: %(default)s)",
     )
+    p.add_argument(
+        "--restore",
+        action="store_true",
+        help="take the place of this profile's controller that died: same ports and key, its "
+        "unfinished tasks from the task database; its engines rejoin",
+    )
+    for db, what in (
+        ("sqlitedb", "in the profile's SQLite task database (the default)"),
+        ("dictdb", "in the controller's memory only"),
+        ("nodb", "only while tasks are pending"),
+    ):
+        p.add_argument(f"--{db}", action="store_true", help=f"keep task records {what}")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("stop", help="stop a cluster: every one of its processes exits")

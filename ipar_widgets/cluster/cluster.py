@@ -124,6 +124,11 @@ class Cluster(LoggingConfigurable):
         "a number (logging.DEBUG == 10).",
     ).tag(config=True)
     delay = Float(0.0, help="Unused; accepted for compatibility with ipyparallel.").tag(config=True)
+    restore = Bool(
+        False,
+        help="Start the controller in the place of this profile's controller that died (its "
+        "ports, key and unfinished tasks; its engines rejoin): ipar start --restore.",
+    ).tag(config=True)
 
     @validate("log_level")
     def _check_log_level(self, proposal: Any) -> str:
@@ -157,6 +162,7 @@ class Cluster(LoggingConfigurable):
         self._proc: subprocess.Popen[bytes] | None = None
         self._data: dict[str, Any] | None = None
         self._owned = False
+        self._restoring = False
         self._client: Client | None = None
         _live_clusters.add(self)
 
@@ -224,6 +230,17 @@ class Cluster(LoggingConfigurable):
         return self._data is not None and pid_alive(int(self._data["controller_pid"]))
 
     # -- starting -----------------------------------------------------------------------------------
+    def restore_controller_sync(self) -> None:
+        """Start a controller in the place of this cluster's controller that died: on its
+        ports, with its key and the unfinished tasks of its task database; the engines still
+        alive rejoin it with their ids, and connected clients carry on."""
+        self._restoring = True
+        try:
+            self._data = None
+            self.start_controller_sync(0)
+        finally:
+            self._restoring = False
+
     def start_controller_sync(self, n: int = 0) -> None:
         """Start the controller (and ``n`` local engines with it)."""
         if self._data is not None and self._running():
@@ -248,7 +265,8 @@ class Cluster(LoggingConfigurable):
             self.controller_ip,
             self.profile_dir,
             self._controller_args()
-            + [f"--ControllerApp.engine_args={a}" for a in self._engine_args()],
+            + [f"--ControllerApp.engine_args={a}" for a in self._engine_args()]
+            + (["--restore"] if self.restore or self._restoring else []),
             self.log_level,
         )
         self._owned = True
@@ -382,6 +400,7 @@ class Cluster(LoggingConfigurable):
 
     # -- awaitable twins ----------------------------------------------------------------------------
     start_controller = awaitable(start_controller_sync)
+    restore_controller = awaitable(restore_controller_sync)
     start_engines = awaitable(start_engines_sync)
     start_cluster = awaitable(start_cluster_sync)
     start_and_connect = awaitable(start_and_connect_sync)

@@ -175,6 +175,22 @@ def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[st
     return dict(status)
 
 
+def _end_group(pgid: int, notes: list[str]) -> None:
+    """SIGTERM a process group, then SIGKILL what is left of it."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        if not group_alive(pgid):
+            return
+        if sig == signal.SIGKILL:
+            notes.append(f"killed processes left in the cluster's process group {pgid}")
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + wait
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
 def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
     """Stop every process of a cluster: ask the controller, then signal its process group
     if it does not finish in time.  Returns notes on what had to be forced."""
@@ -190,18 +206,9 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
             deadline = time.monotonic() + 3
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-        if not group_alive(pgid):
-            break
-        if sig == signal.SIGKILL:
-            notes.append(f"killed processes left in the cluster's process group {pgid}")
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + wait
-        while group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+    # the controller's group, and those of engines a controller it replaced (--restore) started
+    for group in dict.fromkeys([pgid, *(int(g) for g in cluster.get("engine_pgids") or [])]):
+        _end_group(group, notes)
     profile_path = Path(cluster["profile_dir"])
     cid = cluster.get("cluster_id", "")
     paths.remove_quietly(

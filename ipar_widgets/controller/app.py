@@ -12,16 +12,18 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, observe, validate
 from traitlets.config import Application
 
 from .. import paths
 from .._version import __version__
+from ..processes import pid_alive
 from ..protocol.sharedmem import DEFAULT_DIRECTORY, DEFAULT_THRESHOLD, SharedArea
 from .hub import Controller
 from .launcher import LocalLauncher
+from .restore import RestorableStore
 
 log = logging.getLogger("ipar_widgets.controller")
 
@@ -120,6 +122,18 @@ class ControllerApp(Application):
     engine_args = List(Unicode(), help="Extra command-line arguments for local engines.").tag(
         config=True
     )
+    restore = Bool(
+        False,
+        help="Start in the place of a controller of this profile that died: on its ports, with "
+        "its key, with the unfinished tasks of its task database; its engines rejoin with their "
+        "ids (ipyparallel's --restore).  Needs the SQLite task store.",
+    ).tag(config=True)
+    rejoin_timeout = Float(
+        10.0,
+        help="Seconds a restored controller waits for its engines to rejoin; load balancing "
+        "waits meanwhile (a task the dead controller sent may still be on its way).  An engine "
+        "not back by then is lost: its tasks are retried elsewhere if they allow it, else failed.",
+    ).tag(config=True)
 
     aliases = {
         "profile": "ControllerApp.profile",
@@ -142,6 +156,10 @@ class ControllerApp(Application):
         "dictdb": (
             {"ControllerApp": {"db_class": "DictDB"}},
             "Keep task records in the controller's memory (ipyparallel's --dictdb).",
+        ),
+        "restore": (
+            {"ControllerApp": {"restore": True}},
+            "Take the place of a controller of this profile that died (see ControllerApp.restore).",
         ),
     }
 
@@ -187,13 +205,18 @@ class ControllerApp(Application):
         client_path = paths.client_file(profile_path, cid)
         engine_path = paths.engine_file(profile_path, cid)
         cluster_path = paths.cluster_file(profile_path, cid)
-        key = secrets.token_hex(32).encode()
+        previous = self._previous_controller(cluster_path, engine_path) if self.restore else None
+        key = previous.key if previous else secrets.token_hex(32).encode()
         created = (
             SharedArea.create(self.shared_memory_dir, self.shared_memory_threshold)
-            if self.shared_memory
+            if self.shared_memory and not (previous and previous.shm_info)
             else None
         )
         area, area_info = created if created is not None else (None, None)
+        if previous and previous.shm_info:  # the engines stage results in the old area
+            area, area_info = SharedArea.join(previous.shm_info), previous.shm_info
+            if area is None:
+                area_info = None
         launcher = LocalLauncher(
             engine_path, profile_path / "log", cid, list(self.engine_args), self.engine_log_level
         )
@@ -208,10 +231,11 @@ class ControllerApp(Application):
             pipeline_threshold=self.pipeline_threshold,
             pipeline_depth=self.pipeline_depth,
             shutdown_grace=self.shutdown_grace,
+            rejoin_timeout=self.rejoin_timeout,
             launcher=launcher,
             shared_area=area,
         )
-        ports = controller.bind()
+        ports = controller.bind(previous.ports if previous else None)
         info: dict[str, Any] = controller.connection_info()
         if self.location:
             info["location"] = self.location
@@ -239,10 +263,15 @@ class ControllerApp(Application):
             "engine_file": str(engine_path),
             "log_dir": str(profile_path / "log"),
             "shm": area.description() if area is not None else None,
+            # process groups of engines a dead predecessor started: ipar stop ends them too
+            "engine_pgids": previous.pgids if previous else [],
         }
         paths.write_private_json(cluster_path, cluster)
         log.info("controller %s listening on %s, ports %s", __version__, info["ip"], ports)
         controller.install_signal_handlers()
+        if self.restore:
+            awaited, tasks = controller.restore(cast(RestorableStore, controller.tasks))
+            log.info("restored: %d engine(s) to rejoin, %d unfinished task(s)", awaited, tasks)
         try:
             if self.n:
                 controller.start_engines(self.n)
@@ -252,6 +281,44 @@ class ControllerApp(Application):
             paths.remove_quietly(client_path, engine_path, cluster_path)
             controller.segments.close()
             log.info("controller stopped")
+
+    def _previous_controller(self, cluster_path: Path, engine_path: Path) -> Previous | None:
+        """The dead controller's ports, key and process groups (None when it left no files:
+        it stopped cleanly, and its engines with it)."""
+        try:
+            cluster = paths.read_json(cluster_path)
+            engine_info = paths.read_json(engine_path)
+        except (OSError, ValueError):
+            log.warning(
+                "--restore: no files of an earlier controller in %s; starting on new ports "
+                "(the task database's records are kept either way)",
+                cluster_path.parent,
+            )
+            return None
+        pid = int(cluster.get("controller_pid") or 0)
+        if pid and pid != os.getpid() and pid_alive(pid):
+            raise SystemExit(
+                f"--restore: the controller of this profile (pid {pid}) is still running; "
+                f"restore replaces a controller that died. Stop it first (ipar stop)."
+            )
+        pgids = [int(p) for p in cluster.get("engine_pgids") or []]
+        if cluster.get("pgid"):
+            pgids.append(int(cluster["pgid"]))
+        return Previous(
+            ports={k: int(v) for k, v in cluster["ports"].items()},
+            key=str(engine_info["key"]).encode(),
+            shm_info=engine_info.get("shm"),
+            pgids=sorted(set(pgids)),
+        )
+
+
+class Previous(NamedTuple):
+    """What a restored controller takes over from the one that died."""
+
+    ports: dict[str, int]
+    key: bytes
+    shm_info: dict[str, Any] | None
+    pgids: list[int]
 
 
 def main(argv: list[str] | None = None) -> None:

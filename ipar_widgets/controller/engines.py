@@ -37,6 +37,10 @@ class EngineState:
         "busy_since",
         "local",
         "shm",
+        "rejoining",
+        "held",
+        "unconfirmed",
+        "sync_id",
     )
 
     def __init__(self, engine_id: int, uuid: str, pid: int, hostname: str, local: bool) -> None:
@@ -62,6 +66,14 @@ class EngineState:
         self.local = local
         #: whether it maps the controller's shared-memory segments (it shares this host)
         self.shm = False
+        #: restored from the task database, and not yet back (restore.py): tasks for it are
+        #: held (``held``) until it rejoins, since its socket is not connected yet
+        self.rejoining = False
+        self.held: list[str] = []
+        #: after a rejoin, the tasks sent before the sync marker (``sync_id``) went out: those
+        #: still unanswered when the marker's answer comes were lost on the way
+        self.unconfirmed: set[str] = set()
+        self.sync_id: str | None = None
 
     @property
     def load(self) -> int:
@@ -104,15 +116,27 @@ class EngineRegistry:
     def ids(self) -> list[int]:
         return sorted(self.by_id)
 
-    def register(self, uuid: str, pid: int, hostname: str, local: bool) -> EngineState:
-        engine = EngineState(self._next_id, uuid, pid, hostname, local)
-        self._next_id += 1
+    def register(
+        self, uuid: str, pid: int, hostname: str, local: bool, engine_id: int | None = None
+    ) -> EngineState:
+        """Add an engine: with the next id, or with ``engine_id`` when it is one this registry
+        has not given to another engine (an engine rejoining after a restore keeps its id)."""
+        if engine_id is None or engine_id in self.by_id or self._uuids.get(engine_id, uuid) != uuid:
+            engine_id = self._next_id
+        engine = EngineState(engine_id, uuid, pid, hostname, local)
+        self._next_id = max(self._next_id, engine_id + 1)
         self.by_id[engine.id] = engine
         self.by_uuid[uuid] = engine
         self._uuids[engine.id] = uuid
         for ident in (engine.shell, engine.control, engine.heartbeat):
             self.by_ident[ident] = engine
         return engine
+
+    def remember(self, engine_id: int, uuid: str) -> None:
+        """An engine of an earlier controller (from the task database): its id is never
+        given to another engine, and records naming it still find its uuid."""
+        self._uuids.setdefault(engine_id, uuid)
+        self._next_id = max(self._next_id, engine_id + 1)
 
     def uuid_of(self, engine_id: int | None) -> str | None:
         """The uuid of engine ``engine_id``, also after it left (None: no such engine)."""

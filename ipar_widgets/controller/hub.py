@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -45,6 +46,7 @@ from .lifecycle import Lifecycle
 from .liveness import Liveness
 from .reactor import Reactor
 from .records import ERROR, RecordStore, TaskRecord
+from .restore import RestorableStore, Restorer
 from .router import Router
 from .scheduler import LoadBalancer
 from .segments import SegmentKeeper
@@ -84,6 +86,7 @@ class Controller:
         pipeline_threshold: float = 0.005,
         pipeline_depth: int = 3,
         shutdown_grace: float = 5.0,
+        rejoin_timeout: float = 10.0,
         launcher: LocalLauncher | None = None,
         shared_area: SharedArea | None = None,
     ) -> None:
@@ -152,16 +155,30 @@ class Controller:
             heartbeat_timeout=heartbeat_timeout,
             shutdown_grace=shutdown_grace,
         )
+        self.restorer = Restorer(
+            self.router,
+            self.balancer,
+            self.engines,
+            self.records,
+            self.wire,
+            self.reactor,
+            engine_lost=self.liveness.engine_lost,
+            rejoin_timeout=rejoin_timeout,
+        )
+        self.lifecycle.restorer = self.restorer
+        self.liveness.restorer = self.restorer
         self.router.connect(
             self.balancer,
             register_engine=self.lifecycle.register,
+            engine_synced=self.restorer.synced,
             engine_lost=self.liveness.engine_lost,
             answer_query=partial(queries.handle, self),
         )
 
     # -- setup ------------------------------------------------------------------------------------
-    def bind(self) -> dict[str, int]:
-        """Bind the four sockets to random ports of ``ip``; return the ports by socket name."""
+    def bind(self, ports: dict[str, int] | None = None) -> dict[str, int]:
+        """Bind the four sockets to ``ports`` (a restored controller takes its predecessor's)
+        or to random ports of ``ip``; return the ports by socket name."""
         bind_ip = "*" if self.ip in ("0.0.0.0", "*", "") else self.ip
         for name, sock in (
             ("client", self.client),
@@ -169,8 +186,26 @@ class Controller:
             ("engine", self.engine),
             ("iopub", self.iopub),
         ):
-            self.ports[name] = sock.bind_to_random_port(f"tcp://{bind_ip}")
+            if ports is not None:
+                sock.bind(f"tcp://{bind_ip}:{ports[name]}")
+                self.ports[name] = ports[name]
+            else:
+                self.ports[name] = sock.bind_to_random_port(f"tcp://{bind_ip}")
         return dict(self.ports)
+
+    def restore(self, store: RestorableStore) -> tuple[int, int]:
+        """Take back a dead controller's engines and unfinished tasks from its task database
+        (see restore.py); return how many engines are awaited and tasks restored."""
+        return self.restorer.restore(store)
+
+    @property
+    def restoring(self) -> bool:
+        """Whether a restored controller still waits for its engines to rejoin."""
+        return self.restorer.active
+
+    def when_restored(self, call: Callable[[], None]) -> None:
+        """Run ``call`` once the restore is over (at once when there is none)."""
+        self.restorer.defer(call)
 
     def connection_info(self) -> dict[str, Any]:
         """What connection files carry besides the ports: key, transport, addresses."""

@@ -19,12 +19,13 @@ from typing import Any
 
 import zmq
 
-from ..protocol.routing import shell_identity
-from ..protocol.wire import InvalidMessage, Wire
+from ..protocol.routing import control_identity, shell_identity
+from ..protocol.wire import Frame, InvalidMessage, Wire
 from .engines import EngineRegistry, EngineState
 from .launcher import LocalLauncher
 from .reactor import Reactor
 from .records import ABORTED, RecordStore
+from .restore import Restorer
 from .router import Router
 from .scheduler import LoadBalancer
 from .segments import SegmentKeeper
@@ -63,27 +64,38 @@ class Lifecycle:
         self.shutdown_grace = shutdown_grace
         self.context = context
         self.sockets = sockets
+        #: takes engines back after a lost connection or a restore (set by the Controller)
+        self.restorer: Restorer
         #: engines asked for (``ipar start --n``, ``Cluster.start_engines``) minus those stopped
         self.requested_engines = 0
         self._stopping_since: float | None = None
         self._shutdown_waiters: list[tuple[bytes, dict[str, Any]]] = []
 
     # -- joining ----------------------------------------------------------------------------------
-    def register(self, ident: bytes, header: dict[str, Any], content: dict[str, Any]) -> None:
+    def register(
+        self, ident: bytes, header: dict[str, Any], content: dict[str, Any], buffers: list[Frame]
+    ) -> None:
         """Answer an engine's registration request with its id (a repeated request gets the
-        same id again)."""
+        same id again); an engine rejoining after a lost connection keeps its old id."""
         uuid = str(content.get("uuid", ""))
-        if ident != shell_identity(uuid):
+        rejoin = content.get("rejoin") is True
+        if ident != (control_identity(uuid) if rejoin else shell_identity(uuid)):
             raise InvalidMessage("registration identity does not match its uuid")
+        if self.stopping:
+            return  # it will be told to stop with the others, or find no controller
         if uuid in self.engines.by_uuid:
-            engine = self.engines.by_uuid[uuid]  # a repeated request: answer it again
+            engine = self.engines.by_uuid[uuid]  # a repeated request, or a restored engine
         else:
             local = self.launcher.engines.get(uuid) if self.launcher else None
+            wanted = content.get("id") if rejoin else None
             engine = self.engines.register(
                 uuid,
                 int(content.get("pid", 0)),
                 str(content.get("hostname", "")),
                 local is not None,
+                engine_id=wanted
+                if isinstance(wanted, int) and not isinstance(wanted, bool)
+                else None,
             )
             engine.shm = content.get("shm") is True and self.segments.area is not None
             if local is not None:
@@ -105,6 +117,8 @@ class Lifecycle:
             idents=[ident],
         )
         self.router.send_to_engine(frames)
+        if rejoin:
+            self.restorer.rejoined(engine, content, buffers)
         self.balancer.dispatch()
 
     # -- engines on this host ---------------------------------------------------------------------

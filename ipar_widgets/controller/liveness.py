@@ -20,6 +20,7 @@ from .engines import EngineRegistry, EngineState
 from .launcher import LocalLauncher
 from .lifecycle import Lifecycle
 from .records import RecordStore
+from .restore import Restorer
 from .router import Router
 from .scheduler import LoadBalancer
 
@@ -49,6 +50,8 @@ class Liveness:
         self.launcher = launcher
         self.heartbeat_timeout = heartbeat_timeout
         self.shutdown_grace = shutdown_grace
+        #: told when an engine it awaits is lost (set by the Controller)
+        self.restorer: Restorer
 
     def heartbeat(self) -> None:
         """Ping every engine; declare lost those silent too long or no longer connected."""
@@ -111,4 +114,5 @@ class Liveness:
             if local is not None:
                 self.launcher.signal(local, signal.SIGKILL)
         self.router.publish("engine_unregistered", {"engine_id": engine.id, "reason": reason})
+        self.restorer.engine_gone()
         self.balancer.dispatch()

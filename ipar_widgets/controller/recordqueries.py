@@ -40,7 +40,12 @@ def _results(
     ctl: Controller, client: bytes, header: dict[str, Any], content: dict[str, Any]
 ) -> None:
     """Tasks' reply and output messages, exactly as the engines signed them; with ``watch``,
-    the replies of those still running are forwarded to the asking client too."""
+    the replies of those still running are forwarded to the asking client too.  A restored
+    controller answers once its engines rejoined (they may bring replies its database did
+    not have)."""
+    if ctl.restoring:
+        ctl.when_restored(lambda: _results(ctl, client, header, content))
+        return
     results: dict[str, Any] = {}
     buffers: list[Frame] = []
     watch = bool(content.get("watch"))

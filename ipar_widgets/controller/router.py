@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 
 from ..protocol.routing import (
+    CONTROL_PREFIX,
     CONTROLLER,
     CONTROLLER_IDENTITY,
     CONTROLLER_TOPIC,
@@ -56,8 +57,11 @@ TASK_TYPES = frozenset({"apply_request", "execute_request"})
 COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 REPLY_TYPES = {"apply_request": "apply_reply", "execute_request": "execute_reply"}
 
-#: a registration request from an engine's shell socket: (identity, header, content)
-RegisterEngine = Callable[[bytes, dict[str, Any], dict[str, Any]], None]
+#: a registration request from an engine's shell socket, or a rejoin from its control socket:
+#: (identity, header, content, buffers)
+RegisterEngine = Callable[[bytes, dict[str, Any], dict[str, Any], list[Frame]], None]
+#: the answer to a rejoined engine's sync marker: (engine, the marker's msg_id)
+EngineSynced = Callable[[EngineState, str], None]
 #: an engine that can no longer be reached, and why
 EngineLost = Callable[[EngineState, str], None]
 #: a request to the controller itself: (client, header, content)
@@ -92,6 +96,7 @@ class Router:
         # Set by connect(): the balancer, liveness and lifecycle all need the router first.
         self.balancer: LoadBalancer
         self.register_engine: RegisterEngine
+        self.engine_synced: EngineSynced
         self.engine_lost: EngineLost
         self.answer_query: AnswerQuery
 
@@ -100,6 +105,7 @@ class Router:
         balancer: LoadBalancer,
         *,
         register_engine: RegisterEngine,
+        engine_synced: EngineSynced,
         engine_lost: EngineLost,
         answer_query: AnswerQuery,
     ) -> None:
@@ -107,6 +113,7 @@ class Router:
         registrations, engines found unreachable, and requests to the controller."""
         self.balancer = balancer
         self.register_engine = register_engine
+        self.engine_synced = engine_synced
         self.engine_lost = engine_lost
         self.answer_query = answer_query
 
@@ -159,10 +166,13 @@ class Router:
 
     def send_task(self, rec: TaskRecord, engine: EngineState) -> bool:
         """Hand a task to an engine's shell socket; False when that socket is not connected."""
-        request = self.segments.request_for(rec, engine.shm)
-        # the engine sends its reply back with this identity in front: the reply's receiver
-        if not self.send(self.engine, [engine.shell, rec.reply_to, *request]):
-            return False
+        if engine.rejoining:  # restored, not connected yet: sent once it rejoins (restore.py)
+            engine.held.append(rec.msg_id)
+        else:
+            request = self.segments.request_for(rec, engine.shm)
+            # the engine sends its reply back with this identity in front: the reply's receiver
+            if not self.send(self.engine, [engine.shell, rec.reply_to, *request]):
+                return False
         now = time.monotonic()
         rec.engine_id = engine.id
         rec.status = RUNNING
@@ -316,16 +326,22 @@ class Router:
             raise InvalidMessage("expected [identity, (client,) <IDS|MSG>, ...] from an engine")
         if not self.wire.verify(frames, delim + 1):
             raise InvalidMessage("missing or invalid HMAC signature")
-        if engine is None:
+        if delim == 1:  # from the engine itself: a registration, or a rejoin (control socket)
             header = unpack(frames[delim + 2])
-            if header.get("msg_type") == "registration_request" and ident.startswith(SHELL_PREFIX):
-                self.register_engine(ident, header, unpack(frames[delim + 5]))
+            if header.get("msg_type") == "registration_request" and (
+                ident.startswith(SHELL_PREFIX) or ident.startswith(CONTROL_PREFIX)
+            ):
+                self.register_engine(ident, header, unpack(frames[delim + 5]), frames[delim + 6 :])
                 return
+        if engine is None:
             raise InvalidMessage(f"message from an unregistered engine identity {ident[:40]!r}")
         if delim != 2:
             raise InvalidMessage("an engine reply without the client's identity")
         client = as_bytes(frames[1])
         if ident == engine.shell:
+            if client == CONTROLLER_IDENTITY:  # the answer to a rejoin's sync marker
+                self.engine_synced(engine, str(unpack(frames[5]).get("msg_id", "")))
+                return
             self._on_task_reply(engine, client, frames)
         else:  # control replies go straight back to whoever asked
             self.send(self.client, [client, *frames[2:]])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .engines import EngineRegistry, EngineState
-from .records import ERROR, OK, PENDING, RecordStore, TaskRecord
+from .records import ERROR, FINISHED, OK, PENDING, RecordStore, TaskRecord
 
 SendTask = Callable[[TaskRecord, EngineState], bool]
 FailTask = Callable[[TaskRecord, str, str], None]
@@ -72,6 +72,9 @@ class LoadBalancer:
         #: how long the last balanced tasks took, dispatch to reply (controller clock)
         self.recent: deque[float] = deque(maxlen=16)
         self.queue: deque[TaskRecord] = deque()
+        #: while a restored controller waits for its engines to rejoin, nothing is dispatched
+        #: (a task the dead controller had sent may still be on its way: see restore.py)
+        self.held = False
         #: dependency msg_id -> tasks waiting for it
         self.waiting: dict[str, list[TaskRecord]] = {}
         self._deadlines: list[tuple[float, str]] = []
@@ -236,11 +239,13 @@ class LoadBalancer:
 
     def dispatch(self) -> None:
         """Hand queued tasks to engines while there is room."""
-        if not self.queue:
+        if not self.queue or self.held:
             return
         skipped: list[TaskRecord] = []
         while self.queue:
             rec = self.queue.popleft()
+            if rec.status in FINISHED:  # answered by an engine that rejoined (restore.py)
+                continue
             engine = self._choose(rec)
             if engine is None:
                 reason = self._impossible_reason(rec)
@@ -259,6 +264,14 @@ class LoadBalancer:
             self.queue.extendleft(reversed(skipped))
 
     # -- outcomes ---------------------------------------------------------------------------------
+    def take(self, msg_id: str) -> TaskRecord | None:
+        """Take a queued task out of the queue (an engine that rejoined is running it)."""
+        for rec in self.queue:
+            if rec.msg_id == msg_id:
+                self.queue.remove(rec)
+                return rec
+        return None
+
     def task_finished(self, rec: TaskRecord) -> None:
         """A task (balanced or not) finished: wake tasks waiting on it, refill engines."""
         if rec.balanced and rec.dispatched is not None:

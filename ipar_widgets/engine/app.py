@@ -7,11 +7,9 @@ controller), registers to get its id, and then serves like a kernel.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import socket as socketlib
 import sys
 import time
@@ -34,6 +32,7 @@ from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Wire
 from .heartbeat import Heartbeat
 from .kernel import EngineKernel, ShellStream
+from .rejoin import ReplyJournal, rejoin_message
 from .session import CountingSession
 
 log = logging.getLogger("ipar_widgets.engine")
@@ -41,20 +40,6 @@ log = logging.getLogger("ipar_widgets.engine")
 
 class RegistrationFailed(RuntimeError):
     """The controller did not accept this engine."""
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this process when its parent (the controller) exits."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(3)
 
 
 class EngineApp(IPKernelApp):
@@ -69,14 +54,30 @@ class EngineApp(IPKernelApp):
         config=True
     )
     uuid = Unicode(help="This engine's unique name (default: a fresh uuid).").tag(config=True)
-    parent_pid = Integer(0, help="Pid of the controller that started this engine (0: none).").tag(
-        config=True
-    )
+    parent_pid = Integer(
+        0,
+        help="Pid of the controller that started this engine (0: none). Informational: an "
+        "engine outlives its controller for controller_timeout seconds, so a restored "
+        "controller (ipar start --restore) finds it.",
+    ).tag(config=True)
     registration_timeout = Float(
         30.0, help="Seconds to wait for the controller to accept this engine before giving up."
     ).tag(config=True)
     controller_timeout = Float(
-        10.0, help="Seconds without a connection to the controller after which the engine exits."
+        60.0,
+        help="Seconds without a connection to the controller after which the engine exits. "
+        "Within them a controller restored in its place (ipar start --restore) finds the "
+        "engine again, with the tasks it ran meanwhile.",
+    ).tag(config=True)
+    reply_retention = Float(
+        10.0,
+        help="Seconds a task's reply is kept after it was sent, to be sent again to a "
+        "restored controller (the dead one may not have recorded it yet); while the "
+        "controller is unreachable nothing ages out.",
+    ).tag(config=True)
+    reply_retention_bytes = Integer(
+        256 << 20,
+        help="Most bytes of replies kept for resending (default 256 MiB); the oldest go first.",
     ).tag(config=True)
 
     aliases = {
@@ -121,9 +122,9 @@ class EngineApp(IPKernelApp):
         log.info("engine %s connecting to %s", self.uuid, self._url("engine"))
 
     def init_poller(self) -> None:
-        # The controller is this engine's parent; the heartbeat watchdog covers remote ones.
-        if self.parent_pid:
-            die_with_parent(self.parent_pid)
+        # No parent-death signal: the engine must outlive a controller that crashed, for a
+        # restored one to find it.  The heartbeat watchdog ends it after controller_timeout.
+        pass
 
     # -- sockets --------------------------------------------------------------------------------------
     def init_sockets(self) -> None:
@@ -160,11 +161,45 @@ class EngineApp(IPKernelApp):
         self.iopub_socket = self.iopub_thread.background_socket
 
     def init_heartbeat(self) -> None:
+        self.journal = ReplyJournal(self.reply_retention, self.reply_retention_bytes)
         self.heartbeat_echo = Heartbeat(
-            self._url("engine"), heartbeat_identity(self.uuid), self.controller_timeout
+            self._url("engine"),
+            heartbeat_identity(self.uuid),
+            self.controller_timeout,
+            on_disconnect=self.journal.hold,
+            on_reconnect=self._schedule_rejoin,
         )
         self.heartbeat_echo.start()
         self.engine_id = self.register()
+
+    # -- rejoining a restored controller (see rejoin.py) ---------------------------------------------
+    def _schedule_rejoin(self) -> None:
+        """From the watchdog's thread: rejoin on the control thread, which a running task
+        does not block."""
+        thread = getattr(self, "control_thread", None)
+        if thread is None or getattr(thread, "io_loop", None) is None:
+            return
+        thread.io_loop.add_callback(self._rejoin)
+
+    def _rejoin(self) -> None:
+        kernel = self.kernel
+        if not isinstance(kernel, EngineKernel) or kernel.control_stream is None:
+            return
+        facts: dict[str, object] = {
+            "uuid": self.uuid,
+            "id": self.engine_id,
+            "pid": os.getpid(),
+            "hostname": socketlib.gethostname(),
+            "shm": self.shared_area is not None,
+            "running": kernel.current_task,
+        }
+        content, buffers = rejoin_message(facts, self.journal.replies())
+        log.info(
+            "asking the controller to take engine %d back (%d recent replies to resend)",
+            self.engine_id,
+            len(content["replies"]),  # type: ignore[arg-type]
+        )
+        self.session.send(kernel.control_stream, "registration_request", content, buffers=buffers)
 
     def register(self) -> int:
         """Send registration_request on the shell socket and wait for our id."""
@@ -213,6 +248,8 @@ class EngineApp(IPKernelApp):
         kernel.engine_id = self.engine_id
         kernel.int_id = self.engine_id  # ipykernel labels execute errors' engine_info with it
         kernel.shared = self.shared_area
+        kernel.journal = self.journal
+        kernel.counting_session.journal = self.journal
         kernel.counting_session.iopub_streams = (self.iopub_thread, self.iopub_socket)
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "topic"):

@@ -4,7 +4,8 @@ controller is gone.
 The echo runs inside libzmq (``zmq.proxy`` from the socket to itself), without the GIL, so a
 task that holds the GIL in C code for minutes does not make its engine look dead.  A watchdog
 thread reads the socket's connection events: when the connection to the controller has been
-down for ``controller_timeout`` seconds, the engine exits.
+down for ``controller_timeout`` seconds, the engine exits; when it comes back before that (a
+restored controller, a network that healed), ``on_reconnect`` runs, so the engine rejoins.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -24,17 +26,27 @@ class Heartbeat:
     """The heartbeat socket's echo and the watchdog that ends the engine without a
     controller; both run in daemon threads of their own."""
 
-    def __init__(self, url: str, identity: bytes, controller_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        identity: bytes,
+        controller_timeout: float,
+        on_disconnect: Callable[[], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
         # its own context: the echo must not wait behind the kernel's I/O threads
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
         self.socket.identity = identity
         self.monitor = self.socket.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
         )
         self.socket.connect(url)
         self.controller_timeout = controller_timeout
+        #: called in the watchdog's thread when the connection drops, and when it is back
+        self.on_disconnect = on_disconnect
+        self.on_reconnect = on_reconnect
 
     def start(self) -> None:
         """Start echoing pings and watching the connection."""
@@ -62,10 +74,23 @@ class Heartbeat:
                 except zmq.ZMQError:
                     return
                 if event["event"] == zmq.EVENT_DISCONNECTED:
-                    down_since = down_since or time.monotonic()
-                    log.warning("lost the connection to the controller")
-                elif event["event"] in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        log.warning(
+                            "lost the connection to the controller; waiting up to %.0f s for "
+                            "it to come back",
+                            self.controller_timeout,
+                        )
+                        if self.on_disconnect is not None:
+                            self.on_disconnect()
+                elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED and down_since is not None:
+                    log.warning(
+                        "the controller is reachable again after %.1f s; rejoining",
+                        time.monotonic() - down_since,
+                    )
                     down_since = None
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
             if down_since is not None and time.monotonic() - down_since > self.controller_timeout:
                 log.error(
                     "the controller has been unreachable for %.0f s; this engine exits",

@@ -42,6 +42,7 @@ from ..protocol.wire import (
     unpack,
     utcnow_iso,
 )
+from .rejoin import ReplyJournal
 from .session import CountingSession
 
 _POLLIN = int(zmq.POLLIN)
@@ -118,6 +119,7 @@ class EngineKernel(IPythonKernel):
         "abort_request",
         "clear_request",
         "signal_request",
+        "registration_reply",  # the answer to a rejoin, sent on the control socket
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -135,6 +137,10 @@ class EngineKernel(IPythonKernel):
         self._aborted_lock = threading.Lock()
         #: the controller's shared-memory area, when this engine is on the controller's host
         self.shared: SharedArea | None = None
+        #: the task replies sent recently, for a restored controller (EngineApp sets it)
+        self.journal: ReplyJournal | None = None
+        #: msg_id of the task running now, told to a restored controller when rejoining
+        self.current_task: str | None = None
 
     # -- message topics carry the engine id, so clients know who published -------------------------
     def _topic(self, topic: str) -> bytes:
@@ -238,6 +244,13 @@ class EngineKernel(IPythonKernel):
         if msg_type == "apply_request":
             self._apply(idents, msg, delim, header)
             return
+        if msg_type == "sync_request":
+            # a rejoined controller's marker: everything sent before it has been handled
+            if self.wire.verify(msg, delim + 1):
+                self._send_reply(idents, "sync_reply", {"status": "ok"}, msg[delim + 2], {})
+            return
+        if msg_type == "execute_request":
+            self.current_task = header.get("msg_id")
         if msg_type == "execute_request" and self._take_aborted(header.get("msg_id", "")):
             if not self.wire.verify(msg, delim + 1):
                 self.log.error("dropped an execute_request with an invalid signature")
@@ -277,6 +290,8 @@ class EngineKernel(IPythonKernel):
         )
         stream = self.shell_stream
         assert stream is not None
+        if self.journal is not None and msg_type != "sync_reply":
+            self.journal.note(frames)
         if raw_socket:
             send_frames(stream.socket, frames)
             return
@@ -372,6 +387,7 @@ class EngineKernel(IPythonKernel):
         started = utcnow_iso()
         result_frames: list[Frame] = []
         segments: list[Segment] = []
+        self.current_task = msg_id
         self._apply_running = True
         try:
             buffers: Sequence[Frame] = frames[delim + 6 :]
@@ -387,6 +403,7 @@ class EngineKernel(IPythonKernel):
             reply = self._error_content("apply")
         finally:
             self._apply_running = False
+            self.current_task = None
         for stream in (sys.stdout, sys.stderr):
             # flushing hands off to the IOPub thread and waits: only worth it with output pending
             if getattr(stream, "_buffers", True):
@@ -456,6 +473,7 @@ class EngineKernel(IPythonKernel):
         )
         md["completed"] = utcnow_iso()
         md["outputs"] = self.counting_session.take_count(parent["header"]["msg_id"])
+        self.current_task = None
         if reply_content.get("status") == "error":
             reply_content.setdefault(
                 "engine_info", {"engine_id": self.engine_id, "method": "execute"}
@@ -463,6 +481,14 @@ class EngineKernel(IPythonKernel):
         return md
 
     # -- control channel -----------------------------------------------------------------------------
+    def registration_reply(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
+        """The controller took this engine back after a lost connection (see rejoin.py)."""
+        content = parent["content"]
+        if content.get("status") == "ok":
+            self.log.info("rejoined the controller as engine %s", content.get("id"))
+        else:
+            self.log.error("the controller did not take this engine back: %s", content)
+
     def abort_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
         """Mark tasks queued on this engine as aborted; they are answered when reached."""
         msg_ids = parent["content"].get("msg_ids") or []

@@ -9,9 +9,13 @@ because they all send through the session.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_client.session import Session
+
+if TYPE_CHECKING:
+    from ..protocol.wire import Frame
+    from .rejoin import ReplyJournal
 
 
 class CountingSession(Session):
@@ -23,6 +27,8 @@ class CountingSession(Session):
         self._count_lock = threading.Lock()
         #: what ipykernel publishes IOPub messages through (compared by identity)
         self.iopub_streams: tuple[object, ...] = ()
+        #: where execute replies (sent by ipykernel through here) are kept for resending
+        self.journal: ReplyJournal | None = None
 
     def send(
         self,
@@ -34,6 +40,14 @@ class CountingSession(Session):
     ) -> dict[str, Any] | None:
         """Send as Session does; count the message when it goes out on IOPub."""
         msg = super().send(stream, msg_or_type, *args, **kwargs)
+        if (
+            self.journal is not None
+            and msg is not None
+            and msg["header"]["msg_type"] == "execute_reply"
+        ):
+            ident = kwargs.get("ident", args[2] if len(args) > 2 else None)
+            frames: list[Frame] = list(self.serialize(msg, ident))
+            self.journal.note(frames)
         if (
             msg is not None
             and any(stream is s for s in self.iopub_streams)

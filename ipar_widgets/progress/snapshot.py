@@ -91,6 +91,9 @@ class Snapshot:
     failed_tasks: int = 0  # tasks (not items) that raised, aborted ones excluded
     median_task_time: float | None = None
     wall_time: float | None = None  # once ready: first submission to last result
+    #: about the connection to the controller: '' while fine, else e.g. "controller
+    #: restarted, reconnected" (client/reconnect.py)
+    connection: str = ""
     taken_at: datetime = field(default_factory=utcnow, compare=False)
 
     @property
@@ -394,6 +397,7 @@ class ProgressTracker:
             failed_tasks=self._failed_tasks,
             median_task_time=median,
             wall_time=wall,
+            connection=job.client.connection_note,
             taken_at=now,
         )
 

@@ -53,6 +53,8 @@ def status_line(snap: Snapshot) -> str:
         parts.append(f"{format_eta(snap.eta)} left")
     if snap.rate is not None:
         parts.append(f"{snap.rate:.1f}/s")
+    if snap.connection:
+        parts.append(snap.connection)
     return ", ".join(parts)
 
 

@@ -182,6 +182,7 @@ def client_of(identity: bytes) -> bytes:
 
 # -- engine identities ---------------------------------------------------------------------------
 SHELL_PREFIX = b"s:"
+CONTROL_PREFIX = b"c:"
 CONTROLLER_IDENTITY = b"controller"
 HEARTBEAT_PING = b"\x00ping"
 
@@ -191,7 +192,7 @@ def shell_identity(uuid: str) -> bytes:
 
 
 def control_identity(uuid: str) -> bytes:
-    return b"c:" + uuid.encode()
+    return CONTROL_PREFIX + uuid.encode()
 
 
 def heartbeat_identity(uuid: str) -> bytes:

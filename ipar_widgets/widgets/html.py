@@ -78,6 +78,8 @@ def head_html(snap: Snapshot, state: str | None = None) -> str:
         times.append(f"speedup {snap.speedup:.1f}x")
     if not snap.ready:
         times.append(f"{snap.busy_engines}/{snap.engines_total} engines busy")
+    if snap.connection:
+        times.append(f'<span class="ipar-connection">{_e(snap.connection)}</span>')
     return templates.HEAD.format(
         fname=_e(snap.fname),
         state=_e(word),
