@@ -63,6 +63,9 @@ def _make_socket(context: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Sock
     sock.rcvhwm = 0
     if kind == zmq.ROUTER:
         sock.router_mandatory = 1  # an unreachable peer is an error, not a silent drop
+        # a peer reconnecting with its identity (after a network outage the controller did
+        # not notice) takes the identity over instead of being turned away
+        sock.router_handover = 1
     return sock
 
 

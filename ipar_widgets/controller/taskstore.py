@@ -109,3 +109,9 @@ class MemoryTaskStore:
         rec = self.records.get(msg_id)
         if rec is not None:
             rec.resubmitted = new_msg_id
+
+    def load_unfinished(self) -> list[TaskRecord]:
+        return []  # nothing outlives the controller's memory
+
+    def load_engines(self) -> list[dict[str, object]]:
+        return []

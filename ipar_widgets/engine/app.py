@@ -133,6 +133,10 @@ class EngineApp(IPKernelApp):
         shell.identity = shell_identity(self.uuid)
         shell.linger = 1000
         shell.sndhwm = shell.rcvhwm = 0
+        # read by the heartbeat's watchdog thread: a rejoin goes once the shell is back
+        self.shell_monitor = shell.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        )
         shell.connect(self._url("engine"))
         self.shell_socket = shell
         self.stdin_socket = context.socket(zmq.ROUTER)  # engines take no input(); never bound
@@ -168,6 +172,7 @@ class EngineApp(IPKernelApp):
             self.controller_timeout,
             on_disconnect=self.journal.hold,
             on_reconnect=self._schedule_rejoin,
+            shell_monitor=self.shell_monitor,
         )
         self.heartbeat_echo.start()
         self.engine_id = self.register()

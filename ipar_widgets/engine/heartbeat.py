@@ -33,6 +33,7 @@ class Heartbeat:
         controller_timeout: float,
         on_disconnect: Callable[[], None] | None = None,
         on_reconnect: Callable[[], None] | None = None,
+        shell_monitor: zmq.Socket[bytes] | None = None,
     ) -> None:
         # its own context: the echo must not wait behind the kernel's I/O threads
         self.context = zmq.Context()
@@ -47,6 +48,8 @@ class Heartbeat:
         #: called in the watchdog's thread when the connection drops, and when it is back
         self.on_disconnect = on_disconnect
         self.on_reconnect = on_reconnect
+        #: the shell socket's connection events: a rejoin waits until it is connected again
+        self.shell_monitor = shell_monitor
 
     def start(self) -> None:
         """Start echoing pings and watching the connection."""
@@ -61,36 +64,49 @@ class Heartbeat:
 
     def _watch(self) -> None:
         down_since: float | None = None
+        shell_lost = False
         poller = zmq.Poller()
         poller.register(self.monitor, zmq.POLLIN)
+        if self.shell_monitor is not None:
+            poller.register(self.shell_monitor, zmq.POLLIN)
         while True:
             try:
-                ready = poller.poll(500)
+                ready = dict(poller.poll(500))
+                heartbeat_event = (
+                    recv_monitor_message(self.monitor)["event"] if self.monitor in ready else None
+                )
+                shell_event = (
+                    recv_monitor_message(self.shell_monitor)["event"]
+                    if self.shell_monitor is not None and self.shell_monitor in ready
+                    else None
+                )
             except zmq.ZMQError:
-                return
-            if ready:
-                try:
-                    event = recv_monitor_message(self.monitor)
-                except zmq.ZMQError:
-                    return
-                if event["event"] == zmq.EVENT_DISCONNECTED:
-                    if down_since is None:
-                        down_since = time.monotonic()
-                        log.warning(
-                            "lost the connection to the controller; waiting up to %.0f s for "
-                            "it to come back",
-                            self.controller_timeout,
-                        )
-                        if self.on_disconnect is not None:
-                            self.on_disconnect()
-                elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED and down_since is not None:
-                    log.warning(
-                        "the controller is reachable again after %.1f s; rejoining",
-                        time.monotonic() - down_since,
-                    )
-                    down_since = None
-                    if self.on_reconnect is not None:
-                        self.on_reconnect()
+                return  # the engine is exiting
+            if heartbeat_event == zmq.EVENT_DISCONNECTED and down_since is None:
+                down_since = time.monotonic()
+                log.warning(
+                    "lost the connection to the controller; waiting up to %.0f s for it to "
+                    "come back",
+                    self.controller_timeout,
+                )
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
+            elif heartbeat_event == zmq.EVENT_HANDSHAKE_SUCCEEDED and down_since is not None:
+                log.warning(
+                    "the controller is reachable again after %.1f s", time.monotonic() - down_since
+                )
+                down_since = None
+                if self.shell_monitor is None and self.on_reconnect is not None:
+                    self.on_reconnect()
+            # rejoin once the shell socket is back: tasks go there as soon as the controller
+            # has taken the engine back
+            if shell_event == zmq.EVENT_DISCONNECTED:
+                shell_lost = True
+            elif shell_event == zmq.EVENT_HANDSHAKE_SUCCEEDED and shell_lost:
+                shell_lost = False
+                log.warning("the shell socket is connected again; rejoining")
+                if self.on_reconnect is not None:
+                    self.on_reconnect()
             if down_since is not None and time.monotonic() - down_since > self.controller_timeout:
                 log.error(
                     "the controller has been unreachable for %.0f s; this engine exits",

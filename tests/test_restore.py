@@ -1,0 +1,127 @@
+"""A controller killed with SIGKILL mid-job, and `ipar start --restore` in its place.
+
+Real processes throughout: the cluster is started and restored with the ``ipar`` command,
+the controller is killed with SIGKILL while a 2,000-task load-balanced map runs on 4
+engines, and the client that submitted the map carries on by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+from conftest import kill_group_of, wait_until
+
+import ipar_widgets as ipp
+from ipar_widgets import paths
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def ipar(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ipar_widgets", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def slow_square(x: int) -> tuple[int, int]:
+    import time
+
+    time.sleep(0.01)
+    return x * x, __ipar_engine_id__  # type: ignore[name-defined]  # noqa: F821
+
+
+def _alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture
+def sweep(profile: str) -> Iterator[dict[str, object]]:
+    """A 4-engine cluster started with ``ipar start``; stopped (every process group it ever
+    had) and checked by process at the end, also when the test fails."""
+    started = ipar("start", "-n", "4", "--profile", profile)
+    assert started.returncode == 0, started.stderr
+    cluster_path = paths.cluster_file(paths.profile_dir(profile))
+    state: dict[str, object] = {"profile": profile, "groups": set(), "pids": []}
+    state["groups"].add(paths.read_json(cluster_path)["pgid"])  # type: ignore[attr-defined]
+    try:
+        yield state
+    finally:
+        ipar("stop", "--profile", profile)
+        for pgid in state["groups"]:  # type: ignore[attr-defined]
+            kill_group_of(pgid)
+        wait_until(lambda: not _alive(state["pids"]), 10, what="every engine to exit")  # type: ignore[arg-type]
+
+
+def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
+    sweep: dict[str, object],
+) -> None:
+    profile = str(sweep["profile"])
+    cluster_path = paths.cluster_file(paths.profile_dir(profile))
+    rc = ipp.Client(profile=profile)
+    try:
+        rc.wait_for_engines(4, timeout=30)
+        engine_pids = rc[:].apply_sync(os.getpid)
+        sweep["pids"] = engine_pids
+        view = rc.load_balanced_view()
+        ar = view.map_async(slow_square, range(2000), chunksize=1, label="sweep")
+        wait_until(lambda: ar.progress >= 400, 60, what="a fifth of the map to finish")
+        old = paths.read_json(cluster_path)
+        os.kill(old["controller_pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        done_at_kill = ar.progress
+        assert done_at_kill < 2000
+
+        restored = ipar("start", "--restore", "--profile", profile)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert "Controller restored" in restored.stdout
+        new = paths.read_json(cluster_path)
+        sweep["groups"].add(new["pgid"])  # type: ignore[attr-defined]
+        assert new["controller_pid"] != old["controller_pid"]
+        assert new["ports"] == old["ports"]
+        assert old["pgid"] in new["engine_pgids"]
+
+        results = ar.get(timeout=120)
+        finished = time.monotonic()
+        assert [r for r, _ in results] == [x * x for x in range(2000)]
+        assert {e for _, e in results} <= {0, 1, 2, 3}
+        # the same engine processes, with the same ids, carried on
+        assert sorted(rc.ids) == [0, 1, 2, 3]
+        assert rc[:].apply_sync(os.getpid) == engine_pids
+        assert rc.connection_note == "controller restarted, reconnected"
+        print(
+            f"kill at {done_at_kill}/2000 done; restored and the last result in "
+            f"{finished - killed:.1f} s"
+        )
+    finally:
+        rc.close()
+
+    # a new client finds every task, with its engine and times
+    fresh = ipp.Client(profile=profile)
+    try:
+        found = fresh.db_query(
+            {"label": "sweep", "completed": {"$ne": None}},
+            keys=["msg_id", "engine_id", "started", "completed"],
+        )
+        assert sorted(r["msg_id"] for r in found) == sorted(ar.msg_ids)
+        assert all(r["engine_id"] in (0, 1, 2, 3) and r["started"] for r in found)
+        again = fresh.get_result(ar.msg_ids[:5]).get(timeout=30)
+        assert [r for r, _ in again] == [0, 1, 4, 9, 16]
+    finally:
+        fresh.close()
