@@ -8,6 +8,7 @@ engines, and the client that submitted the map carries on by itself.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,3 +126,54 @@ def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
         assert [r for r, _ in again] == [0, 1, 4, 9, 16]
     finally:
         fresh.close()
+
+
+def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_them(
+    profile: str,
+) -> None:
+    cluster = ipp.Cluster(n=2, profile=profile, cluster_id="")
+    groups: set[int] = set()
+    pids: list[int] = []
+    try:
+        rc = cluster.start_and_connect_sync()
+        groups.add(cluster._data["pgid"])  # type: ignore[index]
+        pids = rc[:].apply_sync(os.getpid)
+        rc[:].push({"kept": 42}, block=True)
+        os.kill(cluster._data["controller_pid"], signal.SIGKILL)  # type: ignore[index]
+        cluster.restore_controller_sync()
+        groups.add(cluster._data["pgid"])  # type: ignore[index]
+        # the same processes, with their ids and namespaces
+        assert rc[:].apply_sync(os.getpid) == pids
+        assert rc[:].pull("kept", block=True) == [42, 42]
+        assert sorted(rc.ids) == [0, 1]
+        rc.close()
+        cluster.stop_cluster_sync()
+        wait_until(lambda: not _alive(pids), 10, what="the restored cluster's engines to exit")
+    finally:
+        for pgid in groups:
+            kill_group_of(pgid)
+
+
+def test_a_client_whose_controller_never_returns_fails_its_pending_tasks(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=1)
+    rc = ipp.Client(profile=handle.cluster.profile, controller_timeout=2)
+    try:
+        rc.wait_for_engines(1, timeout=30)
+        ar = rc[0].apply_async(time.sleep, 30)
+        wait_until(lambda: rc.status()["engines"][0]["running"] is not None, 10, what="the task")
+        address = f"tcp://127.0.0.1:{handle.cluster._data['ports']['client']}"
+        os.kill(handle.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(ipp.error.ControllerLost) as info:
+            ar.get(timeout=20)
+        waited = time.monotonic() - started
+        assert 2 <= waited < 10
+        text = str(info.value)
+        assert re.search(
+            rf"the controller at {re.escape(address)} has been unreachable for \d+ s", text
+        )
+        assert info.value.waited >= 2
+        assert ar.msg_ids[0] in text and "ipar start --restore" in text
+        assert info.value.address == address
+    finally:
+        rc.close()

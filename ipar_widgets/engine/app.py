@@ -70,14 +70,15 @@ class EngineApp(IPKernelApp):
         "engine again, with the tasks it ran meanwhile.",
     ).tag(config=True)
     reply_retention = Float(
-        10.0,
+        5.0,
         help="Seconds a task's reply is kept after it was sent, to be sent again to a "
         "restored controller (the dead one may not have recorded it yet); while the "
         "controller is unreachable nothing ages out.",
     ).tag(config=True)
     reply_retention_bytes = Integer(
-        256 << 20,
-        help="Most bytes of replies kept for resending (default 256 MiB); the oldest go first.",
+        64 << 20,
+        help="Most bytes of replies kept for resending (default 64 MiB); the oldest go first. "
+        "Results staged in shared memory count only their frames.",
     ).tag(config=True)
 
     aliases = {
