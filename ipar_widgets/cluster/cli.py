@@ -83,6 +83,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             )
         control.stop_cluster(existing.data)  # leftovers of a crashed cluster
     extra = [f"--hwm={args.hwm}"] if args.hwm is not None else []
+    if args.db is not None:
+        extra.append(f"--{args.db}")
     try:
         cluster, proc = control.start_cluster(
             args.profile,
@@ -250,7 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="INFO",
         help="log level of the cluster's processes (default: %(default)s)",
     )
-    p.set_defaults(func=cmd_start)
+    db = p.add_mutually_exclusive_group()
+    for flag, what in (
+        ("sqlitedb", "keep task records in the profile's SQLite file (the default)"),
+        ("dictdb", "keep task records in the controller's memory only"),
+        ("nodb", "keep task records only while their task is pending"),
+    ):
+        db.add_argument(f"--{flag}", dest="db", action="store_const", const=flag, help=what)
+    p.set_defaults(func=cmd_start, db=None)
 
     p = sub.add_parser("stop", help="stop a cluster: every one of its processes exits")
     _profile_arg(p)

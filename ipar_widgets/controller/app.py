@@ -22,11 +22,11 @@ from .._version import __version__
 from ..protocol.sharedmem import DEFAULT_DIRECTORY, DEFAULT_THRESHOLD, SharedArea
 from .hub import Controller
 from .launcher import LocalLauncher
+from .sqlitestore import SQLiteTaskStore
+from .stores import canonical_db_class, make_task_store
+from .taskstore import TaskStoreError
 
 log = logging.getLogger("ipar_widgets.controller")
-
-
-_IN_MEMORY_DB_NAMES = frozenset({"DictDB", "dict", "memory"})
 
 
 class ControllerApp(Application):
@@ -66,10 +66,13 @@ class ControllerApp(Application):
         "when set it overrides heartbeat_period.",
     ).tag(config=True)
     db_class = Unicode(
-        "DictDB",
-        help="Where task records are kept. 'DictDB' (also accepted: 'dict', 'memory', and "
-        "ipyparallel's 'ipyparallel.controller.dictdb.DictDB'): in the controller's memory, "
-        "bounded by record_limit and record_size_limit.",
+        "SQLiteDB",
+        help="Where task records are kept. 'SQLiteDB' (also 'sqlite', or ipyparallel's "
+        "'ipyparallel.controller.sqlitedb.SQLiteDB'; the default): in a SQLite file of the "
+        "profile (SQLiteTaskStore.filename), where they survive the controller; memory keeps "
+        "recent ones. 'DictDB' ('dict', 'memory', 'ipyparallel.controller.dictdb.DictDB'): in "
+        "the controller's memory only, bounded by record_limit and record_size_limit. 'NoDB' "
+        "('none', 'ipyparallel.controller.dictdb.NoDB'): only while a task is pending.",
     ).tag(config=True)
     heartbeat_timeout = Float(
         5.0, help="Seconds without a heartbeat answer after which an engine counts as dead."
@@ -139,21 +142,28 @@ class ControllerApp(Application):
     }
     flags = {
         **Application.flags,
+        "sqlitedb": (
+            {"ControllerApp": {"db_class": "SQLiteDB"}},
+            "Keep task records in a SQLite file of the profile (the default; ipyparallel's "
+            "--sqlitedb).",
+        ),
         "dictdb": (
             {"ControllerApp": {"db_class": "DictDB"}},
             "Keep task records in the controller's memory (ipyparallel's --dictdb).",
         ),
+        "nodb": (
+            {"ControllerApp": {"db_class": "NoDB"}},
+            "Keep task records only while their task is pending (ipyparallel's --nodb).",
+        ),
     }
+    classes = [SQLiteTaskStore]
 
     @validate("db_class")
     def _check_db_class(self, proposal: Any) -> str:
-        value = str(proposal["value"])
-        if value.rsplit(".", 1)[-1] in _IN_MEMORY_DB_NAMES:
-            return "DictDB"
-        raise TraitError(
-            f"ControllerApp.db_class: expected one of {sorted(_IN_MEMORY_DB_NAMES)}, found "
-            f"{value!r}; records are kept in memory ('DictDB') in this version"
-        )
+        try:
+            return canonical_db_class(str(proposal["value"]))
+        except ValueError as exc:
+            raise TraitError(f"ControllerApp.db_class: {exc}") from None
 
     @observe("ping")
     def _ping_sets_period(self, change: Any) -> None:
@@ -188,6 +198,11 @@ class ControllerApp(Application):
         engine_path = paths.engine_file(profile_path, cid)
         cluster_path = paths.cluster_file(profile_path, cid)
         key = secrets.token_hex(32).encode()
+        try:  # before any port is bound or file written: a refused database stops us here
+            store = make_task_store(self.db_class, profile_path, cid, parent=self)
+        except TaskStoreError as exc:
+            log.critical("cannot start the controller: %s", exc)
+            self.exit(1)
         created = (
             SharedArea.create(self.shared_memory_dir, self.shared_memory_threshold)
             if self.shared_memory
@@ -210,6 +225,7 @@ class ControllerApp(Application):
             shutdown_grace=self.shutdown_grace,
             launcher=launcher,
             shared_area=area,
+            task_store=store,
         )
         ports = controller.bind()
         info: dict[str, Any] = controller.connection_info()
@@ -242,6 +258,7 @@ class ControllerApp(Application):
         }
         paths.write_private_json(cluster_path, cluster)
         log.info("controller %s listening on %s, ports %s", __version__, info["ip"], ports)
+        log.info("task records: %s", controller.tasks.describe())
         controller.install_signal_handlers()
         try:
             if self.n:
@@ -250,6 +267,7 @@ class ControllerApp(Application):
         finally:
             # files go first: whoever waits for the cluster to stop watches them and the pid
             paths.remove_quietly(client_path, engine_path, cluster_path)
+            controller.tasks.close()  # saves what is noted (reading segments), frees the file
             controller.segments.close()
             log.info("controller stopped")
 
