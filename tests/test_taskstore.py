@@ -313,11 +313,11 @@ def test_a_record_is_in_the_file_soon_after_its_reply(make_cluster, profile: str
     path = _db_path(profile)
 
     def saved() -> bool:
-        return bool(
+        return [(2,)] == (
             _rows(
                 path,
-                "SELECT 1 FROM tasks WHERE msg_id = ? AND status = 'ok' AND reply IS NOT "
-                "NULL AND outputs IS NOT NULL",
+                "SELECT count(*) FROM tasks JOIN frames USING (msg_id) WHERE msg_id = ? AND "
+                "status = 'ok' AND kind IN (1, 2)",  # the reply and the outputs
                 (ar.msg_ids[0],),
             )
         )
@@ -325,7 +325,10 @@ def test_a_record_is_in_the_file_soon_after_its_reply(make_cluster, profile: str
     wait_until(saved, timeout=5, what="the record in the database")
     assert time.monotonic() - replied < 0.2 + 0.8  # commit_interval plus a margin
     [(engine_uuid, stdout_blob)] = _rows(
-        path, "SELECT engine_uuid, outputs FROM tasks WHERE msg_id = ?", (ar.msg_ids[0],)
+        path,
+        "SELECT engine_uuid, data FROM tasks JOIN frames USING (msg_id) WHERE msg_id = ? AND "
+        "kind = 2",
+        (ar.msg_ids[0],),
     )
     assert (
         engine_uuid

@@ -26,13 +26,18 @@ class BadBlob(ValueError):
 
 def pack_frames(frames: Sequence[Frame]) -> bytes:
     """One blob for a message's frames (bytes, zmq Frames or buffers)."""
-    parts: list[bytes | memoryview] = [_COUNT.pack(len(frames))]
+    parts: list[Frame | bytes] = [_COUNT.pack(len(frames))]
+    length = _LEN.pack
     for frame in frames:
-        data = frame.buffer if hasattr(frame, "buffer") else frame  # a zmq Frame: its buffer
-        view = memoryview(data)
-        parts.append(_LEN.pack(view.nbytes))
-        parts.append(view.cast("B") if view.ndim != 1 or view.format != "B" else view)
-    return b"".join(parts)
+        # bytes and zmq Frames: len is their size; a memoryview may be of wider items
+        if type(frame) is memoryview:
+            if frame.ndim != 1 or frame.itemsize != 1:
+                frame = frame.cast("B")
+            parts.append(length(frame.nbytes))
+        else:
+            parts.append(length(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)  # type: ignore[arg-type]  # a zmq Frame is a buffer
 
 
 def unpack_frames(blob: bytes) -> list[bytes]:

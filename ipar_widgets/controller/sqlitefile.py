@@ -41,15 +41,17 @@ CREATE TABLE tasks (
     received REAL, received_us INTEGER,
     resubmitted TEXT,
     label TEXT,                     -- the metadata's label when it is a string
-    nbytes INTEGER NOT NULL DEFAULT 0,
-    request BLOB,                   -- signed frames from the delimiter on (framepack)
-    reply BLOB,                     -- the same, with shared-memory segments read in
-    outputs BLOB                    -- the iopub messages' frames (framepack messages)
+    nbytes INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX tasks_arrival ON tasks (arrival);
-CREATE INDEX tasks_submitted ON tasks (submitted_us);
-CREATE INDEX tasks_engine ON tasks (engine_uuid);
-CREATE INDEX tasks_status ON tasks (status);
+-- the signed frames, apart: updating a record's scalars then rewrites a small row, not its
+-- blobs.  kind 0: the request, 1: the reply (shared-memory segments read in), 2: the outputs;
+-- each from the delimiter on, packed by framepack
+CREATE TABLE frames (
+    msg_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (msg_id, kind)
+);
 CREATE TABLE engines (
     uuid TEXT PRIMARY KEY,
     id INTEGER NOT NULL,

@@ -67,6 +67,18 @@ _SCALARS = (
     "msg_id, arrival, msg_type, client, reply_to, balanced, engine_id, engine_uuid, status, "
     "submitted, started, completed, received, resubmitted, label, nbytes"
 )
+_KINDS = {"request": 0, "reply": 1, "outputs": 2}  # rows of the frames table (storewriter)
+
+
+def _blob_columns(blobs: Iterable[str]) -> list[str]:
+    return [
+        f"(SELECT data FROM frames WHERE frames.msg_id = tasks.msg_id AND kind = {_KINDS[b]}) "
+        f"AS {b}"
+        for b in blobs
+    ]
+
+
+_ALL_BLOBS = ", ".join(_blob_columns(_KINDS))
 _FINISHED_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(FINISHED)))
 
 
@@ -318,7 +330,7 @@ class SQLiteTaskStore(Configurable):
     def _rows(
         self, query: Query | None, blobs: Sequence[str], extra: str = ""
     ) -> Iterable[sqlite3.Row]:
-        columns = ", ".join([_SCALARS, *blobs])
+        columns = ", ".join([_SCALARS, *_blob_columns(blobs)])
         clauses, params = _where(query) if query is not None else ([], [])
         if extra:
             clauses.append(extra)
@@ -334,7 +346,7 @@ class SQLiteTaskStore(Configurable):
                 )
             return
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        yield from db.execute(f"SELECT {columns} FROM tasks{where} ORDER BY arrival", params)
+        yield from db.execute(f"SELECT {columns} FROM tasks{where} ORDER BY rowid", params)
 
     # -- TaskStore --------------------------------------------------------------------------------
     def find_records(self, query: Query, keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -390,7 +402,7 @@ class SQLiteTaskStore(Configurable):
         row = (
             self._read()
             .execute(
-                f"SELECT {_SCALARS}, request, reply, outputs FROM tasks WHERE msg_id = ?", (msg_id,)
+                f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE msg_id = ?", (msg_id,)
             )
             .fetchone()
         )
@@ -440,7 +452,9 @@ class SQLiteTaskStore(Configurable):
                         uuids,
                     ).fetchall()
             doomed = {r[0] for r in rows} - running
-            db.executemany("DELETE FROM tasks WHERE msg_id = ?", [(m,) for m in doomed])
+            gone = [(m,) for m in doomed]
+            db.executemany("DELETE FROM tasks WHERE msg_id = ?", gone)
+            db.executemany("DELETE FROM frames WHERE msg_id = ?", gone)
             dropped[0] = len(doomed - purged)
 
         self._writer.command(delete)
@@ -482,8 +496,8 @@ class SQLiteTaskStore(Configurable):
     # -- restore ----------------------------------------------------------------------------------
     def load_unfinished(self) -> list[TaskRecord]:
         rows = self._read().execute(
-            f"SELECT {_SCALARS}, request, reply, outputs FROM tasks WHERE NOT {_FINISHED_SQL} "
-            "ORDER BY arrival"
+            f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE NOT {_FINISHED_SQL} "
+            "ORDER BY rowid"
         )
         return [self._record(row, signed=True) for row in rows]
 

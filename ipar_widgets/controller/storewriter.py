@@ -42,21 +42,23 @@ _LABEL_KEY = b'"label"'
 _INSERT = """
 INSERT INTO tasks (msg_id, arrival, msg_type, client, reply_to, client_uuid, balanced, queue,
     engine_id, engine_uuid, status, submitted, submitted_us, started, started_us, completed,
-    completed_us, received, received_us, resubmitted, nbytes, label, request, reply, outputs)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    completed_us, received, received_us, resubmitted, nbytes, label)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (msg_id) DO UPDATE SET engine_id = excluded.engine_id,
     engine_uuid = excluded.engine_uuid, status = excluded.status, started = excluded.started,
     started_us = excluded.started_us, completed = excluded.completed,
     completed_us = excluded.completed_us, received = excluded.received,
     received_us = excluded.received_us, resubmitted = excluded.resubmitted,
-    nbytes = excluded.nbytes, reply = COALESCE(excluded.reply, reply),
-    outputs = COALESCE(excluded.outputs, outputs)
+    nbytes = excluded.nbytes
 """
 _UPDATE = """
 UPDATE tasks SET engine_id = ?, engine_uuid = ?, status = ?, started = ?, started_us = ?,
     completed = ?, completed_us = ?, received = ?, received_us = ?, resubmitted = ?,
-    nbytes = ?{extra} WHERE msg_id = ?
+    nbytes = ? WHERE msg_id = ?
 """
+_FRAMES = "INSERT OR REPLACE INTO frames (msg_id, kind, data) VALUES (?, ?, ?)"
+#: the kinds of rows of the frames table
+REQUEST, REPLY, OUTPUTS = 0, 1, 2
 
 
 def to_us(value: datetime | str | None) -> int | None:
@@ -148,6 +150,8 @@ class StoreWriter:
         self.note: Callable[[TaskRecord], None] = self.queue.append
         self._wake = threading.Event()
         self._stopping = False
+        #: records first seen unfinished in the last round, written in the next one
+        self._postponed: dict[str, TaskRecord] = {}
         self._warned = 0.0
         self.batches = 0
         self.written = 0
@@ -184,13 +188,13 @@ class StoreWriter:
             except Exception:  # never let the thread die: records stay in memory meanwhile
                 log.exception("the task database writer failed; retrying")
                 time.sleep(self.interval)
-            if stopping and not self.queue:
+            if stopping and not self.queue and not self._postponed:
                 return
 
     def _write_queued(self) -> None:
         queue = self.queue
         n = len(queue)
-        if not n:
+        if not n and not self._postponed:
             return
         if n > self.warn_at and time.monotonic() - self._warned > 10:
             self._warned = time.monotonic()
@@ -200,7 +204,13 @@ class StoreWriter:
                 n,
             )
         items = [queue.popleft() for _ in range(n)]
-        records: dict[str, TaskRecord] = {}
+        # A task first seen unfinished waits one round: most tasks finish within it, and are
+        # then written once, whole, instead of at submission and again at their reply.  So an
+        # unfinished task is saved within two rounds, a finished one within one.  A flush
+        # (or closing) writes everything.
+        postponed, self._postponed = self._postponed, {}
+        postpone = not self._stopping and not any(isinstance(i, threading.Event) for i in items)
+        records: dict[str, TaskRecord] = dict(postponed)
         events: list[threading.Event] = []
         saved: list[tuple[TaskRecord, State]] = []
         db = self.db
@@ -208,20 +218,34 @@ class StoreWriter:
         try:
             for item in items:
                 if type(item) is TaskRecord:
-                    records[item.msg_id] = item  # the last note wins: it is read as it is now
+                    msg_id = item.msg_id
+                    if (
+                        postpone
+                        and item.status not in FINISHED
+                        and msg_id not in postponed
+                        and getattr(item, "saved", None) is None
+                    ):
+                        self._postponed[msg_id] = item
+                    else:  # the last note wins: the record is read as it is now
+                        records[msg_id] = item
                 elif isinstance(item, threading.Event):
                     events.append(item)
                 else:  # a command runs after the records noted before it
                     self._write_records(records, saved)
                     records = {}
                     item(db)
+            for msg_id in self._postponed.keys() & records.keys():
+                del self._postponed[msg_id]  # finished after its first note: written now
             self._write_records(records, saved)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             # nothing was saved: note the records again for the next round (commands are not
             # retried: their callers were told already)
-            queue.extendleft(reversed([i for i in items if type(i) is TaskRecord]))
+            self._postponed.clear()
+            queue.extendleft(
+                reversed([*postponed.values(), *(i for i in items if type(i) is TaskRecord)])
+            )
             for event in events:
                 queue.append(event)
             raise
@@ -238,7 +262,8 @@ class StoreWriter:
         if not records:
             return
         inserts = []
-        db = self.db
+        updates = []
+        frames: list[tuple[str, int, bytes]] = []
         for rec in records.values():
             # read the state first: if the router changes the record meanwhile, the state
             # differs from the record's and the router's next note writes it again
@@ -247,6 +272,7 @@ class StoreWriter:
             finished = status in FINISHED
             received = getattr(rec, "received", None)
             engine_id = rec.engine_id
+            msg_id = rec.msg_id
             scalars = (
                 engine_id,
                 self.uuid_of(engine_id),
@@ -261,18 +287,19 @@ class StoreWriter:
                 rec.nbytes,
             )
             before = saved_state(rec)
-            reply_blob = None
             changed = before is None or before[1] is not reply or before[2] is not segments
             if finished and reply is not None and changed:
-                reply_blob = pack_frames(self.reply_frames(rec, reply, segments))
-            outputs_blob = None
+                packed = pack_frames(self.reply_frames(rec, reply, segments))
+                frames.append((msg_id, REPLY, packed))
             if n_outputs and (before is None or before[3] != n_outputs):
-                outputs_blob = pack_messages(list(rec.outputs)[:n_outputs])
+                frames.append((msg_id, OUTPUTS, pack_messages(list(rec.outputs)[:n_outputs])))
             if before is None:
                 request = rec.request
+                if request is not None:
+                    frames.append((msg_id, REQUEST, pack_frames(request)))
                 inserts.append(
                     (
-                        rec.msg_id,
+                        msg_id,
                         rec.arrived + self.arrival_offset,
                         rec.msg_type,
                         rec.client,
@@ -285,22 +312,15 @@ class StoreWriter:
                         to_us(rec.submitted),
                         *scalars[3:],
                         _label(request),
-                        None if request is None else pack_frames(request),
-                        reply_blob,
-                        outputs_blob,
                     )
                 )
             else:
-                extra = ""
-                params: list[Any] = list(scalars)
-                if reply_blob is not None:
-                    extra += ", reply = ?"
-                    params.append(reply_blob)
-                if outputs_blob is not None:
-                    extra += ", outputs = ?"
-                    params.append(outputs_blob)
-                params.append(rec.msg_id)
-                db.execute(_UPDATE.format(extra=extra), params)
+                updates.append((*scalars, msg_id))
             saved.append((rec, state))
+        db = self.db
         if inserts:
             db.executemany(_INSERT, inserts)
+        if updates:
+            db.executemany(_UPDATE, updates)
+        if frames:
+            db.executemany(_FRAMES, frames)
