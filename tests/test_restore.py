@@ -34,13 +34,6 @@ def ipar(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     )
 
 
-def slow_square(x: int) -> tuple[int, int]:
-    import time
-
-    time.sleep(0.01)
-    return x * x, __ipar_engine_id__  # type: ignore[name-defined]  # noqa: F821
-
-
 def _alive(pids: list[int]) -> list[int]:
     out = []
     for pid in pids:
@@ -73,6 +66,13 @@ def sweep(profile: str) -> Iterator[dict[str, object]]:
 def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
     sweep: dict[str, object],
 ) -> None:
+    def slow_square(x: int) -> tuple[int, int]:
+        import os
+        import time
+
+        time.sleep(0.01)
+        return x * x, os.getpid()
+
     profile = str(sweep["profile"])
     cluster_path = paths.cluster_file(paths.profile_dir(profile))
     rc = ipp.Client(profile=profile)
@@ -101,7 +101,7 @@ def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
         results = ar.get(timeout=120)
         finished = time.monotonic()
         assert [r for r, _ in results] == [x * x for x in range(2000)]
-        assert {e for _, e in results} <= {0, 1, 2, 3}
+        assert {pid for _, pid in results} == set(engine_pids)  # all four took part
         # the same engine processes, with the same ids, carried on
         assert sorted(rc.ids) == [0, 1, 2, 3]
         assert rc[:].apply_sync(os.getpid) == engine_pids
@@ -121,9 +121,10 @@ def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
             keys=["msg_id", "engine_id", "started", "completed"],
         )
         assert sorted(r["msg_id"] for r in found) == sorted(ar.msg_ids)
-        assert all(r["engine_id"] in (0, 1, 2, 3) and r["started"] for r in found)
+        odd = [r for r in found if r["engine_id"] not in (0, 1, 2, 3) or not r["started"]]
+        assert odd == []
         again = fresh.get_result(ar.msg_ids[:5]).get(timeout=30)
-        assert [r for r, _ in again] == [0, 1, 4, 9, 16]
+        assert [chunk[0][0] for chunk in again] == [0, 1, 4, 9, 16]  # map tasks hold lists
     finally:
         fresh.close()
 
@@ -139,7 +140,9 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
         groups.add(cluster._data["pgid"])  # type: ignore[index]
         pids = rc[:].apply_sync(os.getpid)
         rc[:].push({"kept": 42}, block=True)
-        os.kill(cluster._data["controller_pid"], signal.SIGKILL)  # type: ignore[index]
+        dead = cluster._data["controller_pid"]  # type: ignore[index]
+        os.kill(dead, signal.SIGKILL)
+        wait_until(lambda: not _alive([dead]), 10, what="the controller to die")
         cluster.restore_controller_sync()
         groups.add(cluster._data["pgid"])  # type: ignore[index]
         # the same processes, with their ids and namespaces

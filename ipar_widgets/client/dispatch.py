@@ -264,10 +264,13 @@ class Inbound:
                 if on_unknown is not None:
                     on_unknown(msg_id)
                     continue
+                why = entry.get("why") or (
+                    "never submitted to this cluster, or purged, or dropped to keep the "
+                    "records within record_limit"
+                )
                 raise NoSuchTask(
-                    f"the controller has no record of task {msg_id!r} (never submitted to "
-                    "this cluster, or purged, or dropped to keep the records within "
-                    "record_limit); rc.hub_history() lists the tasks it has"
+                    f"the controller has no record of task {msg_id!r} ({why}); "
+                    "rc.hub_history() lists the tasks it has"
                 )
             md = self.ledger.metadata_for(msg_id)
             if md["submitted"] is None:

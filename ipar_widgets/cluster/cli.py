@@ -87,9 +87,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         if not restore:
             control.stop_cluster(existing.data)  # leftovers of a crashed cluster
     extra = [f"--hwm={args.hwm}"] if args.hwm is not None else []
+    if args.db is not None:
+        extra.append(f"--{args.db}")
     if restore:
         extra.append("--restore")
-    extra.extend(f"--{db}" for db in ("sqlitedb", "dictdb", "nodb") if getattr(args, db, False))
     try:
         cluster, proc = control.start_cluster(
             args.profile,
@@ -271,13 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="take the place of this profile's controller that died: same ports and key, its "
         "unfinished tasks from the task database; its engines rejoin",
     )
-    for db, what in (
-        ("sqlitedb", "in the profile's SQLite task database (the default)"),
-        ("dictdb", "in the controller's memory only"),
-        ("nodb", "only while tasks are pending"),
+    db = p.add_mutually_exclusive_group()
+    for flag, what in (
+        ("sqlitedb", "keep task records in the profile's SQLite file (the default)"),
+        ("dictdb", "keep task records in the controller's memory only"),
+        ("nodb", "keep task records only while their task is pending"),
     ):
-        p.add_argument(f"--{db}", action="store_true", help=f"keep task records {what}")
-    p.set_defaults(func=cmd_start)
+        db.add_argument(f"--{flag}", dest="db", action="store_const", const=flag, help=what)
+    p.set_defaults(func=cmd_start, db=None)
 
     p = sub.add_parser("stop", help="stop a cluster: every one of its processes exits")
     _profile_arg(p)

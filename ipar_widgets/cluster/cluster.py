@@ -234,12 +234,26 @@ class Cluster(LoggingConfigurable):
         """Start a controller in the place of this cluster's controller that died: on its
         ports, with its key and the unfinished tasks of its task database; the engines still
         alive rejoin it with their ids, and connected clients carry on."""
+        if self._proc is not None and self._wait_for_exit(self._proc) is None:
+            raise ClusterError(
+                f"this cluster's controller (pid {self._proc.pid}) is still running; restore "
+                "replaces a controller that died"
+            )
         self._restoring = True
         try:
             self._data = None
             self.start_controller_sync(0)
         finally:
             self._restoring = False
+
+    @staticmethod
+    def _wait_for_exit(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
+        """The exit code of a controller that was killed, once it is reaped (None: it still
+        runs after ``timeout`` seconds)."""
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def start_controller_sync(self, n: int = 0) -> None:
         """Start the controller (and ``n`` local engines with it)."""

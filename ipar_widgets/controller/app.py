@@ -24,11 +24,11 @@ from ..protocol.sharedmem import DEFAULT_DIRECTORY, DEFAULT_THRESHOLD, SharedAre
 from .hub import Controller
 from .launcher import LocalLauncher
 from .restore import RestorableStore
+from .sqlitestore import SQLiteTaskStore
+from .stores import canonical_db_class, make_task_store
+from .taskstore import TaskStoreError
 
 log = logging.getLogger("ipar_widgets.controller")
-
-
-_IN_MEMORY_DB_NAMES = frozenset({"DictDB", "dict", "memory"})
 
 
 class ControllerApp(Application):
@@ -68,10 +68,13 @@ class ControllerApp(Application):
         "when set it overrides heartbeat_period.",
     ).tag(config=True)
     db_class = Unicode(
-        "DictDB",
-        help="Where task records are kept. 'DictDB' (also accepted: 'dict', 'memory', and "
-        "ipyparallel's 'ipyparallel.controller.dictdb.DictDB'): in the controller's memory, "
-        "bounded by record_limit and record_size_limit.",
+        "SQLiteDB",
+        help="Where task records are kept. 'SQLiteDB' (also 'sqlite', or ipyparallel's "
+        "'ipyparallel.controller.sqlitedb.SQLiteDB'; the default): in a SQLite file of the "
+        "profile (SQLiteTaskStore.filename), where they survive the controller; memory keeps "
+        "recent ones. 'DictDB' ('dict', 'memory', 'ipyparallel.controller.dictdb.DictDB'): in "
+        "the controller's memory only, bounded by record_limit and record_size_limit. 'NoDB' "
+        "('none', 'ipyparallel.controller.dictdb.NoDB'): only while a task is pending.",
     ).tag(config=True)
     heartbeat_timeout = Float(
         5.0, help="Seconds without a heartbeat answer after which an engine counts as dead."
@@ -153,25 +156,32 @@ class ControllerApp(Application):
     }
     flags = {
         **Application.flags,
+        "sqlitedb": (
+            {"ControllerApp": {"db_class": "SQLiteDB"}},
+            "Keep task records in a SQLite file of the profile (the default; ipyparallel's "
+            "--sqlitedb).",
+        ),
         "dictdb": (
             {"ControllerApp": {"db_class": "DictDB"}},
             "Keep task records in the controller's memory (ipyparallel's --dictdb).",
+        ),
+        "nodb": (
+            {"ControllerApp": {"db_class": "NoDB"}},
+            "Keep task records only while their task is pending (ipyparallel's --nodb).",
         ),
         "restore": (
             {"ControllerApp": {"restore": True}},
             "Take the place of a controller of this profile that died (see ControllerApp.restore).",
         ),
     }
+    classes = [SQLiteTaskStore]
 
     @validate("db_class")
     def _check_db_class(self, proposal: Any) -> str:
-        value = str(proposal["value"])
-        if value.rsplit(".", 1)[-1] in _IN_MEMORY_DB_NAMES:
-            return "DictDB"
-        raise TraitError(
-            f"ControllerApp.db_class: expected one of {sorted(_IN_MEMORY_DB_NAMES)}, found "
-            f"{value!r}; records are kept in memory ('DictDB') in this version"
-        )
+        try:
+            return canonical_db_class(str(proposal["value"]))
+        except ValueError as exc:
+            raise TraitError(f"ControllerApp.db_class: {exc}") from None
 
     @observe("ping")
     def _ping_sets_period(self, change: Any) -> None:
@@ -207,6 +217,11 @@ class ControllerApp(Application):
         cluster_path = paths.cluster_file(profile_path, cid)
         previous = self._previous_controller(cluster_path, engine_path) if self.restore else None
         key = previous.key if previous else secrets.token_hex(32).encode()
+        try:  # before any port is bound or file written: a refused database stops us here
+            store = make_task_store(self.db_class, profile_path, cid, parent=self)
+        except TaskStoreError as exc:
+            log.critical("cannot start the controller: %s", exc)
+            self.exit(1)
         created = (
             SharedArea.create(self.shared_memory_dir, self.shared_memory_threshold)
             if self.shared_memory and not (previous and previous.shm_info)
@@ -234,6 +249,7 @@ class ControllerApp(Application):
             rejoin_timeout=self.rejoin_timeout,
             launcher=launcher,
             shared_area=area,
+            task_store=store,
         )
         ports = controller.bind(previous.ports if previous else None)
         info: dict[str, Any] = controller.connection_info()
@@ -268,6 +284,7 @@ class ControllerApp(Application):
         }
         paths.write_private_json(cluster_path, cluster)
         log.info("controller %s listening on %s, ports %s", __version__, info["ip"], ports)
+        log.info("task records: %s", controller.tasks.describe())
         controller.install_signal_handlers()
         if self.restore:
             awaited, tasks = controller.restore(cast(RestorableStore, controller.tasks))
@@ -279,6 +296,7 @@ class ControllerApp(Application):
         finally:
             # files go first: whoever waits for the cluster to stop watches them and the pid
             paths.remove_quietly(client_path, engine_path, cluster_path)
+            controller.tasks.close()  # saves what is noted (reading segments), frees the file
             controller.segments.close()
             log.info("controller stopped")
 

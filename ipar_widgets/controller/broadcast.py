@@ -97,6 +97,7 @@ class Broadcaster:
             rec.request = [DELIM, router.wire.sign(signed_parts), *signed_parts, *buffers]
             rec.gather = gather
             router.records.add(rec)
+            router.note(rec)
             parts.append((engine_id, rec))
         router.counts["submitted"] += len(parts)
         router.segments.note_broadcast_request([rec for _, rec in parts], metadata)

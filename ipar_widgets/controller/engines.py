@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..protocol.routing import control_identity, heartbeat_identity, shell_identity
@@ -105,6 +105,9 @@ class EngineRegistry:
         self.unregistered: list[dict[str, Any]] = []
         #: the uuid of every engine that ever registered (task records name engines that left)
         self._uuids: dict[int, str] = {}
+        #: told of each engine that registers, and of each that leaves (and why): the task store
+        self.on_register: Callable[[EngineState], None] | None = None
+        self.on_unregister: Callable[[EngineState, str], None] | None = None
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -130,6 +133,8 @@ class EngineRegistry:
         self._uuids[engine.id] = uuid
         for ident in (engine.shell, engine.control, engine.heartbeat):
             self.by_ident[ident] = engine
+        if self.on_register is not None:
+            self.on_register(engine)
         return engine
 
     def remember(self, engine_id: int, uuid: str) -> None:
@@ -149,3 +154,5 @@ class EngineRegistry:
             self.by_ident.pop(ident, None)
         self.unregistered.append({"id": engine.id, "reason": reason, "at": time.time()})
         del self.unregistered[:-100]
+        if self.on_unregister is not None:
+            self.on_unregister(engine, reason)

@@ -50,7 +50,7 @@ from .restore import RestorableStore, Restorer
 from .router import Router
 from .scheduler import LoadBalancer
 from .segments import SegmentKeeper
-from .taskstore import MemoryTaskStore, TaskStore
+from .taskstore import MemoryTaskStore, StoreParts, TaskStore
 
 #: how often local engine processes are checked for having exited (seconds)
 PROCESS_WATCH_PERIOD = 0.2
@@ -92,6 +92,7 @@ class Controller:
         rejoin_timeout: float = 10.0,
         launcher: LocalLauncher | None = None,
         shared_area: SharedArea | None = None,
+        task_store: TaskStore | None = None,
     ) -> None:
         self.key = key
         self.ip = ip
@@ -104,10 +105,12 @@ class Controller:
         self.engines = EngineRegistry()
         self.segments = SegmentKeeper(shared_area, self.wire)
         self.records = RecordStore(record_limit, record_size_limit, self.segments.record_removed)
-        #: the records as a database: what db_query, hub_history, purges and resubmits read
-        self.tasks: TaskStore = MemoryTaskStore(
-            self.records, self.engines.uuid_of, self.segments.result_frames
-        )
+        #: the records as a database: what db_query, hub_history, get_result, purges and
+        #: resubmits read, and where the router notes each change of a record
+        self.tasks: TaskStore = task_store if task_store is not None else MemoryTaskStore()
+        self.tasks.attach(StoreParts(self.records, self.engines.uuid_of, self.segments, self.wire))
+        self.engines.on_register = self.tasks.engine_registered
+        self.engines.on_unregister = self.tasks.engine_left
         # the sockets exist from here on; bind() gives them their ports
         self.client = _make_socket(self.context, zmq.ROUTER)
         self.notify = _make_socket(self.context, zmq.PUB)
@@ -124,6 +127,7 @@ class Controller:
             client=self.client,
             engine=self.engine,
             notify=self.notify,
+            note=self.tasks.note,
         )
         self.balancer = LoadBalancer(
             self.engines,
@@ -237,6 +241,7 @@ class Controller:
         reactor.add_reader(self.client, "client", self.router.on_client)
         reactor.every(self.heartbeat_period, self.liveness.heartbeat)
         reactor.every(PROCESS_WATCH_PERIOD, self.liveness.watch_processes)
+        reactor.every(self.tasks.tick_period, self.tasks.tick)
         try:
             reactor.run(self.balancer)
         finally:  # also when the loop failed: engines killed, sockets closed
@@ -334,6 +339,7 @@ class Controller:
                 "submitted": counts["submitted"],
             },
             "records": len(self.records),
+            "task_store": self.tasks.describe(),
             "record_bytes": self.records.nbytes,
             "dropped_messages": self.reactor.dropped,
             "stopping": self.stopping,

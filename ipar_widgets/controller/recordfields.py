@@ -49,10 +49,16 @@ def _part(frames: list[Frame] | None, index: int) -> dict[str, Any] | None:
 class RecordFields:
     """The fields of one record, each computed when first asked for."""
 
-    def __init__(self, rec: TaskRecord, uuid_of: Callable[[int | None], str | None]) -> None:
+    def __init__(
+        self,
+        rec: TaskRecord,
+        uuid_of: Callable[[int | None], str | None],
+        known: dict[str, Any] | None = None,
+    ) -> None:
         self.rec = rec
         self.uuid_of = uuid_of
-        self._cache: dict[str, Any] = {}
+        #: values already known (a database row's columns), not computed from the record
+        self._cache: dict[str, Any] = known if known is not None else {}
         self._io: dict[str, Any] | None = None
 
     def __call__(self, field: str) -> Any:
@@ -103,6 +109,9 @@ class RecordFields:
     # -- where and when it ran ------------------------------------------------------------------------
     def _engine_uuid(self) -> str | None:
         return self.uuid_of(self.rec.engine_id)
+
+    def _engine_id(self) -> int | None:
+        return self.rec.engine_id
 
     def _started(self) -> datetime | None:
         return safe_date(self.rec.started)

@@ -1,7 +1,8 @@
 """Answers to the requests about task records: results, history, queries, purges, resubmits.
 
-``result_request`` serves ``get_result`` from the records the router keeps (the signed reply
-and outputs, replayed by the client as if they arrived now).  ``db_request``,
+``result_request`` serves ``get_result`` from the records the router keeps, or from the task
+store for those no longer in memory (the signed reply and outputs, replayed by the client as
+if they arrived now).  ``db_request``,
 ``history_request``, ``purge_request`` and ``resubmit_request`` go through the controller's
 :class:`~.taskstore.TaskStore`, with queries and key selections checked by
 :mod:`.taskquery` first, whatever the store.
@@ -26,12 +27,11 @@ _RESUBMIT_KEYS = ("msg_id", "header", "metadata", "content", "buffers", "queue",
 _TASK_TYPES = frozenset({"apply_request", "execute_request"})
 
 
-def _no_record(missing: list[str]) -> NoRecord:
+def _no_record(ctl: Controller, missing: list[str]) -> NoRecord:
     which = f"task {missing[0]!r}" if len(missing) == 1 else f"tasks {missing!r}"
     return NoRecord(
-        f"the controller has no record of {which} (never submitted to this cluster, or "
-        "purged, or dropped to keep the records within record_limit); rc.hub_history() "
-        "lists the tasks it has"
+        f"the controller has no record of {which} ({ctl.tasks.missing()}); "
+        "rc.hub_history() lists the tasks it has"
     )
 
 
@@ -51,8 +51,10 @@ def _results(
     watch = bool(content.get("watch"))
     for msg_id in msg_ids_in(content):
         rec = ctl.records.get(msg_id)
+        if rec is None:  # finished long ago, or before this controller started?
+            rec = ctl.tasks.get_record(msg_id)
         if rec is None:
-            results[msg_id] = {"status": "unknown"}
+            results[msg_id] = {"status": "unknown", "why": ctl.tasks.missing()}
             continue
         entry = rec.summary()
         entry["reply"] = rec.finished and rec.reply is not None
@@ -165,7 +167,7 @@ def _resubmit(
     }
     missing = [m for m in ids if m not in found]
     if missing:
-        raise _no_record(missing)
+        raise _no_record(ctl, missing)
     planned = []
     for msg_id in ids:
         original = found[msg_id]

@@ -65,12 +65,15 @@ class TaskRecord:
         # for every task, and each store in __init__ is paid on every submit.
         "received",
         "resubmitted",
+        "saved",
     )
 
     #: controller clock (``time.time()``) when the reply arrived or the cluster failed it
     received: float
     #: msg_id of the latest task resubmitted from this one
     resubmitted: str
+    #: the state in which the task database last saved it (set by its writer thread only)
+    saved: tuple[Any, ...]
 
     def __init__(self, msg_id: str, client: bytes, msg_type: str, submitted: str) -> None:
         self.msg_id = msg_id
@@ -155,21 +158,34 @@ def frames_size(frames: Iterable[Frame]) -> int:
 
 
 class RecordStore:
-    """Records by msg_id in arrival order, bounded by ``limit`` records and ``size_limit`` bytes."""
+    """Records by msg_id in arrival order, bounded by ``limit`` records and ``size_limit`` bytes.
+
+    ``can_drop`` says whether a finished record may leave memory (with a task database: once
+    it is saved there); ``recall`` finds a record that has left (a light one, for the
+    dependencies of new tasks), or None.
+    """
 
     def __init__(
         self,
         limit: int,
         size_limit: int,
         on_remove: Callable[[TaskRecord], None] | None = None,
+        can_drop: Callable[[TaskRecord], bool] | None = None,
     ) -> None:
         self.limit = limit
         self.size_limit = size_limit
         #: called with each record dropped (culled or purged), to release what it holds
         self.on_remove = on_remove
+        self.can_drop = can_drop
+        self.recall: Callable[[str], TaskRecord | None] = _nothing
         self._records: OrderedDict[str, TaskRecord] = OrderedDict()
         self._bytes = 0
         self.culled = 0
+        # the sizes past which the next cull runs: raised after a cull that could not reach
+        # its target (every record unfinished, or not yet saved), so a store over its bound
+        # is not scanned on every new task
+        self._cull_at_n = limit
+        self._cull_at_bytes = size_limit
 
     def __len__(self) -> int:
         return len(self._records)
@@ -183,40 +199,56 @@ class RecordStore:
     def get(self, msg_id: str) -> TaskRecord | None:
         return self._records.get(msg_id)
 
+    def lookup(self, msg_id: str) -> TaskRecord | None:
+        """The record of ``msg_id`` in memory, or one that left it (see ``recall``)."""
+        rec = self._records.get(msg_id)
+        return rec if rec is not None else self.recall(msg_id)
+
     def add(self, record: TaskRecord) -> None:
         self._records[record.msg_id] = record
-        if len(self._records) > self.limit:
+        if len(self._records) > self._cull_at_n:
             self._cull()
 
     def account(self, record: TaskRecord, nbytes: int) -> None:
         """Count bytes a record now holds (its reply and outputs)."""
         record.nbytes += nbytes
         self._bytes += nbytes
-        if self._bytes > self.size_limit:
+        if self._bytes > self._cull_at_bytes:
             self._cull()
 
     @property
     def nbytes(self) -> int:
         return self._bytes
 
+    def cull(self) -> None:
+        """Drop the oldest records that may go, if the store is past a bound (called from a
+        timer: records become droppable when they are saved, not when they change)."""
+        self._cull_at_n = self.limit
+        self._cull_at_bytes = self.size_limit
+        if len(self._records) > self.limit or self._bytes > self.size_limit:
+            self._cull()
+
     def _cull(self) -> None:
         # Drop the oldest finished records until both bounds hold again, with some slack so
         # that a full store does not cull on every new task.
         target_n = int(self.limit * 0.9)
         target_bytes = int(self.size_limit * 0.9)
+        can_drop = self.can_drop
         doomed = []
         n = len(self._records)
         size = self._bytes
         for msg_id, rec in self._records.items():
             if n <= target_n and size <= target_bytes:
                 break
-            if rec.removable:
+            if rec.removable and (can_drop is None or can_drop(rec)):
                 doomed.append(msg_id)
                 n -= 1
                 size -= rec.nbytes
         for msg_id in doomed:
             self.remove(msg_id)
         self.culled += len(doomed)
+        self._cull_at_n = max(self.limit, int(n * 1.25))
+        self._cull_at_bytes = max(self.size_limit, int(size * 1.25))
 
     def remove(self, msg_id: str) -> TaskRecord | None:
         rec = self._records.pop(msg_id, None)
@@ -228,6 +260,12 @@ class RecordStore:
 
     def purge(self, msg_ids: Iterable[str] | None = None, engine_ids: Iterable[int] = ()) -> int:
         """Forget finished records: the given ones, those of the given engines, or all."""
+        return len(self.purge_ids(msg_ids, engine_ids))
+
+    def purge_ids(
+        self, msg_ids: Iterable[str] | None = None, engine_ids: Iterable[int] = ()
+    ) -> list[str]:
+        """:meth:`purge`, returning the msg_ids forgotten."""
         engines = set(engine_ids)
         if msg_ids is None and not engines:
             chosen = [m for m, r in self._records.items() if r.removable]
@@ -240,4 +278,8 @@ class RecordStore:
             ]
         for msg_id in chosen:
             self.remove(msg_id)
-        return len(chosen)
+        return chosen
+
+
+def _nothing(msg_id: str) -> TaskRecord | None:
+    return None

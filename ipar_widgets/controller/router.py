@@ -81,6 +81,7 @@ class Router:
         client: zmq.Socket[bytes],
         engine: zmq.Socket[bytes],
         notify: zmq.Socket[bytes],
+        note: Callable[[TaskRecord], None],
     ) -> None:
         self.wire = wire
         self.engines = engines
@@ -89,6 +90,8 @@ class Router:
         self.client = client
         self.engine = engine
         self.notify = notify
+        #: the task store's record of a change (a deque append at most: see taskstore.py)
+        self.note = note
         #: tasks by outcome since the controller started (``ipar list``, the panel)
         self.counts = {"submitted": 0, "ok": 0, "error": 0, "aborted": 0}
         #: fans broadcast requests out, and answers gathered ones once
@@ -180,6 +183,7 @@ class Router:
         if not engine.outstanding:
             engine.busy_since = now
         engine.outstanding[rec.msg_id] = None
+        self.note(rec)
         return True
 
     # -- clients ----------------------------------------------------------------------------------
@@ -240,6 +244,7 @@ class Router:
         rec.request = signed
         self.segments.note_request(rec, signed[4])
         self.records.add(rec)
+        self.note(rec)
         self.counts["submitted"] += 1
         if engine_id is None:
             rec.balanced = True
@@ -366,10 +371,13 @@ class Router:
             engine.completed += 1
         elif status == "error":
             engine.failed += 1
+        finished = False
         if rec is not None and not rec.finished:
             if rec.balanced and status == "error" and self._retry(rec, engine, content):
                 return
+            finished = True
             rec.status = status if status in FINISHED else ERROR
+            rec.engine_id = engine.id  # also for a reply a restored controller had not sent
             rec.started = metadata.get("started")
             rec.completed = metadata.get("completed")
             rec.received = time.time()
@@ -402,6 +410,8 @@ class Router:
                 self.answer(receiver, reply)
         if rec is not None:
             self.balancer.task_finished(rec)
+            if finished:  # last: a store without a database drops the record here
+                self.note(rec)
         else:
             self.balancer.dispatch()
 
@@ -472,6 +482,7 @@ class Router:
         if rec.request is not None:  # kept with the record, as for a task that ran
             self.records.account(rec, frames_size(rec.request[5:]))
         self.balancer.task_finished(rec)
+        self.note(rec)
 
     # -- outputs ----------------------------------------------------------------------------------
     def on_iopub(self, frames: list[Frame]) -> None:
@@ -494,6 +505,8 @@ class Router:
             else:
                 rec.outputs = [frames[1:]]
             self.records.account(rec, frames_size(frames[2:]))
+            if rec.status in FINISHED:  # an output after the reply: saved again (rare)
+                self.note(rec)
             prefix = rec.client
         else:
             prefix = EVERYONE

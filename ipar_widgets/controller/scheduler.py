@@ -98,7 +98,8 @@ class LoadBalancer:
         rec.dep_all = a_all if after else f_all
         rec.success = a_success if after else f_success
         rec.failure = a_failure if after else f_failure
-        unknown = [m for m in after + follow if m not in self.records] if after or follow else ()
+        lookup = self.records.lookup  # a dependency may have left memory (saved, or no database)
+        unknown = [m for m in after + follow if lookup(m) is None] if after or follow else ()
         if unknown:
             self.fail_task(
                 rec,
@@ -115,7 +116,7 @@ class LoadBalancer:
             return "met"
         met = impossible = 0
         for msg_id in deps:
-            dep = self.records.get(msg_id)
+            dep = self.records.lookup(msg_id)
             if dep is None or not dep.finished:
                 continue
             ok = (dep.status == OK and rec.success) or (dep.status == ERROR and rec.failure)
@@ -162,7 +163,7 @@ class LoadBalancer:
         if rec.targets is not None:
             allowed = set(rec.targets)
         if rec.follow:
-            places = [self.records.get(m) for m in rec.follow]
+            places = [self.records.lookup(m) for m in rec.follow]
             engine_sets = [
                 {p.engine_id} for p in places if p is not None and p.engine_id is not None
             ]

@@ -26,6 +26,7 @@ FIELDS: tuple[str, ...] = (
     "submitted",  # client clock: the request header's date
     "client_uuid",  # the submitting client's session
     "engine_uuid",  # the engine it was handed to (None until then)
+    "engine_id",  # that engine's id (ours; not in DEFAULT_FIELDS, ipyparallel has no such field)
     "started",  # engine clock
     "completed",  # engine clock
     "resubmitted",  # msg_id of the task resubmitted from this one (the latest), or None
@@ -52,8 +53,10 @@ HEADER_FIELDS = frozenset({"header", "result_header"})
 #: fields that are lists of frames: only sent when asked for by name
 BUFFER_FIELDS = frozenset({"buffers", "result_buffers"})
 
-#: what a query returns when it names no keys: everything but the buffers
-DEFAULT_FIELDS: tuple[str, ...] = tuple(f for f in FIELDS if f not in BUFFER_FIELDS)
+#: what a query returns when it names no keys: ipyparallel's fields but the buffers
+DEFAULT_FIELDS: tuple[str, ...] = tuple(
+    f for f in FIELDS if f not in BUFFER_FIELDS and f != "engine_id"
+)
 
 #: the MongoDB-style operators a query may use, and what each means
 OPERATORS: dict[str, str] = {
