@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -180,3 +181,49 @@ def test_a_client_whose_controller_never_returns_fails_its_pending_tasks(make_cl
         assert info.value.address == address
     finally:
         rc.close()
+
+
+def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
+    sweep: dict[str, object],
+) -> None:
+    profile = str(sweep["profile"])
+    cluster_path = paths.cluster_file(paths.profile_dir(profile))
+    rc = ipp.Client(profile=profile)
+    try:
+        rc.wait_for_engines(4, timeout=30)
+        sweep["pids"] = rc[:].apply_sync(os.getpid)
+        done = rc.load_balanced_view().apply_async(os.getpid)
+        done.get(timeout=30)
+        stuck = rc.load_balanced_view().map_async(time.sleep, [30] * 8)
+        wait_until(
+            lambda: rc.status()["tasks"]["running"] == 4, 30, what="four tasks to be running"
+        )
+        db_path = paths.profile_dir(profile) / "tasks.sqlite"
+
+        def on_disk() -> int:
+            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+                return int(
+                    db.execute("SELECT count(*) FROM tasks WHERE status = 'running'").fetchone()[0]
+                )
+
+        wait_until(lambda: on_disk() == 4, 10, what="the running tasks to be on disk")
+        old = paths.read_json(cluster_path)
+        os.kill(old["controller_pid"], signal.SIGKILL)
+    finally:
+        rc.close()
+    wait_until(lambda: not _alive([old["controller_pid"]]), 10, what="the controller to die")
+    assert ipar("stop", "--profile", profile).returncode == 0  # the old engines too
+    wait_until(lambda: not _alive(sweep["pids"]), 10, what="the old engines to exit")  # type: ignore[arg-type]
+    started = ipar("start", "-n", "1", "--profile", profile)
+    assert started.returncode == 0, started.stderr
+    sweep["groups"].add(paths.read_json(cluster_path)["pgid"])  # type: ignore[attr-defined]
+    fresh = ipp.Client(profile=profile)
+    try:
+        assert fresh.get_result(done.msg_ids[0]).get(timeout=30) == done.get()
+        with pytest.raises(ipp.error.TaskAborted, match="started without --restore"):
+            fresh.get_result(stuck.msg_ids[0]).get(timeout=30)
+        unfinished = fresh.db_query({"completed": None}, keys=["msg_id"])
+        assert unfinished == []
+        assert fresh.ids == [4]  # ids are never reused: the dead controller's engines had 0-3
+    finally:
+        fresh.close()

@@ -23,7 +23,6 @@ from ..processes import pid_alive
 from ..protocol.sharedmem import DEFAULT_DIRECTORY, DEFAULT_THRESHOLD, SharedArea
 from .hub import Controller
 from .launcher import LocalLauncher
-from .restore import RestorableStore
 from .sqlitestore import SQLiteTaskStore
 from .stores import canonical_db_class, make_task_store
 from .taskstore import TaskStoreError
@@ -287,8 +286,10 @@ class ControllerApp(Application):
         log.info("task records: %s", controller.tasks.describe())
         controller.install_signal_handlers()
         if self.restore:
-            awaited, tasks = controller.restore(cast(RestorableStore, controller.tasks))
+            awaited, tasks = controller.restore(controller.tasks)
             log.info("restored: %d engine(s) to rejoin, %d unfinished task(s)", awaited, tasks)
+        else:
+            controller.abandon_previous()
         try:
             if self.n:
                 controller.start_engines(self.n)

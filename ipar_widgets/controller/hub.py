@@ -205,6 +205,11 @@ class Controller:
         (see restore.py); return how many engines are awaited and tasks restored."""
         return self.restorer.restore(store)
 
+    def abandon_previous(self) -> int:
+        """Started without --restore: abort what a controller that died left unfinished in
+        the task database (see restore.py); return how many tasks."""
+        return self.restorer.abandon(self.tasks, self.tasks.engine_left)
+
     @property
     def restoring(self) -> bool:
         """Whether a restored controller still waits for its engines to rejoin."""

@@ -30,7 +30,7 @@ from ..protocol.routing import CONTROLLER_IDENTITY
 from ..protocol.wire import DELIM, Frame, InvalidMessage, Wire, as_bytes, unpack
 from .engines import EngineRegistry, EngineState
 from .reactor import Reactor
-from .records import PENDING, RUNNING, RecordStore, TaskRecord
+from .records import ABORTED, PENDING, RUNNING, RecordStore, TaskRecord
 from .router import Router
 from .scheduler import LoadBalancer
 
@@ -133,6 +133,32 @@ class Restorer:
             awaited,
         )
         return awaited, len(restored)
+
+    def abandon(
+        self, store: RestorableStore, on_engine_left: Callable[[EngineState, str], None]
+    ) -> int:
+        """A controller started *without* ``--restore`` where one died: its unfinished tasks
+        are finished as aborted (so nobody waits for them, and a later restore does not run
+        them) and its engines count as gone.  Returns how many tasks were aborted."""
+        for row in store.load_engines():
+            engine_id, engine_uuid = int(str(row["id"])), str(row["uuid"])
+            self.engines.remember(engine_id, engine_uuid)
+            if not row.get("left"):
+                gone = EngineState(engine_id, engine_uuid, 0, str(row.get("hostname") or ""), False)
+                on_engine_left(gone, "its controller died and was replaced without --restore")
+        abandoned = store.load_unfinished()
+        for rec in abandoned:
+            self.records.add(rec)
+            self.router.fail_task(
+                rec,
+                "TaskAborted",
+                f"the controller died before task {rec.msg_id} finished, and a new one was "
+                "started without --restore (ipar start --restore would have finished it)",
+                status=ABORTED,
+            )
+        if abandoned:
+            log.warning("aborted %d task(s) a controller that died left unfinished", len(abandoned))
+        return len(abandoned)
 
     def _lost_task(self, rec: TaskRecord, why: str) -> None:
         if rec.balanced and rec.retries > 0 and rec.engine_id is not None:
