@@ -144,4 +144,8 @@ def test_task_records_notebook_queries_resubmits_and_purges(tmp_path: Path) -> N
     assert find_cell(nb, "rc.resubmit(failed)") == (
         "still fails: ValueError no square for 3\nTrue\n"
     )
-    assert find_cell(nb, 'rc.purge_results("all")') == "[]\n"
+    # from a new controller in the same profile, a fresh client finds the finished job
+    assert find_cell(nb, "fresh = ipp.Client(").splitlines()[1] == (
+        "6 finished tasks labelled 'squares', on engines [0, 1]"
+    )
+    assert find_cell(nb, 'fresh.purge_results("all")') == "[]\n"

@@ -22,6 +22,9 @@ from conftest import kill_group_of, wait_until
 
 import ipar_widgets as ipp
 from ipar_widgets import paths
+from ipar_widgets.progress.snapshot import ProgressTracker
+from ipar_widgets.progress.terminal import status_line
+from ipar_widgets.widgets.html import head_html
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -106,7 +109,12 @@ def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
         # the same engine processes, with the same ids, carried on
         assert sorted(rc.ids) == [0, 1, 2, 3]
         assert rc[:].apply_sync(os.getpid) == engine_pids
+        # what the progress displays say: the terminal line and the widget's header
         assert rc.connection_note == "controller restarted, reconnected"
+        snap = ProgressTracker(ar).snapshot()
+        assert snap.connection == "controller restarted, reconnected"
+        assert status_line(snap).endswith(", controller restarted, reconnected")
+        assert "controller restarted, reconnected</span>" in head_html(snap)
         print(
             f"kill at {done_at_kill}/2000 done; restored and the last result in "
             f"{finished - killed:.1f} s"
