@@ -201,7 +201,7 @@ class ControllerLost(ClusterError, ConnectionError):
 
 class TaskLost(ControllerLost):
     """The controller was restored without a record of task ``msg_id``: it was submitted too
-    shortly before the crash to reach the task database."""
+    shortly before the crash to reach the task database, and no engine that rejoined had it."""
 
     def __init__(self, address: str, msg_id: str) -> None:
         super().__init__(
@@ -209,8 +209,9 @@ class TaskLost(ControllerLost):
             0.0,
             msg_id,
             f"the controller at {address} was restored without a record of task {msg_id}: it "
-            "was submitted too shortly before the controller died to reach the task database, "
-            "so it never ran there. Submit it again.",
+            "was submitted less than a moment (the task database's commit interval) before "
+            "the controller died, so it was not in the database yet, and no engine that "
+            "rejoined had it (if it ran, its engine died too). Submit it again.",
         )
 
 

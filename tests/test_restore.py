@@ -38,6 +38,16 @@ def ipar(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     )
 
 
+def running_on_disk(profile: str, msg_ids: list[str]) -> int:
+    """How many of ``msg_ids`` the profile's task database has as running (read from the
+    file itself)."""
+    path = paths.profile_dir(profile) / "tasks.sqlite"
+    marks = ", ".join("?" * len(msg_ids))
+    query = f"SELECT count(*) FROM tasks WHERE status = 'running' AND msg_id IN ({marks})"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return int(db.execute(query, msg_ids).fetchone()[0])
+
+
 def _alive(pids: list[int]) -> list[int]:
     out = []
     for pid in pids:
@@ -206,15 +216,11 @@ def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
         wait_until(
             lambda: rc.status()["tasks"]["running"] == 4, 30, what="four tasks to be running"
         )
-        db_path = paths.profile_dir(profile) / "tasks.sqlite"
-
-        def on_disk() -> int:
-            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-                return int(
-                    db.execute("SELECT count(*) FROM tasks WHERE status = 'running'").fetchone()[0]
-                )
-
-        wait_until(lambda: on_disk() == 4, 10, what="the running tasks to be on disk")
+        wait_until(
+            lambda: running_on_disk(profile, stuck.msg_ids) == 4,
+            10,
+            what="the running tasks to be on disk",
+        )
         old = paths.read_json(cluster_path)
         os.kill(old["controller_pid"], signal.SIGKILL)
     finally:
@@ -235,3 +241,37 @@ def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
         assert fresh.ids == [4]  # ids are never reused: the dead controller's engines had 0-3
     finally:
         fresh.close()
+
+
+def test_a_task_whose_engine_died_with_the_controller_fails_and_says_why(
+    sweep: dict[str, object],
+) -> None:
+    profile = str(sweep["profile"])
+    cluster_path = paths.cluster_file(paths.profile_dir(profile))
+    rc = ipp.Client(profile=profile)
+    try:
+        rc.wait_for_engines(4, timeout=30)
+        pids = rc[:].apply_sync(os.getpid)
+        sweep["pids"] = pids
+        doomed = rc[3].apply_async(time.sleep, 3)
+        kept = rc[0].apply_async(lambda: (time.sleep(1), 42)[1])
+        wait_until(
+            lambda: running_on_disk(profile, doomed.msg_ids + kept.msg_ids) == 2,
+            10,
+            what="both running tasks to be on disk",
+        )
+        old = paths.read_json(cluster_path)
+        os.kill(old["controller_pid"], signal.SIGKILL)
+        os.kill(pids[3], signal.SIGKILL)  # engine 3 dies with its controller
+        restored = ipar("start", "--restore", "--profile", profile)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        sweep["groups"].add(paths.read_json(cluster_path)["pgid"])  # type: ignore[attr-defined]
+        assert kept.get(timeout=60) == 42
+        with pytest.raises(ipp.error.EngineError) as info:
+            doomed.get(timeout=60)
+        assert f"engine 3 died while it held task {doomed.msg_ids[0]}" in str(info.value)
+        assert "restored controller" in str(info.value) or "heartbeats" in str(info.value)
+        # the notice that engine 3 left comes on the other socket, maybe just after
+        wait_until(lambda: sorted(rc.ids) == [0, 1, 2], 10, what="engine 3 to be gone")
+    finally:
+        rc.close()
