@@ -401,9 +401,7 @@ class SQLiteTaskStore(Configurable):
     def get_record(self, msg_id: str) -> TaskRecord | None:
         row = (
             self._read()
-            .execute(
-                f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE msg_id = ?", (msg_id,)
-            )
+            .execute(f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE msg_id = ?", (msg_id,))
             .fetchone()
         )
         return None if row is None else self._record(row, signed=True)
@@ -496,8 +494,7 @@ class SQLiteTaskStore(Configurable):
     # -- restore ----------------------------------------------------------------------------------
     def load_unfinished(self) -> list[TaskRecord]:
         rows = self._read().execute(
-            f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE NOT {_FINISHED_SQL} "
-            "ORDER BY rowid"
+            f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE NOT {_FINISHED_SQL} ORDER BY rowid"
         )
         return [self._record(row, signed=True) for row in rows]
 
