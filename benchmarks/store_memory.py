@@ -33,9 +33,7 @@ def _shm_bytes(cluster_data: dict[str, Any]) -> int:
     directory, prefix = shm.get("dir"), shm.get("prefix", "")
     if not directory or not os.path.isdir(directory):
         return 0
-    return sum(
-        p.stat().st_size for p in Path(directory).iterdir() if p.name.startswith(prefix)
-    )
+    return sum(p.stat().st_size for p in Path(directory).iterdir() if p.name.startswith(prefix))
 
 
 def run(store: str, workload: str, args: argparse.Namespace, extra: list[str]) -> None:

@@ -313,14 +313,14 @@ def test_a_record_is_in_the_file_soon_after_its_reply(make_cluster, profile: str
     path = _db_path(profile)
 
     def saved() -> bool:
-        return [(2,)] == (
+        return (
             _rows(
                 path,
                 "SELECT count(*) FROM tasks JOIN frames USING (msg_id) WHERE msg_id = ? AND "
                 "status = 'ok' AND kind IN (1, 2)",  # the reply and the outputs
                 (ar.msg_ids[0],),
             )
-        )
+        ) == [(2,)]
 
     wait_until(saved, timeout=5, what="the record in the database")
     assert time.monotonic() - replied < 0.2 + 0.8  # commit_interval plus a margin
