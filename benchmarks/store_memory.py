@@ -60,14 +60,25 @@ def run(store: str, workload: str, args: argparse.Namespace, extra: list[str]) -
                 ar.get(timeout=600)
                 rc.purge_local_results(ar)  # the client need not keep 2.5 GB
         took = time.perf_counter() - start
-        time.sleep(1.0)  # the writer's last commits, the timer's last cull
-        status = rc.status()
+        # until the writer has saved everything and memory is down to its window (SQLite)
+        deadline = time.monotonic() + 600
+        while True:
+            status = rc.status()
+            store_state = status["task_store"]
+            if store_state.get("queued", 0) == 0 and status["records"] <= 1000:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        saved = time.perf_counter() - start
         db = Path(cluster.profile_dir) / "tasks.sqlite"
+        wal = Path(str(db) + "-wal")
         print(
             f"{store:9s} {workload:4s} {' '.join(extra) or '-':30s} peak RSS "
             f"{_peak_rss_mb(pid):8.1f} MB  records in memory {status['records']:6d}  "
             f"shm left {_shm_bytes(cluster._data) / 1e6:8.1f} MB  "  # type: ignore[arg-type]
-            f"db {db.stat().st_size / 1e6 if db.exists() else 0:8.1f} MB  ({took:.1f} s)",
+            f"db+wal {sum(p.stat().st_size for p in (db, wal) if p.exists()) / 1e6:8.1f} MB  "
+            f"(done in {took:.1f} s, saved and trimmed after {saved:.1f} s)",
             flush=True,
         )
     finally:

@@ -138,7 +138,7 @@ def test_controller_accepts_ipyparallels_flags() -> None:
     app = ControllerApp()
     app.parse_command_line(["--ControllerApp.db_class=ipyparallel.controller.dictdb.DictDB"])
     assert app.db_class == "DictDB"
-    with pytest.raises(TraitError, match="expected one of \\['DictDB', 'dict', 'memory'\\]"):
+    with pytest.raises(TraitError, match="expected one of 'SQLiteDB', 'sqlite', .*'NoDB'"):
         ControllerApp(db_class="MongoDB")
     with pytest.raises(TraitError, match="expected a positive number of ms, found 0"):
         ControllerApp(ping=0)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..error import CompositeError, NoSuchTask, RemoteError, unwrap_exception
 from ..protocol import serialize
-from ..protocol.routing import CONTROLLER, CONTROLLER_TOPIC, REPLAY_TOPIC, engine_id_of_topic
+from ..protocol.routing import (
+    CONTROLLER,
+    CONTROLLER_TOPIC,
+    EVERYONE,
+    REPLAY_TOPIC,
+    engine_id_of_topic,
+)
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
 from ..protocol.wire import Frame, InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
 from .executereply import ExecuteReply
@@ -213,6 +219,11 @@ class Inbound:
             # one engine's output of a coalescing broadcast: it belongs to the whole
             msg_id = self.ledger.part_of.get(msg_id, msg_id)
             md = self.ledger.metadata.get(msg_id)
+        if md is None and isinstance(msg_id, str) and not topic.startswith(EVERYONE):
+            # addressed to this client: a task it sent and has not noted yet (a waiting
+            # thread sends first and notes after, and a busy machine may run the whole task
+            # in between); the note fills in the same metadata
+            md = self.ledger.metadata_for(msg_id)
         if md is not None:
             if md["engine_id"] is None and engine_id is not None:
                 md["engine_id"] = engine_id  # a balanced task shows where it runs by its output

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 from ..protocol.wire import Frame
 
-__all__ = ["pack_frames", "unpack_frames", "pack_messages", "unpack_messages", "BadBlob"]
+__all__ = [
+    "frame_pieces",
+    "pack_frames",
+    "unpack_frames",
+    "pack_messages",
+    "unpack_messages",
+    "BadBlob",
+]
 
 _COUNT = struct.Struct("<I")
 _LEN = struct.Struct("<Q")
@@ -24,20 +31,30 @@ class BadBlob(ValueError):
     """A blob that is not packed frames (a damaged database row)."""
 
 
-def pack_frames(frames: Sequence[Frame]) -> bytes:
-    """One blob for a message's frames (bytes, zmq Frames or buffers)."""
+def frame_pieces(frames: Sequence[Frame]) -> tuple[list[Frame | bytes], int]:
+    """The pieces of a message's packed blob, in order, and its total size: a writer may
+    put them into the blob one by one instead of joining them (a 50 MB result is then
+    never copied into one bytes object)."""
     parts: list[Frame | bytes] = [_COUNT.pack(len(frames))]
+    total = _COUNT.size
     length = _LEN.pack
     for frame in frames:
         # bytes and zmq Frames: len is their size; a memoryview may be of wider items
         if type(frame) is memoryview:
             if frame.ndim != 1 or frame.itemsize != 1:
                 frame = frame.cast("B")
-            parts.append(length(frame.nbytes))
+            n = frame.nbytes
         else:
-            parts.append(length(len(frame)))
+            n = len(frame)
+        parts.append(length(n))
         parts.append(frame)
-    return b"".join(parts)  # type: ignore[arg-type]  # a zmq Frame is a buffer
+        total += _LEN.size + n
+    return parts, total
+
+
+def pack_frames(frames: Sequence[Frame]) -> bytes:
+    """One blob for a message's frames (bytes, zmq Frames or buffers)."""
+    return b"".join(frame_pieces(frames)[0])  # type: ignore[arg-type]  # Frames are buffers
 
 
 def unpack_frames(blob: bytes) -> list[bytes]:

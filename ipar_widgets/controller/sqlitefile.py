@@ -148,6 +148,8 @@ def open_checked(path: Path, quick_check: bool = True) -> sqlite3.Connection:
         # durable against a crash of the controller (the OS still writes the WAL); an fsync
         # per commit would cost more than the whole batch
         db.execute("PRAGMA synchronous=NORMAL")
+        # a batch of large results makes a large WAL: truncate it again after checkpoints
+        db.execute("PRAGMA journal_size_limit=67108864")
         if not existing:
             db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
             db.executemany(

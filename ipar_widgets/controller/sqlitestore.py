@@ -21,6 +21,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -243,11 +244,14 @@ class SQLiteTaskStore(Configurable):
         )
         self.note = self._writer.note
         records = parts.records
-        records.limit = self.keep_finished
-        records.size_limit = self.keep_bytes
+        # memory is bounded here (tick), by the saved finished records, not by scanning
+        # the records (most of which may be unfinished: a map of 100,000 tasks)
+        records.limit = records.size_limit = 1 << 62
         records.can_drop = is_durable
         records.recall = self._recall
-        records.cull()
+        #: saved finished records in memory, oldest first: msg_id -> (record, bytes)
+        self._window: OrderedDict[str, tuple[TaskRecord, int]] = OrderedDict()
+        self._window_bytes = 0
 
     def _reply_frames(self, rec: TaskRecord, reply: list[Frame], segments: Any) -> list[Frame]:
         # in the writer's thread: the segments are only removed once the record is saved
@@ -279,7 +283,33 @@ class SQLiteTaskStore(Configurable):
             self._lock = None
 
     def tick(self) -> None:
-        self.records.cull()
+        """Let the oldest saved finished records leave memory, past ``keep_finished``
+        records or ``keep_bytes`` bytes (their segments go with them)."""
+        if self._writer is None:
+            return
+        saved, window, records = self._writer.finished, self._window, self.records
+        while saved:
+            rec = saved.popleft()
+            if records.get(rec.msg_id) is rec:
+                old = window.pop(rec.msg_id, None)
+                if old is not None:
+                    self._window_bytes -= old[1]
+                window[rec.msg_id] = (rec, rec.nbytes)
+                self._window_bytes += rec.nbytes
+        kept = []
+        while window and (len(window) > self.keep_finished or self._window_bytes > self.keep_bytes):
+            msg_id, (rec, nbytes) = window.popitem(last=False)
+            self._window_bytes -= nbytes
+            if records.get(msg_id) is not rec:
+                continue  # purged meanwhile
+            if is_durable(rec) and rec.removable:
+                records.remove(msg_id)
+            elif is_durable(rec):
+                kept.append((msg_id, rec, nbytes))  # a broadcast's part, waiting for the rest
+            # else: changed since it was saved; the writer hands it back once saved again
+        for msg_id, rec, nbytes in kept:
+            window[msg_id] = (rec, nbytes)
+            self._window_bytes += nbytes
 
     def describe(self) -> dict[str, Any]:
         writer = self._writer

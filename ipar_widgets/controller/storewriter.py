@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..protocol.wire import Frame, as_bytes, parse_date, unpack
-from .framepack import pack_frames, pack_messages
+from .framepack import frame_pieces, pack_messages
 from .records import FINISHED, TaskRecord
 
 log = logging.getLogger("ipar_widgets.controller")
@@ -59,6 +59,9 @@ UPDATE tasks SET engine_id = ?, engine_uuid = ?, status = ?, started = ?, starte
 _FRAMES = "INSERT OR REPLACE INTO frames (msg_id, kind, data) VALUES (?, ?, ?)"
 #: the kinds of rows of the frames table
 REQUEST, REPLY, OUTPUTS = 0, 1, 2
+#: frames of at least this many bytes are written into their blob piece by piece
+_LARGE = 1 << 20
+_CHUNK = 4 << 20
 
 
 def to_us(value: datetime | str | None) -> int | None:
@@ -150,6 +153,9 @@ class StoreWriter:
         self.note: Callable[[TaskRecord], None] = self.queue.append
         self._wake = threading.Event()
         self._stopping = False
+        #: finished records as they are saved, for the controller's thread to consider
+        #: dropping from memory (it takes them from the left)
+        self.finished: deque[TaskRecord] = deque()
         #: records first seen unfinished in the last round, written in the next one
         self._postponed: dict[str, TaskRecord] = {}
         self._warned = 0.0
@@ -249,12 +255,38 @@ class StoreWriter:
             for event in events:
                 queue.append(event)
             raise
+        finished = self.finished
         for rec, state in saved:
             rec.saved = state  # a slot set only here
+            if state[0] in FINISHED:
+                finished.append(rec)
         for event in events:
             event.set()
         self.batches += 1
         self.written += len(saved)
+
+    def _put_frames(
+        self, msg_id: str, kind: int, frames: list[Frame], small: list[tuple[str, int, bytes]]
+    ) -> None:
+        """Save one message's frames: a small one with the batch (``small``), a large one
+        at once, piece by piece into a blob (no copy of its buffers in memory)."""
+        pieces, total = frame_pieces(frames)
+        blobopen = getattr(self.db, "blobopen", None)  # Python 3.11 on
+        if total < _LARGE or blobopen is None:
+            small.append((msg_id, kind, b"".join(pieces)))  # type: ignore[arg-type]
+            return
+        cursor = self.db.execute(
+            "INSERT OR REPLACE INTO frames (msg_id, kind, data) VALUES (?, ?, zeroblob(?))",
+            (msg_id, kind, total),
+        )
+        rowid = cursor.lastrowid
+        assert rowid is not None
+        with blobopen("frames", "data", rowid) as blob:
+            for piece in pieces:
+                view = memoryview(piece)  # type: ignore[arg-type]  # a zmq Frame is a buffer
+                for start in range(0, view.nbytes, _CHUNK):
+                    blob.write(view[start : start + _CHUNK])
+                    time.sleep(0)
 
     def _write_records(
         self, records: dict[str, TaskRecord], saved: list[tuple[TaskRecord, State]]
@@ -289,14 +321,13 @@ class StoreWriter:
             before = saved_state(rec)
             changed = before is None or before[1] is not reply or before[2] is not segments
             if finished and reply is not None and changed:
-                packed = pack_frames(self.reply_frames(rec, reply, segments))
-                frames.append((msg_id, REPLY, packed))
+                self._put_frames(msg_id, REPLY, self.reply_frames(rec, reply, segments), frames)
             if n_outputs and (before is None or before[3] != n_outputs):
                 frames.append((msg_id, OUTPUTS, pack_messages(list(rec.outputs)[:n_outputs])))
             if before is None:
                 request = rec.request
                 if request is not None:
-                    frames.append((msg_id, REQUEST, pack_frames(request)))
+                    self._put_frames(msg_id, REQUEST, request, frames)
                 inserts.append(
                     (
                         msg_id,
@@ -317,6 +348,8 @@ class StoreWriter:
             else:
                 updates.append((*scalars, msg_id))
             saved.append((rec, state))
+            if len(saved) % 64 == 0:
+                time.sleep(0)  # let the routing thread have the GIL between chunks
         db = self.db
         if inserts:
             db.executemany(_INSERT, inserts)
