@@ -275,3 +275,49 @@ def test_a_task_whose_engine_died_with_the_controller_fails_and_says_why(
         wait_until(lambda: sorted(rc.ids) == [0, 1, 2], 10, what="engine 3 to be gone")
     finally:
         rc.close()
+
+
+def test_tasks_the_dead_controller_had_not_saved_still_deliver_if_an_engine_ran_them(
+    profile: str,
+) -> None:
+    # a 1 s commit interval, and the controller killed within moments of the submissions:
+    # the restored controller knows of the tasks only what the engine tells it
+    cluster = ipp.Cluster(
+        n=1,
+        profile=profile,
+        cluster_id="",
+        controller_args=["--SQLiteTaskStore.commit_interval=1"],
+    )
+    groups: set[int] = set()
+    pid = 0
+    try:
+        rc = cluster.start_and_connect_sync()
+        groups.add(cluster._data["pgid"])  # type: ignore[index]
+        pid = rc[0].apply_sync(os.getpid)
+
+        def slow(x: int) -> int:
+            import time
+
+            time.sleep(1.5)
+            return x + 1
+
+        view = rc.load_balanced_view()
+        running = view.apply_async(slow, 1)
+        queued = view.apply_async(slow, 2)  # waits in the controller: one engine, hwm 1
+        wait_until(lambda: rc.status()["tasks"]["running"] == 1, 10, what="the first task")
+        dead = cluster._data["controller_pid"]  # type: ignore[index]
+        os.kill(dead, signal.SIGKILL)
+        wait_until(lambda: not _alive([dead]), 10, what="the controller to die")
+        cluster.restore_controller_sync()
+        groups.add(cluster._data["pgid"])  # type: ignore[index]
+        assert running.get(timeout=30) == 2  # its engine had it, and said so
+        with pytest.raises(ipp.error.TaskLost, match="not in the database yet"):
+            queued.get(timeout=30)
+        assert rc[0].apply_sync(os.getpid) == pid
+        rc.close()
+        cluster.stop_cluster_sync()
+        wait_until(lambda: not _alive([pid]), 10, what="the engine to exit")
+    finally:
+        for pgid in groups:
+            kill_group_of(pgid)
+        wait_until(lambda: not _alive([pid] if pid else []), 10, what="the engine to be gone")

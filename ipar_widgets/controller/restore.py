@@ -36,6 +36,10 @@ from .scheduler import LoadBalancer
 
 log = logging.getLogger("ipar_widgets.controller")
 
+#: seconds a restored controller waits at least for engines to rejoin (they reconnect within
+#: a fraction of a second; those the database knows of are waited for up to rejoin_timeout)
+REJOIN_GRACE = 2.0
+
 
 class RestorableStore(Protocol):
     """What a restore reads of the task database."""
@@ -76,6 +80,8 @@ class Restorer:
         self.active = False
         #: past rejoin_timeout: an engine whose marker waits behind a long task holds no one
         self._patience_over = False
+        #: past REJOIN_GRACE: engines the database did not know of had time to come back
+        self._grace_over = True
         self._deferred: list[Callable[[], None]] = []
 
     # -- at start ---------------------------------------------------------------------------------
@@ -97,6 +103,7 @@ class Restorer:
             )
             back.rejoining = True
             awaited += 1
+        self.router.adopt_unrecorded = True
         orphans: list[TaskRecord] = []
         restored = store.load_unfinished()
         now = time.monotonic()
@@ -122,10 +129,13 @@ class Restorer:
                 self.router.send_task(rec, engine)
         for rec in orphans:
             self._lost_task(rec, "its engine had left before the controller was restored")
-        if awaited:
-            self.active = True
-            self.balancer.held = True
-            self.reactor.call_later(self.rejoin_timeout, self._give_up)
+        # Also with no engine in the database (it had not saved them yet), engines may be
+        # alive: a short grace lets them rejoin before the clients' questions are answered.
+        self.active = True
+        self.balancer.held = True
+        self._grace_over = False
+        self.reactor.call_later(min(REJOIN_GRACE, self.rejoin_timeout), self._end_grace)
+        self.reactor.call_later(self.rejoin_timeout, self._give_up)
         log.info(
             "restored %d unfinished task(s); waiting up to %.0f s for %d engine(s) to rejoin",
             len(restored),
@@ -278,8 +288,12 @@ class Restorer:
             )
         self._release_if_done()
 
+    def _end_grace(self) -> None:
+        self._grace_over = True
+        self._release_if_done()
+
     def _release_if_done(self) -> None:
-        if not self.active or self._awaited():
+        if not self.active or not self._grace_over or self._awaited():
             return
         self.active = False
         self.balancer.held = False

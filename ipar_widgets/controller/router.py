@@ -94,6 +94,8 @@ class Router:
         self.note = note
         #: tasks by outcome since the controller started (``ipar list``, the panel)
         self.counts = {"submitted": 0, "ok": 0, "error": 0, "aborted": 0}
+        #: a restored controller records replies to tasks it has no record of (restore.py)
+        self.adopt_unrecorded = False
         #: fans broadcast requests out, and answers gathered ones once
         self.broadcaster = Broadcaster(self)
         # Set by connect(): the balancer, liveness and lifecycle all need the router first.
@@ -361,6 +363,8 @@ class Router:
         msg_id = parent.get("msg_id")
         if isinstance(msg_id, str):
             rec = self.records.get(msg_id)
+            if rec is None and self.adopt_unrecorded:
+                rec = self._adopt(msg_id, client, parent, engine)
             if msg_id in engine.outstanding:
                 del engine.outstanding[msg_id]
                 engine.busy_since = time.monotonic() if engine.outstanding else None
@@ -414,6 +418,25 @@ class Router:
                 self.note(rec)
         else:
             self.balancer.dispatch()
+
+    def _adopt(
+        self, msg_id: str, client: bytes, parent: dict[str, Any], engine: EngineState
+    ) -> TaskRecord | None:
+        """A restored controller's record for a reply to a task it never heard of (the dead
+        controller had not saved it yet): the task ran, so its result is kept and found by
+        the client catching up, instead of the task counting as lost."""
+        if msg_id in self.records or self.records.lookup(msg_id) is not None:
+            return None  # finished and saved: a reply sent again
+        msg_type = str(parent.get("msg_type", "apply_request"))
+        rec = TaskRecord(msg_id, client_of(client), msg_type, str(parent.get("date", "")))
+        rec.reply_to = client
+        rec.engine_id = engine.id
+        rec.status = RUNNING
+        self.records.add(rec)
+        log.info(
+            "recorded task %s, which the dead controller had not saved, from its reply", msg_id
+        )
+        return rec
 
     def _retry(self, rec: TaskRecord, engine: EngineState, content: dict[str, Any]) -> bool:
         """Resubmit a failed balanced task when it allows retries or its dependency was unmet."""
