@@ -358,6 +358,10 @@ def test_records_survive_stop_and_start_until_purged(profile: str, stop_after: N
     finally:
         rc.close()
     ipar("stop", "--profile", profile)
+    # the big result is a file beside the database, its row names it (blobfiles.py)
+    blobs = paths.profile_dir(profile) / "tasks.sqlite.blobs"
+    assert [p.suffix for p in blobs.iterdir()] == [".1"]  # kind 1: a reply
+    assert next(blobs.iterdir()).stat().st_size > 2_400_000
     ipar("start", "-n", "1", "--profile", profile)
     rc = ipp.Client(profile=profile)
     try:
@@ -389,6 +393,7 @@ def test_records_survive_stop_and_start_until_purged(profile: str, stop_after: N
         rc.purge_everything()
         assert rc.hub_history() == []
         assert _rows(_db_path(profile), "SELECT count(*) FROM tasks") == [(0,)]
+        assert list(blobs.iterdir()) == []
     finally:
         rc.close()
 

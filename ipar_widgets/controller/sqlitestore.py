@@ -31,6 +31,7 @@ from traitlets import Bool, Float, Integer, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from ..protocol.wire import DELIM, Frame
+from .blobfiles import BlobFiles
 from .framepack import unpack_frames, unpack_messages
 from .recordfields import RecordFields
 from .records import FINISHED, TaskRecord
@@ -202,6 +203,8 @@ class SQLiteTaskStore(Configurable):
         super().__init__(**kwargs)
         name = self.filename or default_filename(cluster_id)
         self.path = (Path(profile_dir) / name).resolve()
+        #: large messages, in files beside the database (blobfiles.py)
+        self.blob_files = BlobFiles(self.path)
         self._lock: IO[str] | None = None
         self._db: sqlite3.Connection | None = None
         self._writer: StoreWriter | None = None
@@ -241,6 +244,7 @@ class SQLiteTaskStore(Configurable):
             uuid_of=parts.uuid_of,
             reply_frames=self._reply_frames,
             arrival_offset=self.arrival_offset,
+            blob_files=self.blob_files,
         )
         self.note = self._writer.note
         records = parts.records
@@ -349,12 +353,13 @@ class SQLiteTaskStore(Configurable):
         if row["resubmitted"] is not None:
             rec.resubmitted = row["resubmitted"]
         sign = self._resign if signed else (lambda f: f)
+        blobs = self.blob_files.read
         if "request" in keys and row["request"] is not None:
-            rec.request = sign(unpack_frames(row["request"]))
+            rec.request = sign(unpack_frames(blobs(row["request"])))
         if "reply" in keys and row["reply"] is not None:
-            rec.reply = sign(unpack_frames(row["reply"]))
+            rec.reply = sign(unpack_frames(blobs(row["reply"])))
         if "outputs" in keys and row["outputs"] is not None:
-            rec.outputs = [sign(m) for m in unpack_messages(row["outputs"])]
+            rec.outputs = [sign(m) for m in unpack_messages(blobs(row["outputs"]))]
         return rec
 
     def _rows(
@@ -483,6 +488,7 @@ class SQLiteTaskStore(Configurable):
             gone = [(m,) for m in doomed]
             db.executemany("DELETE FROM tasks WHERE msg_id = ?", gone)
             db.executemany("DELETE FROM frames WHERE msg_id = ?", gone)
+            self.blob_files.remove(doomed, _KINDS.values())
             dropped[0] = len(doomed - purged)
 
         self._writer.command(delete)

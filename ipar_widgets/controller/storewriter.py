@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..protocol.wire import Frame, as_bytes, parse_date, unpack
+from .blobfiles import LARGE, BlobFiles
 from .framepack import frame_pieces, pack_messages
 from .records import FINISHED, TaskRecord
 
@@ -60,8 +61,6 @@ _FRAMES = "INSERT OR REPLACE INTO frames (msg_id, kind, data) VALUES (?, ?, ?)"
 #: the kinds of rows of the frames table
 REQUEST, REPLY, OUTPUTS = 0, 1, 2
 #: frames of at least this many bytes are written into their blob piece by piece
-_LARGE = 1 << 20
-_CHUNK = 4 << 20
 
 
 def to_us(value: datetime | str | None) -> int | None:
@@ -139,8 +138,11 @@ class StoreWriter:
         uuid_of: Callable[[int | None], str | None],
         reply_frames: Callable[[TaskRecord, list[Frame], Any], list[Frame]],
         arrival_offset: float,
+        blob_files: BlobFiles | None = None,
     ) -> None:
         self.db = db
+        #: where messages of LARGE bytes or more go, instead of into the database
+        self.blob_files = blob_files
         self.interval = interval
         self.warn_at = warn_at
         self.uuid_of = uuid_of
@@ -271,22 +273,10 @@ class StoreWriter:
         """Save one message's frames: a small one with the batch (``small``), a large one
         at once, piece by piece into a blob (no copy of its buffers in memory)."""
         pieces, total = frame_pieces(frames)
-        blobopen = getattr(self.db, "blobopen", None)  # Python 3.11 on
-        if total < _LARGE or blobopen is None:
+        if total < LARGE or self.blob_files is None:
             small.append((msg_id, kind, b"".join(pieces)))  # type: ignore[arg-type]
             return
-        cursor = self.db.execute(
-            "INSERT OR REPLACE INTO frames (msg_id, kind, data) VALUES (?, ?, zeroblob(?))",
-            (msg_id, kind, total),
-        )
-        rowid = cursor.lastrowid
-        assert rowid is not None
-        with blobopen("frames", "data", rowid) as blob:
-            for piece in pieces:
-                view = memoryview(piece)  # type: ignore[arg-type]  # a zmq Frame is a buffer
-                for start in range(0, view.nbytes, _CHUNK):
-                    blob.write(view[start : start + _CHUNK])
-                    time.sleep(0)
+        small.append((msg_id, kind, self.blob_files.write(msg_id, kind, pieces)))
 
     def _write_records(
         self, records: dict[str, TaskRecord], saved: list[tuple[TaskRecord, State]]
@@ -323,7 +313,10 @@ class StoreWriter:
             if finished and reply is not None and changed:
                 self._put_frames(msg_id, REPLY, self.reply_frames(rec, reply, segments), frames)
             if n_outputs and (before is None or before[3] != n_outputs):
-                frames.append((msg_id, OUTPUTS, pack_messages(list(rec.outputs)[:n_outputs])))
+                packed = pack_messages(list(rec.outputs)[:n_outputs])
+                if len(packed) >= LARGE and self.blob_files is not None:
+                    packed = self.blob_files.write(msg_id, OUTPUTS, [packed])
+                frames.append((msg_id, OUTPUTS, packed))
             if before is None:
                 request = rec.request
                 if request is not None:
