@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -147,6 +148,21 @@ def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "c
 
 def python() -> str:
     return sys.executable
+
+
+def ipar(*args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the ``ipar`` command (as ``python -m ipar_widgets``); with ``check``, a failure
+    raises with its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipar_widgets", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ipar {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 # browser fixtures (JupyterLab + Chromium), and the failure hook the page fixture reads

@@ -13,25 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import cluster_processes, wait_until
+from conftest import cluster_processes, ipar, wait_until
 
 import ipar_widgets as ipp
 from ipar_widgets import paths
-
-
-def ipar(*args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ipar_widgets", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"ipar {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
 
 
 def procs_of(profile: str) -> list[psutil.Process]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kill_group_of, wait_until
+from conftest import ipar, kill_group_of, wait_until
 from traitlets import TraitError
 
 import ipar_widgets as ipp
@@ -260,19 +258,6 @@ def test_db_class_names_and_flags() -> None:
 
 
 # -- real clusters ----------------------------------------------------------------------------------
-
-
-def ipar(*args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ipar_widgets", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ipar {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture

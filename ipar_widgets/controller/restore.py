@@ -89,10 +89,13 @@ class Restorer:
         """Bring back the engines that had not left and the unfinished tasks; return how many
         of each."""
         awaited = 0
-        for row in store.load_engines():
+        rows = store.load_engines()
+        # the engines still in the cluster first: their ids are theirs; ids of engines that
+        # left (maybe of earlier controllers of the profile) are not given out again now
+        for row in sorted(rows, key=lambda r: bool(r.get("left"))):
             engine_id, engine_uuid = int(str(row["id"])), str(row["uuid"])
-            self.engines.remember(engine_id, engine_uuid)
             if row.get("left"):
+                self.engines.remember(engine_id, engine_uuid)
                 continue
             back = self.engines.register(
                 engine_uuid,
@@ -152,8 +155,7 @@ class Restorer:
         them) and its engines count as gone.  Returns how many tasks were aborted."""
         for row in store.load_engines():
             engine_id, engine_uuid = int(str(row["id"])), str(row["uuid"])
-            self.engines.remember(engine_id, engine_uuid)
-            if not row.get("left"):
+            if not row.get("left"):  # (a new controller's engines are numbered from 0 again)
                 gone = EngineState(engine_id, engine_uuid, 0, str(row.get("hostname") or ""), False)
                 on_engine_left(gone, "its controller died and was replaced without --restore")
         abandoned = store.load_unfinished()
