@@ -36,8 +36,9 @@ from .scheduler import LoadBalancer
 
 log = logging.getLogger("ipar_widgets.controller")
 
-#: seconds a restored controller waits at least for engines to rejoin (they reconnect within
-#: a fraction of a second; those the database knows of are waited for up to rejoin_timeout)
+#: seconds a restored controller whose database knew of no engine waits for engines to rejoin
+#: (they reconnect within a fraction of a second; those the database knows of are waited for
+#: until each is back, or rejoin_timeout)
 REJOIN_GRACE = 2.0
 
 
@@ -132,12 +133,13 @@ class Restorer:
                 self.router.send_task(rec, engine)
         for rec in orphans:
             self._lost_task(rec, "its engine had left before the controller was restored")
-        # Also with no engine in the database (it had not saved them yet), engines may be
+        # With no engine in the database (it had not saved them yet), engines may still be
         # alive: a short grace lets them rejoin before the clients' questions are answered.
         self.active = True
         self.balancer.held = True
-        self._grace_over = False
-        self.reactor.call_later(min(REJOIN_GRACE, self.rejoin_timeout), self._end_grace)
+        self._grace_over = awaited > 0
+        if not awaited:
+            self.reactor.call_later(min(REJOIN_GRACE, self.rejoin_timeout), self._end_grace)
         self.reactor.call_later(self.rejoin_timeout, self._give_up)
         log.info(
             "restored %d unfinished task(s); waiting up to %.0f s for %d engine(s) to rejoin",
