@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -66,6 +67,21 @@ def sweep(profile: str) -> Iterator[dict[str, object]]:
         wait_until(lambda: not _alive(state["pids"]), 10, what="every engine to exit")  # type: ignore[arg-type]
 
 
+def _connect(sweep: dict[str, object]) -> tuple[str, Path, ipp.Client, list[int]]:
+    """The sweep's profile, cluster file, a Client once the 4 engines are there, and the
+    engines' pids (noted in ``sweep`` for the final check by process)."""
+    profile = str(sweep["profile"])
+    rc = ipp.Client(profile=profile)
+    try:
+        rc.wait_for_engines(4, timeout=30)
+        pids = rc[:].apply_sync(os.getpid)
+    except BaseException:
+        rc.close()
+        raise
+    sweep["pids"] = pids
+    return profile, paths.cluster_file(paths.profile_dir(profile)), rc, pids
+
+
 def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
     sweep: dict[str, object],
 ) -> None:
@@ -76,13 +92,8 @@ def test_a_killed_controller_is_restored_and_the_job_completes_exactly_once(
         time.sleep(0.01)
         return x * x, os.getpid()
 
-    profile = str(sweep["profile"])
-    cluster_path = paths.cluster_file(paths.profile_dir(profile))
-    rc = ipp.Client(profile=profile)
+    profile, cluster_path, rc, engine_pids = _connect(sweep)
     try:
-        rc.wait_for_engines(4, timeout=30)
-        engine_pids = rc[:].apply_sync(os.getpid)
-        sweep["pids"] = engine_pids
         view = rc.load_balanced_view()
         ar = view.map_async(slow_square, range(2000), chunksize=1, label="sweep")
         wait_until(lambda: ar.progress >= 400, 60, what="a fifth of the map to finish")
@@ -193,12 +204,8 @@ def test_a_client_whose_controller_never_returns_fails_its_pending_tasks(make_cl
 def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
     sweep: dict[str, object],
 ) -> None:
-    profile = str(sweep["profile"])
-    cluster_path = paths.cluster_file(paths.profile_dir(profile))
-    rc = ipp.Client(profile=profile)
+    profile, cluster_path, rc, pids = _connect(sweep)
     try:
-        rc.wait_for_engines(4, timeout=30)
-        sweep["pids"] = rc[:].apply_sync(os.getpid)
         done = rc.load_balanced_view().apply_async(os.getpid)
         done.get(timeout=30)
         stuck = rc.load_balanced_view().map_async(time.sleep, [30] * 8)
@@ -216,7 +223,7 @@ def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
         rc.close()
     wait_until(lambda: not _alive([old["controller_pid"]]), 10, what="the controller to die")
     assert ipar("stop", "--profile", profile).returncode == 0  # the old engines too
-    wait_until(lambda: not _alive(sweep["pids"]), 10, what="the old engines to exit")  # type: ignore[arg-type]
+    wait_until(lambda: not _alive(pids), 10, what="the old engines to exit")
     started = ipar("start", "-n", "1", "--profile", profile, check=False)
     assert started.returncode == 0, started.stderr
     sweep["groups"].add(paths.read_json(cluster_path)["pgid"])  # type: ignore[attr-defined]
@@ -235,13 +242,8 @@ def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
 def test_a_task_whose_engine_died_with_the_controller_fails_and_says_why(
     sweep: dict[str, object],
 ) -> None:
-    profile = str(sweep["profile"])
-    cluster_path = paths.cluster_file(paths.profile_dir(profile))
-    rc = ipp.Client(profile=profile)
+    profile, cluster_path, rc, pids = _connect(sweep)
     try:
-        rc.wait_for_engines(4, timeout=30)
-        pids = rc[:].apply_sync(os.getpid)
-        sweep["pids"] = pids
         doomed = rc[3].apply_async(time.sleep, 3)
         kept = rc[0].apply_async(lambda: (time.sleep(1), 42)[1])
         wait_until(

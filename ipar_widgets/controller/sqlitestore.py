@@ -433,21 +433,17 @@ class SQLiteTaskStore(Configurable):
         items.sort()
         return [msg_id for _, _, msg_id in items]
 
+    def _fetch(self, msg_id: str, columns: str, signed: bool) -> TaskRecord | None:
+        """The record of ``msg_id`` read from the file, with ``columns`` (None: no row)."""
+        query = f"SELECT {columns} FROM tasks WHERE msg_id = ?"
+        row = self._read().execute(query, (msg_id,)).fetchone()
+        return None if row is None else self._record(row, signed=signed)
+
     def get_record(self, msg_id: str) -> TaskRecord | None:
-        row = (
-            self._read()
-            .execute(f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE msg_id = ?", (msg_id,))
-            .fetchone()
-        )
-        return None if row is None else self._record(row, signed=True)
+        return self._fetch(msg_id, f"{_SCALARS}, {_ALL_BLOBS}", signed=True)
 
     def _recall(self, msg_id: str) -> TaskRecord | None:
-        row = (
-            self._read()
-            .execute(f"SELECT {_SCALARS} FROM tasks WHERE msg_id = ?", (msg_id,))
-            .fetchone()
-        )
-        return None if row is None else self._record(row, signed=False)
+        return self._fetch(msg_id, _SCALARS, signed=False)
 
     def missing(self) -> str:
         return f"never submitted to this cluster, or purged (the records are in {self.path})"
