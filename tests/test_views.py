@@ -355,7 +355,10 @@ def pipelining_cluster(make_cluster):  # type: ignore[no-untyped-def]
     would make these tests depend on the machine's speed), after a stream of tiny tasks."""
     rc = make_cluster(n=1, controller_args=["--pipeline-threshold=0.2"]).rc
     view = rc.load_balanced_view()
-    assert view.map_sync(abs, range(-16, 0)) == list(range(16, 0, -1))
+    # twice: the balancer judges by the last 16 tasks, and the first ones after a start
+    # (a cold engine, the task database's first writes) may take longer than 0.2 s
+    for _ in range(2):
+        assert view.map_sync(abs, range(-16, 0)) == list(range(16, 0, -1))
     return rc, view
 
 
