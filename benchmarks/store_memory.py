@@ -100,6 +100,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as home:
                 os.environ["IPYTHONDIR"] = home
                 extra = ["--ControllerApp.shared_memory=False"] if workload == "big-noshm" else []
+                extra += os.environ.get("EXTRA_ARGS", "").split()
                 run(store, workload.split("-")[0], args, extra)
 
 

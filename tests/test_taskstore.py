@@ -7,6 +7,7 @@ restore hooks); the rest run real clusters and open the database file with ``sql
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -34,11 +35,19 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
 # -- a store over hand-made records -----------------------------------------------------------------
 
+#: dates as clients may write them (the file keeps the text; queries must read each alike)
+_DATE_FORMS: dict[int, Any] = {
+    4: lambda d: d.isoformat().replace("+00:00", "Z"),  # jupyter_client's form
+    6: lambda d: d.replace(tzinfo=None).isoformat(),  # naive: taken as UTC
+    8: lambda d: "not a date",
+    9: lambda d: d.astimezone(timezone(timedelta(hours=-5))).replace(microsecond=0).isoformat(),
+}
+
 
 def _record(
     wire: Wire, i: int, *, status: str, engine: int | None, label: Any = None
 ) -> TaskRecord:
-    submitted = (T0 + timedelta(seconds=i)).isoformat()
+    submitted = _DATE_FORMS.get(i, datetime.isoformat)(T0 + timedelta(seconds=i))
     metadata = {} if label is None else {"label": label}
     header = wire.header("apply_request", msg_id=f"m{i}", date=submitted)
     _, frames = wire.build(
@@ -107,6 +116,21 @@ QUERIES: list[dict[str, Any]] = [
     {"completed": {"$gt": T0 + timedelta(seconds=4)}},
     {"started": {"$ne": None}},
     {"received": {"$lte": T0 + timedelta(seconds=5, milliseconds=3)}},
+    {"received": T0 + timedelta(seconds=3, milliseconds=3)},
+    {"received": {"$gt": T0 + timedelta(seconds=3, milliseconds=3)}},
+    {"received": None},
+    # at the exact dates, and across the forms of _DATE_FORMS
+    {"submitted": {"$gt": T0 + timedelta(seconds=4)}},
+    {"submitted": {"$gte": T0 + timedelta(seconds=4)}},
+    {"submitted": {"$lte": T0 + timedelta(seconds=6)}},
+    {"submitted": T0 + timedelta(seconds=6)},
+    {"submitted": (T0 + timedelta(seconds=9)).replace(microsecond=0)},
+    {"submitted": {"$lt": (T0 + timedelta(seconds=9)).replace(microsecond=0)}},
+    {"submitted": None},
+    {"submitted": {"$exists": False}},
+    {"started": T0 + timedelta(seconds=3, milliseconds=1)},
+    {"completed": {"$lt": T0 + timedelta(seconds=3, milliseconds=2)}},
+    {"completed": {"$lte": T0 + timedelta(seconds=3, milliseconds=2)}},
     {"engine_uuid": "uuid-1"},
     {"engine_uuid": {"$in": ["uuid-0", None]}},
     {"engine_uuid": {"$nin": ["uuid-0", None]}},
@@ -227,6 +251,41 @@ def _gone(parts: Parts, engine_id: int) -> Any:
     return EngineState(engine_id, f"uuid-{engine_id}", 0, "host", False)
 
 
+@pytest.mark.timeout(60)
+def test_tasks_are_held_while_large_results_wait_for_the_writer(tmp_path: Path) -> None:
+    parts = Parts()
+    reasons: list[str] = []
+    parts.parts = dataclasses.replace(parts.parts, pause=reasons.append)
+    store = _sqlite_store(tmp_path / "tasks.sqlite", parts, max_unsaved_bytes=3 << 20)
+    try:
+        small, first, second = (_record(parts.wire, i, status=OK, engine=0) for i in (1, 2, 3))
+        for rec, nbytes in ((small, 60 << 10), (first, 2 << 20), (second, 2 << 20)):
+            parts.records.add(rec)
+            parts.records.account(rec, nbytes)
+        # 4 MiB of results unsaved, more than the 3 MiB allowed: held at once, not at a tick
+        assert reasons == [
+            f"4 MiB of results are waiting to be written to {store.path}, more than "
+            "SQLiteTaskStore.max_unsaved_bytes (3 MiB)"
+        ]
+        assert store.describe()["paused"] == reasons[0]
+        for rec in (small, first, second):
+            store.note(rec)
+        store.tick()  # nothing saved yet: still held
+        assert reasons == reasons[:1]
+        assert store.flush(10)
+        store.tick()
+        assert reasons[1:] == [""]  # saved: handed out again
+        assert store.describe()["paused"] == ""
+        # a running task's outputs do not count (holding tasks back would not end it)
+        running = _record(parts.wire, 4, status=RUNNING, engine=1)
+        parts.records.add(running)
+        parts.records.account(running, 8 << 20)
+        store.tick()
+        assert reasons[2:] == []
+    finally:
+        store.close()
+
+
 def test_db_class_names_and_flags() -> None:
     for name, canonical in [
         ("sqlite", "SQLiteDB"),
@@ -301,18 +360,17 @@ def test_a_record_is_in_the_file_soon_after_its_reply(make_cluster, profile: str
         return (
             _rows(
                 path,
-                "SELECT count(*) FROM tasks JOIN frames USING (msg_id) WHERE msg_id = ? AND "
-                "status = 'ok' AND kind IN (1, 2)",  # the reply and the outputs
+                "SELECT count(*) FROM tasks WHERE msg_id = ? AND status = 'ok' AND "
+                "reply IS NOT NULL AND outputs IS NOT NULL",
                 (ar.msg_ids[0],),
             )
-        ) == [(2,)]
+        ) == [(1,)]
 
     wait_until(saved, timeout=5, what="the record in the database")
     assert time.monotonic() - replied < 0.2 + 0.8  # commit_interval plus a margin
     [(engine_uuid, stdout_blob)] = _rows(
         path,
-        "SELECT engine_uuid, data FROM tasks JOIN frames USING (msg_id) WHERE msg_id = ? AND "
-        "kind = 2",
+        "SELECT engine_uuid, outputs FROM tasks WHERE msg_id = ?",
         (ar.msg_ids[0],),
     )
     assert (
@@ -322,6 +380,41 @@ def test_a_record_is_in_the_file_soon_after_its_reply(make_cluster, profile: str
     assert b"echo 41" in stdout_blob
     [(n_engines,)] = _rows(path, "SELECT count(*) FROM engines WHERE left_at IS NULL")
     assert n_engines == 1
+
+
+@pytest.mark.timeout(120)
+def test_engines_wait_while_the_database_is_behind_and_every_result_arrives(
+    make_cluster, profile: str
+) -> None:  # type: ignore[no-untyped-def]
+    # results of 2 MiB each over TCP (no shared memory), 1 MiB allowed unsaved: every
+    # result holds tasks back until the writer has saved it
+    handle = make_cluster(
+        n=2,
+        controller_args=[
+            "--ControllerApp.shared_memory=False",
+            f"--SQLiteTaskStore.max_unsaved_bytes={1 << 20}",
+        ],
+    )
+
+    def block(i: int) -> bytes:
+        return bytes([i]) * (2 << 20)
+
+    view = handle.rc.load_balanced_view()
+    results = view.map_sync(block, range(12))
+    assert [(len(r), r[:1], r[-1:]) for r in results] == [
+        (2 << 20, bytes([i]), bytes([i])) for i in range(12)
+    ]
+    direct = [handle.rc[i % 2].apply_async(block, 20 + i) for i in range(6)]
+    assert [ar.get(timeout=30)[-1] for ar in direct] == [20 + i for i in range(6)]
+    # the last results are saved within a commit, and tasks are handed out again at the next
+    wait_until(
+        lambda: handle.rc.status()["task_store"]["paused"] == "", 5, what="the writer to catch up"
+    )
+    log = paths.log_file(paths.profile_dir(profile), "controller").read_text()
+    held = log.count("tasks wait in the controller: ")
+    resumed = log.count("the task database caught up: handing out tasks again")
+    assert held >= 1 and resumed == held, log[-3000:]
+    assert "more than SQLiteTaskStore.max_unsaved_bytes (1 MiB)" in log
 
 
 @pytest.mark.timeout(180)

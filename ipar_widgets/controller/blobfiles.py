@@ -4,7 +4,7 @@ SQLite writes a blob twice (into its write-ahead log, then into the database at 
 checkpoint), at about 100 MB/s here: a few 50 MB results arriving at once then wait in the
 controller's memory for the writer.  A plain file takes the same bytes at the speed of the
 page cache, so a message of :data:`LARGE` bytes or more goes into a file of its own in the
-database's ``<db>.blobs/`` directory, and its row in the ``frames`` table holds only a marker
+database's ``<db>.blobs/`` directory, and its column of the ``tasks`` row holds only a marker
 naming the file.  The file is written (and closed) before the row that names it is
 committed; purging a task removes its files with its rows.
 """
@@ -22,7 +22,7 @@ __all__ = ["BlobFiles", "LARGE", "MARKER"]
 
 #: messages of at least this many packed bytes are kept in files
 LARGE = 1 << 20
-#: the start of a ``frames`` row that names a file instead of holding the frames
+#: the start of a message column that names a file instead of holding the frames
 MARKER = b"\x00ipar-blob-file:"
 
 
@@ -49,7 +49,7 @@ class BlobFiles:
         return MARKER + name.encode()
 
     def read(self, data: bytes) -> bytes:
-        """A row's packed frames: the row itself, or the file its marker names."""
+        """A column's packed frames: the column itself, or the file its marker names."""
         if not data.startswith(MARKER):
             return data
         name = data[len(MARKER) :].decode()

@@ -28,6 +28,7 @@ Where things happen, one module each (all in one thread)::
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -51,6 +52,8 @@ from .router import Router
 from .scheduler import LoadBalancer
 from .segments import SegmentKeeper
 from .taskstore import MemoryTaskStore, StoreParts, TaskStore
+
+log = logging.getLogger("ipar_widgets.controller")
 
 #: how often local engine processes are checked for having exited (seconds)
 PROCESS_WATCH_PERIOD = 0.2
@@ -108,7 +111,11 @@ class Controller:
         #: the records as a database: what db_query, hub_history, get_result, purges and
         #: resubmits read, and where the router notes each change of a record
         self.tasks: TaskStore = task_store if task_store is not None else MemoryTaskStore()
-        self.tasks.attach(StoreParts(self.records, self.engines.uuid_of, self.segments, self.wire))
+        self.tasks.attach(
+            StoreParts(
+                self.records, self.engines.uuid_of, self.segments, self.wire, self.pause_tasks
+            )
+        )
         self.engines.on_register = self.tasks.engine_registered
         self.engines.on_unregister = self.tasks.engine_left
         # the sockets exist from here on; bind() gives them their ports
@@ -251,6 +258,23 @@ class Controller:
             reactor.run(self.balancer)
         finally:  # also when the loop failed: engines killed, sockets closed
             self.lifecycle.close()
+
+    def pause_tasks(self, reason: str) -> None:
+        """Hold tasks in the controller while ``reason`` (the task store is behind); hand
+        out what was held once it is ''."""
+        if reason == self.balancer.paused:
+            return
+        was_paused = bool(self.balancer.paused)
+        self.balancer.paused = self.router.paused = reason
+        if reason:
+            if not was_paused:
+                log.warning("tasks wait in the controller: %s", reason)
+            return
+        log.info("the task database caught up: handing out tasks again")
+        for engine in list(self.engines):
+            if not engine.rejoining:
+                self.router.send_held(engine)
+        self.balancer.dispatch()
 
     # -- the seam queries.py uses -----------------------------------------------------------------
     def reply(

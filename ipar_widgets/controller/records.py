@@ -178,6 +178,10 @@ class RecordStore:
         self.on_remove = on_remove
         self.can_drop = can_drop
         self.recall: Callable[[str], TaskRecord | None] = _nothing
+        #: called with a record once it holds ``large_at`` bytes or more (each time it grows
+        #: past it), for a task database to follow what it has yet to save
+        self.on_large: Callable[[TaskRecord], None] | None = None
+        self.large_at = 1 << 62
         self._records: OrderedDict[str, TaskRecord] = OrderedDict()
         self._bytes = 0
         self.culled = 0
@@ -213,6 +217,8 @@ class RecordStore:
         """Count bytes a record now holds (its reply and outputs)."""
         record.nbytes += nbytes
         self._bytes += nbytes
+        if record.nbytes >= self.large_at and self.on_large is not None:
+            self.on_large(record)
         if self._bytes > self._cull_at_bytes:
             self._cull()
 

@@ -209,12 +209,8 @@ class Restorer:
                 rec.status = RUNNING
                 rec.dispatched = time.monotonic()
                 engine.outstanding[running] = None
-        held, engine.held = engine.held, []
-        for msg_id in held:
-            rec = self.records.get(msg_id)
-            if rec is not None and not rec.finished and rec.request is not None:
-                request = self.router.segments.request_for(rec, engine.shm)
-                self.router.send(self.router.engine, [engine.shell, rec.reply_to, *request])
+        if not self.router.paused:
+            self.router.send_held(engine)
         engine.unconfirmed = set(engine.outstanding)
         if isinstance(running, str):
             engine.unconfirmed.discard(running)

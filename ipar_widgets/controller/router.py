@@ -96,6 +96,9 @@ class Router:
         self.counts = {"submitted": 0, "ok": 0, "error": 0, "aborted": 0}
         #: a restored controller records replies to tasks it has no record of (restore.py)
         self.adopt_unrecorded = False
+        #: why tasks for engines are held in the controller for now ('' when they are not):
+        #: the task database is behind (see Controller.check_store)
+        self.paused = ""
         #: fans broadcast requests out, and answers gathered ones once
         self.broadcaster = Broadcaster(self)
         # Set by connect(): the balancer, liveness and lifecycle all need the router first.
@@ -137,6 +140,15 @@ class Router:
         """Send on the engine port; ``frames[0]`` is the engine socket's identity."""
         return self.send(self.engine, frames)
 
+    def send_held(self, engine: EngineState) -> None:
+        """Send the tasks held for ``engine`` (see :meth:`send_task`), in their order."""
+        held, engine.held = engine.held, []
+        for msg_id in held:
+            rec = self.records.get(msg_id)
+            if rec is not None and not rec.finished and rec.request is not None:
+                request = self.segments.request_for(rec, engine.shm)
+                self.send(self.engine, [engine.shell, rec.reply_to, *request])
+
     def send_control(self, engine: EngineState, msg_type: str, content: dict[str, Any]) -> bool:
         """Send a control message of the controller's own (abort, shutdown) to an engine's
         control socket; False when that socket is not connected.  The engine answers it
@@ -171,7 +183,9 @@ class Router:
 
     def send_task(self, rec: TaskRecord, engine: EngineState) -> bool:
         """Hand a task to an engine's shell socket; False when that socket is not connected."""
-        if engine.rejoining:  # restored, not connected yet: sent once it rejoins (restore.py)
+        if engine.rejoining or self.paused:
+            # restored and not connected yet: sent once it rejoins (restore.py); or the task
+            # database is behind: sent once it caught up (Controller.check_store)
             engine.held.append(rec.msg_id)
         else:
             request = self.segments.request_for(rec, engine.shm)

@@ -75,6 +75,8 @@ class LoadBalancer:
         #: while a restored controller waits for its engines to rejoin, nothing is dispatched
         #: (a task the dead controller had sent may still be on its way: see restore.py)
         self.held = False
+        #: why no task is handed out for now ('' when they are): the task database is behind
+        self.paused = ""
         #: dependency msg_id -> tasks waiting for it
         self.waiting: dict[str, list[TaskRecord]] = {}
         self._deadlines: list[tuple[float, str]] = []
@@ -240,7 +242,7 @@ class LoadBalancer:
 
     def dispatch(self) -> None:
         """Hand queued tasks to engines while there is room."""
-        if not self.queue or self.held:
+        if not self.queue or self.held or self.paused:
             return
         skipped: list[TaskRecord] = []
         while self.queue:

@@ -19,38 +19,34 @@ from typing import IO
 __all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "StoreFileError", "lock", "open_checked"]
 
 SCHEMA_NAME = "ipar_widgets.tasks"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- one row per task, written once for most (when it has finished).  The messages come last:
+-- a read of the columns before them never touches the pages a long message overflows into.
 CREATE TABLE tasks (
     msg_id TEXT PRIMARY KEY,
     arrival REAL NOT NULL,          -- controller clock (epoch s) when the request arrived
     msg_type TEXT NOT NULL,
     client BLOB NOT NULL,           -- the submitting client's identity
     reply_to BLOB NOT NULL,         -- where its reply goes
-    client_uuid TEXT,
-    balanced INTEGER NOT NULL,
-    queue TEXT NOT NULL,            -- 'task' (balanced) or 'mux'
+    balanced INTEGER NOT NULL,      -- 1: load-balanced ('task' queue), 0: direct ('mux')
     engine_id INTEGER,
     engine_uuid TEXT,
     status TEXT NOT NULL,
-    submitted TEXT, submitted_us INTEGER,   -- dates as sent, and as microseconds since 1970
-    started TEXT, started_us INTEGER,
-    completed TEXT, completed_us INTEGER,
-    received REAL, received_us INTEGER,
+    submitted TEXT,                 -- dates as the messages carried them (ISO 8601)
+    started TEXT,
+    completed TEXT,
+    received REAL,                  -- controller clock (epoch s) when the reply arrived
     resubmitted TEXT,
-    label TEXT,                     -- the metadata's label when it is a string
-    nbytes INTEGER NOT NULL DEFAULT 0
-);
--- the signed frames, apart: updating a record's scalars then rewrites a small row, not its
--- blobs.  kind 0: the request, 1: the reply (shared-memory segments read in), 2: the outputs;
--- each from the delimiter on, packed by framepack
-CREATE TABLE frames (
-    msg_id TEXT NOT NULL,
-    kind INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (msg_id, kind)
+    label TEXT,                     -- the metadata's label as JSON
+    nbytes INTEGER NOT NULL DEFAULT 0,
+    -- the messages' frames from the header on (framepack), or a marker naming a file of
+    -- <db>.blobs (blobfiles); the reply with its shared-memory segments read in
+    request BLOB,
+    reply BLOB,
+    outputs BLOB
 );
 CREATE TABLE engines (
     uuid TEXT PRIMARY KEY,
@@ -144,6 +140,10 @@ def open_checked(path: Path, quick_check: bool = True) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
+        if not existing:
+            # larger pages than SQLite's 4 KiB: a row is ~1.5 KB with its messages, and a
+            # commit of a batch then writes a quarter as many pages (~20% less CPU per task)
+            db.execute("PRAGMA page_size=16384")
         db.execute("PRAGMA journal_mode=WAL")
         # durable against a crash of the controller (the OS still writes the WAL); an fsync
         # per commit would cost more than the whole batch

@@ -36,7 +36,7 @@ from .framepack import unpack_frames, unpack_messages
 from .recordfields import RecordFields
 from .records import FINISHED, TaskRecord
 from .sqlitefile import StoreFileError, lock, open_checked
-from .storewriter import StoreWriter, is_durable, to_us
+from .storewriter import OUTPUTS, REPLY, REQUEST, StoreWriter, is_durable, to_us
 from .taskquery import Condition, Query
 from .taskstore import MemoryTaskStore, StoreParts, TaskStoreError
 
@@ -47,17 +47,16 @@ __all__ = ["SQLiteTaskStore", "default_filename"]
 
 log = logging.getLogger("ipar_widgets.controller")
 
-#: query fields with a column SQL can test: field -> (column, kind)
+#: query fields SQL can narrow on: field -> (column, kind); see _clause
 _COLUMNS: dict[str, tuple[str, str]] = {
     "msg_id": ("msg_id", "text"),
-    "client_uuid": ("client_uuid", "text"),
     "engine_uuid": ("engine_uuid", "text"),
     "resubmitted": ("resubmitted", "text"),
-    "queue": ("queue", "text"),
-    "submitted": ("submitted_us", "date"),
-    "started": ("started_us", "date"),
-    "completed": ("completed_us", "date"),
-    "received": ("received_us", "date"),
+    "queue": ("CASE WHEN balanced THEN 'task' ELSE 'mux' END", "text"),
+    "submitted": ("submitted", "date"),
+    "started": ("started", "date"),
+    "completed": ("completed", "date"),
+    "received": ("received", "epoch"),
     "label": ("label", "json"),
 }
 _ORDER_SQL = {"$lt": "<", "$gt": ">", "$lte": "<=", "$gte": ">="}
@@ -69,18 +68,12 @@ _SCALARS = (
     "msg_id, arrival, msg_type, client, reply_to, balanced, engine_id, engine_uuid, status, "
     "submitted, started, completed, received, resubmitted, label, nbytes"
 )
-_KINDS = {"request": 0, "reply": 1, "outputs": 2}  # rows of the frames table (storewriter)
-
-
-def _blob_columns(blobs: Iterable[str]) -> list[str]:
-    return [
-        f"(SELECT data FROM frames WHERE frames.msg_id = tasks.msg_id AND kind = {_KINDS[b]}) "
-        f"AS {b}"
-        for b in blobs
-    ]
-
-
-_ALL_BLOBS = ", ".join(_blob_columns(_KINDS))
+_MESSAGES = ("request", "reply", "outputs")  # the message columns, after the scalars
+_ALL_MESSAGES = ", ".join(_MESSAGES)
+_KINDS = (REQUEST, REPLY, OUTPUTS)  # their files' kinds (blobfiles)
+#: records of at least this many bytes count towards max_unsaved_bytes (smaller ones are
+#: saved faster than engines can make them)
+_FOLLOWED = 64 << 10
 _FINISHED_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(FINISHED)))
 
 
@@ -89,14 +82,43 @@ def default_filename(cluster_id: str) -> str:
     return f"tasks-{cluster_id}.sqlite" if cluster_id else "tasks.sqlite"
 
 
-def _sql_value(kind: str, value: Any) -> tuple[bool, Any]:
-    """(whether SQL compares ``value`` as Python would, the parameter to pass)."""
-    if kind == "text":
-        return isinstance(value, str), value
-    if kind == "date":
-        us = to_us(value) if isinstance(value, datetime) else None
-        return us is not None, us
-    return isinstance(value, str), json.dumps(value)  # json: strings only
+def _seconds(value: Any) -> int | None:
+    """Whole seconds since 1970 of an aware datetime (None: not one)."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return None
+    return int(value.timestamp() // 1)
+
+
+def _date_clause(column: str, kind: str, op: str, value: Any) -> tuple[str, list[Any]] | None:
+    """A test for a date column that passes every row whose date compares as ``op value``
+    in Python (more rows may pass: each is then matched exactly).
+
+    The dates are kept as the messages carried them, so the file has no exact integer for
+    them; SQL compares whole seconds instead (``strftime('%s')`` reads the ISO forms,
+    offsets and ``Z`` included), widened by one second each way.  A text SQLite cannot read
+    as a date always passes.  ``received`` is a number of seconds already."""
+    if op in ("$exists", "$ne") and (value is None or op == "$exists"):
+        if op == "$ne" or value:
+            return f"{column} IS NOT NULL", []  # Python finds a date only where one was saved
+        return None  # and may find none where a text does not parse: no narrowing
+    if op == "$eq" and value is None:
+        return (f"{column} IS NULL", []) if kind == "epoch" else None
+    seconds = _seconds(value)
+    if seconds is None or op not in ("$eq", *_ORDER_SQL):
+        return None
+    if kind == "epoch":
+        stamp = f"CAST({column} AS INTEGER)"
+        unreadable = ""
+    else:
+        stamp = f"CAST(strftime('%s', {column}) AS INTEGER)"
+        unreadable = f"{stamp} IS NULL OR "
+    if op == "$eq":
+        test, params = f"{stamp} BETWEEN ? AND ?", [seconds - 1, seconds + 1]
+    elif op in ("$lt", "$lte"):
+        test, params = f"{stamp} <= ?", [seconds + 1]
+    else:
+        test, params = f"{stamp} >= ?", [seconds - 1]
+    return f"({column} IS NOT NULL AND ({unreadable}{test}))", params
 
 
 def _clause(cond: Condition) -> tuple[str, list[Any]] | None:
@@ -105,6 +127,8 @@ def _clause(cond: Condition) -> tuple[str, list[Any]] | None:
     if not column:
         return None
     op, value = cond.op, cond.value
+    if kind in ("date", "epoch"):
+        return _date_clause(column, kind, op, value)
     if op == "$exists":
         return f"{column} IS {'NOT ' if value else ''}NULL", []
     if op in ("$eq", "$ne"):
@@ -141,6 +165,13 @@ def _clause(cond: Condition) -> tuple[str, list[Any]] | None:
     return None
 
 
+def _sql_value(kind: str, value: Any) -> tuple[bool, Any]:
+    """(whether SQL compares ``value`` as Python would, the parameter to pass)."""
+    if kind == "text":
+        return isinstance(value, str), value
+    return isinstance(value, str), json.dumps(value)  # json: strings only
+
+
 def _where(query: Query) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -166,6 +197,13 @@ class SQLiteTaskStore(Configurable):
         help="Seconds between the writer's commits: a record is durable within this many "
         "seconds of its reply (or of any change to it). At most 1.",
     ).tag(config=True)
+    pending_delay = Float(
+        1.0,
+        help="Seconds a task may wait unfinished before its record is written: a task that "
+        "finishes sooner is written once, whole. A task is known to a restored controller "
+        "(ipar start --restore) once written: if the controller dies, the clients of tasks "
+        "submitted less than this long before get TaskLost for them.",
+    ).tag(config=True)
     keep_finished = Integer(
         1000,
         help="Finished records kept in memory once saved (the most recent ones); older ones "
@@ -175,6 +213,13 @@ class SQLiteTaskStore(Configurable):
         64 << 20,
         help="Bytes of requests, results and outputs of finished records kept in memory once "
         "saved (default 64 MiB); past it the oldest leave memory.",
+    ).tag(config=True)
+    max_unsaved_bytes = Integer(
+        128 << 20,
+        help="Bytes of finished tasks' results the controller may hold before they are "
+        "written (default 128 MiB). Past it, no task is handed to an engine until the writer "
+        "has caught up: engines that produce results faster than the disk takes them wait, "
+        "instead of the controller's memory growing.",
     ).tag(config=True)
     quick_check = Bool(
         True,
@@ -189,6 +234,15 @@ class SQLiteTaskStore(Configurable):
 
     name = "SQLiteDB"
     note: Any  # the writer's deque.append, from attach() on
+
+    @validate("pending_delay")
+    def _check_delay(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 60:
+            raise TraitError(
+                f"SQLiteTaskStore.pending_delay: expected seconds in [0, 60], found {value!r}"
+            )
+        return value
 
     @validate("commit_interval")
     def _check_interval(self, proposal: Any) -> float:
@@ -210,6 +264,8 @@ class SQLiteTaskStore(Configurable):
         self._writer: StoreWriter | None = None
         #: a database-only change was queued: readers wait for the writer first
         self._dirty = False
+        #: why tasks are held back ('' when they are not; see max_unsaved_bytes)
+        self._behind = ""
 
     @property
     def tick_period(self) -> float:
@@ -240,6 +296,7 @@ class SQLiteTaskStore(Configurable):
         self._writer = StoreWriter(
             self._write_db,
             interval=self.commit_interval,
+            pending_delay=self.pending_delay,
             warn_at=self.backlog_warning,
             uuid_of=parts.uuid_of,
             reply_frames=self._reply_frames,
@@ -253,6 +310,11 @@ class SQLiteTaskStore(Configurable):
         records.limit = records.size_limit = 1 << 62
         records.can_drop = is_durable
         records.recall = self._recall
+        #: records holding _FOLLOWED bytes or more, until they are saved (max_unsaved_bytes)
+        self._unsaved: dict[str, tuple[TaskRecord, int]] = {}
+        self._unsaved_bytes = 0  # of the finished ones
+        records.on_large = self._large
+        records.large_at = _FOLLOWED
         #: saved finished records in memory, oldest first: msg_id -> (record, bytes)
         self._window: OrderedDict[str, tuple[TaskRecord, int]] = OrderedDict()
         self._window_bytes = 0
@@ -292,28 +354,67 @@ class SQLiteTaskStore(Configurable):
         if self._writer is None:
             return
         saved, window, records = self._writer.finished, self._window, self.records
+        in_window = self._window_bytes
+        get = records.get
         while saved:
             rec = saved.popleft()
-            if records.get(rec.msg_id) is rec:
-                old = window.pop(rec.msg_id, None)
+            msg_id = rec.msg_id
+            if get(msg_id) is rec:
+                old = window.pop(msg_id, None)
                 if old is not None:
-                    self._window_bytes -= old[1]
-                window[rec.msg_id] = (rec, rec.nbytes)
-                self._window_bytes += rec.nbytes
+                    in_window -= old[1]
+                window[msg_id] = (rec, rec.nbytes)
+                in_window += rec.nbytes
         kept = []
-        while window and (len(window) > self.keep_finished or self._window_bytes > self.keep_bytes):
+        keep_n, keep_bytes = self.keep_finished, self.keep_bytes  # traits: read once
+        while window and (len(window) > keep_n or in_window > keep_bytes):
             msg_id, (rec, nbytes) = window.popitem(last=False)
-            self._window_bytes -= nbytes
-            if records.get(msg_id) is not rec:
-                continue  # purged meanwhile
-            if is_durable(rec) and rec.removable:
+            in_window -= nbytes
+            if get(msg_id) is not rec or not is_durable(rec):
+                continue  # purged meanwhile, or changed since saved: handed back once saved
+            if rec.removable:
                 records.remove(msg_id)
-            elif is_durable(rec):
+            else:
                 kept.append((msg_id, rec, nbytes))  # a broadcast's part, waiting for the rest
-            # else: changed since it was saved; the writer hands it back once saved again
+        self._window_bytes = in_window
         for msg_id, rec, nbytes in kept:
             window[msg_id] = (rec, nbytes)
             self._window_bytes += nbytes
+        if self._unsaved:
+            self._forget_saved()
+
+    def _large(self, rec: TaskRecord) -> None:
+        """``rec`` holds _FOLLOWED bytes or more: count them while they are not saved."""
+        old = self._unsaved.get(rec.msg_id)
+        if old is not None and old[0] is rec:
+            self._unsaved_bytes -= old[1]
+        counted = rec.nbytes if rec.finished else 0  # a running task goes on, held or not
+        self._unsaved[rec.msg_id] = (rec, counted)
+        self._unsaved_bytes += counted
+        if counted:
+            self._check_backlog()  # at once: results may arrive faster than ticks
+
+    def _forget_saved(self) -> None:
+        records = self.records
+        for msg_id, (rec, counted) in list(self._unsaved.items()):
+            if records.get(msg_id) is not rec or is_durable(rec):
+                del self._unsaved[msg_id]
+                self._unsaved_bytes -= counted
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """Hold tasks in the controller while the large results not saved yet are past
+        ``max_unsaved_bytes`` (StoreParts.pause)."""
+        unsaved, limit = self._unsaved_bytes, self.max_unsaved_bytes
+        behind = (
+            f"{unsaved / 2**20:.0f} MiB of results are waiting to be written to {self.path}, "
+            f"more than SQLiteTaskStore.max_unsaved_bytes ({limit / 2**20:.0f} MiB)"
+            if unsaved > limit
+            else ""
+        )
+        if behind != self._behind:
+            self._behind = behind
+            self.parts.pause(behind)
 
     def describe(self) -> dict[str, Any]:
         writer = self._writer
@@ -322,6 +423,7 @@ class SQLiteTaskStore(Configurable):
             "path": str(self.path),
             "queued": len(writer.queue) if writer is not None else 0,
             "written": writer.written if writer is not None else 0,
+            "paused": self._behind,
         }
 
     # -- reading rows -----------------------------------------------------------------------------
@@ -332,8 +434,8 @@ class SQLiteTaskStore(Configurable):
         return self._db
 
     def _resign(self, frames: list[bytes]) -> list[Frame]:
-        parts = frames[2:6]
-        return [DELIM, self.parts.wire.sign(parts), *parts, *frames[6:]]
+        """Saved frames (from the header on) as received: signed with this controller's key."""
+        return [DELIM, self.parts.wire.sign(frames[:4]), *frames]
 
     def _record(self, row: sqlite3.Row, signed: bool) -> TaskRecord:
         """A TaskRecord from a row (with the blobs the row has)."""
@@ -352,7 +454,7 @@ class SQLiteTaskStore(Configurable):
             rec.received = row["received"]
         if row["resubmitted"] is not None:
             rec.resubmitted = row["resubmitted"]
-        sign = self._resign if signed else (lambda f: f)
+        sign = self._resign if signed else _unsigned
         blobs = self.blob_files.read
         if "request" in keys and row["request"] is not None:
             rec.request = sign(unpack_frames(blobs(row["request"])))
@@ -365,7 +467,7 @@ class SQLiteTaskStore(Configurable):
     def _rows(
         self, query: Query | None, blobs: Sequence[str], extra: str = ""
     ) -> Iterable[sqlite3.Row]:
-        columns = ", ".join([_SCALARS, *_blob_columns(blobs)])
+        columns = ", ".join([_SCALARS, *blobs])
         clauses, params = _where(query) if query is not None else ([], [])
         if extra:
             clauses.append(extra)
@@ -425,10 +527,11 @@ class SQLiteTaskStore(Configurable):
             us = to_us(rec.submitted)
             items.append((no_date if us is None else us, rec.arrived + offset, rec.msg_id))
         in_memory = self.records
-        for msg_id, us, arrival in self._read().execute(
-            "SELECT msg_id, submitted_us, arrival FROM tasks"
+        for msg_id, submitted, arrival in self._read().execute(
+            "SELECT msg_id, submitted, arrival FROM tasks"
         ):
             if msg_id not in in_memory:
+                us = to_us(submitted)
                 items.append((no_date if us is None else us, arrival, msg_id))
         items.sort()
         return [msg_id for _, _, msg_id in items]
@@ -440,7 +543,7 @@ class SQLiteTaskStore(Configurable):
         return None if row is None else self._record(row, signed=signed)
 
     def get_record(self, msg_id: str) -> TaskRecord | None:
-        return self._fetch(msg_id, f"{_SCALARS}, {_ALL_BLOBS}", signed=True)
+        return self._fetch(msg_id, f"{_SCALARS}, {_ALL_MESSAGES}", signed=True)
 
     def _recall(self, msg_id: str) -> TaskRecord | None:
         return self._fetch(msg_id, _SCALARS, signed=False)
@@ -483,8 +586,7 @@ class SQLiteTaskStore(Configurable):
             doomed = {r[0] for r in rows} - running
             gone = [(m,) for m in doomed]
             db.executemany("DELETE FROM tasks WHERE msg_id = ?", gone)
-            db.executemany("DELETE FROM frames WHERE msg_id = ?", gone)
-            self.blob_files.remove(doomed, _KINDS.values())
+            self.blob_files.remove(doomed, _KINDS)
             dropped[0] = len(doomed - purged)
 
         self._writer.command(delete)
@@ -526,7 +628,7 @@ class SQLiteTaskStore(Configurable):
     # -- restore ----------------------------------------------------------------------------------
     def load_unfinished(self) -> list[TaskRecord]:
         rows = self._read().execute(
-            f"SELECT {_SCALARS}, {_ALL_BLOBS} FROM tasks WHERE NOT {_FINISHED_SQL} ORDER BY rowid"
+            f"SELECT {_SCALARS}, {_ALL_MESSAGES} FROM tasks WHERE NOT {_FINISHED_SQL} ORDER BY rowid"
         )
         return [self._record(row, signed=True) for row in rows]
 
@@ -547,6 +649,11 @@ class SQLiteTaskStore(Configurable):
             }
             for r in rows
         ]
+
+
+def _unsigned(frames: list[bytes]) -> list[Frame]:
+    """Saved frames in their place in a message, unsigned (for reading fields only)."""
+    return [DELIM, b"", *frames]
 
 
 def _no_uuid(engine_id: int | None) -> str | None:

@@ -20,9 +20,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from ..protocol.wire import Frame, as_bytes, parse_date, unpack
@@ -40,32 +41,50 @@ Command = Callable[[sqlite3.Connection], object]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LABEL_KEY = b'"label"'
 
-_INSERT = """
-INSERT INTO tasks (msg_id, arrival, msg_type, client, reply_to, client_uuid, balanced, queue,
-    engine_id, engine_uuid, status, submitted, submitted_us, started, started_us, completed,
-    completed_us, received, received_us, resubmitted, nbytes, label)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+# a record's first write is usually its only one (see _write_queued): one row, whole
+_COLUMNS = (
+    "msg_id, arrival, msg_type, client, reply_to, balanced, engine_id, engine_uuid, status, "
+    "submitted, started, completed, received, resubmitted, nbytes, label, request, reply, outputs"
+)
+_N_COLUMNS = _COLUMNS.count(",") + 1
+_ON_CONFLICT = """
 ON CONFLICT (msg_id) DO UPDATE SET engine_id = excluded.engine_id,
     engine_uuid = excluded.engine_uuid, status = excluded.status, started = excluded.started,
-    started_us = excluded.started_us, completed = excluded.completed,
-    completed_us = excluded.completed_us, received = excluded.received,
-    received_us = excluded.received_us, resubmitted = excluded.resubmitted,
-    nbytes = excluded.nbytes
+    completed = excluded.completed, received = excluded.received,
+    resubmitted = excluded.resubmitted, nbytes = excluded.nbytes,
+    reply = coalesce(excluded.reply, reply), outputs = coalesce(excluded.outputs, outputs)
 """
+#: rows per INSERT statement.  sqlite3 lets other threads run while SQLite works, once per
+#: statement: with one row per statement the routing thread and this one would hand the GIL
+#: to each other for every row (each handover costs more than the row).
+_ROWS_PER_INSERT = 64
+
+
+@lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_sql(rows: int) -> str:
+    values = ", ".join(["(" + ", ".join("?" * _N_COLUMNS) + ")"] * rows)
+    # "WHERE true" tells the parser that ON CONFLICT belongs to the INSERT, not the SELECT
+    return f"INSERT INTO tasks ({_COLUMNS}) SELECT * FROM (VALUES {values}) WHERE true" + (
+        _ON_CONFLICT
+    )
+
+
+# a message column given as NULL is one that did not change since the last write
 _UPDATE = """
-UPDATE tasks SET engine_id = ?, engine_uuid = ?, status = ?, started = ?, started_us = ?,
-    completed = ?, completed_us = ?, received = ?, received_us = ?, resubmitted = ?,
-    nbytes = ? WHERE msg_id = ?
+UPDATE tasks SET engine_id = ?, engine_uuid = ?, status = ?, started = ?, completed = ?,
+    received = ?, resubmitted = ?, nbytes = ?, reply = coalesce(?, reply),
+    outputs = coalesce(?, outputs) WHERE msg_id = ?
 """
-_FRAMES = "INSERT OR REPLACE INTO frames (msg_id, kind, data) VALUES (?, ?, ?)"
-#: the kinds of rows of the frames table
+#: the kinds of messages of a task (the names of their files in blobfiles)
 REQUEST, REPLY, OUTPUTS = 0, 1, 2
-#: frames of at least this many bytes are written into their blob piece by piece
+#: where a saved message's frames start: the delimiter and the signature are not kept (the
+#: frames are signed again with the reading controller's key)
+_SIGNED = 2
 
 
 def to_us(value: datetime | str | None) -> int | None:
-    """A date as whole microseconds since 1970 (exact, so equality tests hold in SQL);
-    None for no date, a naive one or one that does not parse."""
+    """A date as whole microseconds since 1970 (exact, so dates sort and compare as
+    integers); None for no date, a naive one or one that does not parse."""
     try:
         parsed = parse_date(value) if isinstance(value, str) else value
     except ValueError:
@@ -74,12 +93,6 @@ def to_us(value: datetime | str | None) -> int | None:
         return None
     delta = parsed - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _received_us(received: float | None) -> int | None:
-    if received is None:
-        return None
-    return to_us(datetime.fromtimestamp(received, timezone.utc))
 
 
 def _label(request: list[Frame] | None) -> str | None:
@@ -134,6 +147,7 @@ class StoreWriter:
         db: sqlite3.Connection,
         *,
         interval: float,
+        pending_delay: float,
         warn_at: int,
         uuid_of: Callable[[int | None], str | None],
         reply_frames: Callable[[TaskRecord, list[Frame], Any], list[Frame]],
@@ -144,6 +158,8 @@ class StoreWriter:
         #: where messages of LARGE bytes or more go, instead of into the database
         self.blob_files = blob_files
         self.interval = interval
+        #: seconds an unfinished task's record waits before it is written unfinished
+        self.pending_delay = pending_delay
         self.warn_at = warn_at
         self.uuid_of = uuid_of
         #: a reply's frames with its shared-memory segments read in: (record, reply, segments)
@@ -158,8 +174,8 @@ class StoreWriter:
         #: finished records as they are saved, for the controller's thread to consider
         #: dropping from memory (it takes them from the left)
         self.finished: deque[TaskRecord] = deque()
-        #: records first seen unfinished in the last round, written in the next one
-        self._postponed: dict[str, TaskRecord] = {}
+        #: unfinished records never written, oldest first, until ``pending_delay`` passed
+        self._pending: OrderedDict[str, TaskRecord] = OrderedDict()
         self._warned = 0.0
         self.batches = 0
         self.written = 0
@@ -196,13 +212,13 @@ class StoreWriter:
             except Exception:  # never let the thread die: records stay in memory meanwhile
                 log.exception("the task database writer failed; retrying")
                 time.sleep(self.interval)
-            if stopping and not self.queue and not self._postponed:
+            if stopping and not self.queue and not self._pending:
                 return
 
     def _write_queued(self) -> None:
         queue = self.queue
         n = len(queue)
-        if not n and not self._postponed:
+        if not n and not self._pending:
             return
         if n > self.warn_at and time.monotonic() - self._warned > 10:
             self._warned = time.monotonic()
@@ -212,13 +228,21 @@ class StoreWriter:
                 n,
             )
         items = [queue.popleft() for _ in range(n)]
-        # A task first seen unfinished waits one round: most tasks finish within it, and are
-        # then written once, whole, instead of at submission and again at their reply.  So an
-        # unfinished task is saved within two rounds, a finished one within one.  A flush
-        # (or closing) writes everything.
-        postponed, self._postponed = self._postponed, {}
+        # A task first seen unfinished waits until it has been in the controller for
+        # ``pending_delay`` seconds: most tasks finish within it, and are then written once,
+        # whole, instead of at submission and again at their reply.  A flush (or closing)
+        # writes everything.
+        pending = self._pending
         postpone = not self._stopping and not any(isinstance(i, threading.Event) for i in items)
-        records: dict[str, TaskRecord] = dict(postponed)
+        records: dict[str, TaskRecord] = {}
+        due = time.monotonic() - self.pending_delay if postpone else float("inf")
+        while pending:  # oldest first: records are noted in the order tasks arrive
+            msg_id, rec = next(iter(pending.items()))
+            if rec.arrived > due:
+                break
+            pending.popitem(last=False)
+            records[msg_id] = rec
+        moved = list(records.values())
         events: list[threading.Event] = []
         saved: list[tuple[TaskRecord, State]] = []
         db = self.db
@@ -230,11 +254,13 @@ class StoreWriter:
                     if (
                         postpone
                         and item.status not in FINISHED
-                        and msg_id not in postponed
                         and getattr(item, "saved", None) is None
+                        and msg_id not in records
                     ):
-                        self._postponed[msg_id] = item
+                        if msg_id not in pending:
+                            pending[msg_id] = item
                     else:  # the last note wins: the record is read as it is now
+                        pending.pop(msg_id, None)
                         records[msg_id] = item
                 elif isinstance(item, threading.Event):
                     events.append(item)
@@ -242,18 +268,13 @@ class StoreWriter:
                     self._write_records(records, saved)
                     records = {}
                     item(db)
-            for msg_id in self._postponed.keys() & records.keys():
-                del self._postponed[msg_id]  # finished after its first note: written now
             self._write_records(records, saved)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             # nothing was saved: note the records again for the next round (commands are not
             # retried: their callers were told already)
-            self._postponed.clear()
-            queue.extendleft(
-                reversed([*postponed.values(), *(i for i in items if type(i) is TaskRecord)])
-            )
+            queue.extendleft(reversed([*moved, *(i for i in items if type(i) is TaskRecord)]))
             for event in events:
                 queue.append(event)
             raise
@@ -267,16 +288,13 @@ class StoreWriter:
         self.batches += 1
         self.written += len(saved)
 
-    def _put_frames(
-        self, msg_id: str, kind: int, frames: list[Frame], small: list[tuple[str, int, bytes]]
-    ) -> None:
-        """Save one message's frames: a small one with the batch (``small``), a large one
-        at once, piece by piece into a blob (no copy of its buffers in memory)."""
-        pieces, total = frame_pieces(frames)
+    def _message(self, msg_id: str, kind: int, frames: list[Frame]) -> bytes:
+        """A message's column: its frames packed, or for a large message the marker of the
+        file they were written to piece by piece (no copy of its buffers in memory)."""
+        pieces, total = frame_pieces(frames[_SIGNED:])
         if total < LARGE or self.blob_files is None:
-            small.append((msg_id, kind, b"".join(pieces)))  # type: ignore[arg-type]
-            return
-        small.append((msg_id, kind, self.blob_files.write(msg_id, kind, pieces)))
+            return b"".join(pieces)  # type: ignore[arg-type]  # zmq Frames are buffers
+        return self.blob_files.write(msg_id, kind, pieces)
 
     def _write_records(
         self, records: dict[str, TaskRecord], saved: list[tuple[TaskRecord, State]]
@@ -285,68 +303,75 @@ class StoreWriter:
             return
         inserts = []
         updates = []
-        frames: list[tuple[str, int, bytes]] = []
+        message = self._message
+        offset = self.arrival_offset
         for rec in records.values():
             # read the state first: if the router changes the record meanwhile, the state
             # differs from the record's and the router's next note writes it again
             state = current_state(rec)
             status, reply, segments, n_outputs, resubmitted = state
             finished = status in FINISHED
-            received = getattr(rec, "received", None)
-            engine_id = rec.engine_id
             msg_id = rec.msg_id
-            scalars = (
-                engine_id,
-                self.uuid_of(engine_id),
-                status,
-                rec.started,
-                to_us(rec.started),
-                rec.completed if finished else None,
-                to_us(rec.completed) if finished else None,
-                received,
-                _received_us(received),
-                resubmitted,
-                rec.nbytes,
-            )
-            before = saved_state(rec)
-            changed = before is None or before[1] is not reply or before[2] is not segments
-            if finished and reply is not None and changed:
-                self._put_frames(msg_id, REPLY, self.reply_frames(rec, reply, segments), frames)
+            before: State | None = getattr(rec, "saved", None)
+            reply_column = outputs_column = None
+            if (
+                finished
+                and reply is not None
+                and (before is None or before[1] is not reply or before[2] is not segments)
+            ):
+                reply_column = message(msg_id, REPLY, self.reply_frames(rec, reply, segments))
             if n_outputs and (before is None or before[3] != n_outputs):
-                packed = pack_messages(list(rec.outputs)[:n_outputs])
-                if len(packed) >= LARGE and self.blob_files is not None:
-                    packed = self.blob_files.write(msg_id, OUTPUTS, [packed])
-                frames.append((msg_id, OUTPUTS, packed))
+                outputs_column = pack_messages([m[_SIGNED:] for m in list(rec.outputs)[:n_outputs]])
+                if len(outputs_column) >= LARGE and self.blob_files is not None:
+                    outputs_column = self.blob_files.write(msg_id, OUTPUTS, [outputs_column])
+            engine_id = rec.engine_id
             if before is None:
                 request = rec.request
-                if request is not None:
-                    self._put_frames(msg_id, REQUEST, request, frames)
                 inserts.append(
                     (
                         msg_id,
-                        rec.arrived + self.arrival_offset,
+                        rec.arrived + offset,
                         rec.msg_type,
                         rec.client,
                         rec.reply_to,
-                        rec.client.decode("utf8", "replace"),
                         int(rec.balanced),
-                        "task" if rec.balanced else "mux",
-                        *scalars[:3],
+                        engine_id,
+                        self.uuid_of(engine_id),
+                        status,
                         rec.submitted,
-                        to_us(rec.submitted),
-                        *scalars[3:],
+                        rec.started,
+                        rec.completed if finished else None,
+                        getattr(rec, "received", None),
+                        resubmitted,
+                        rec.nbytes,
                         _label(request),
+                        None if request is None else message(msg_id, REQUEST, request),
+                        reply_column,
+                        outputs_column,
                     )
                 )
             else:
-                updates.append((*scalars, msg_id))
+                updates.append(
+                    (
+                        engine_id,
+                        self.uuid_of(engine_id),
+                        status,
+                        rec.started,
+                        rec.completed if finished else None,
+                        getattr(rec, "received", None),
+                        resubmitted,
+                        rec.nbytes,
+                        reply_column,
+                        outputs_column,
+                        msg_id,
+                    )
+                )
             saved.append((rec, state))
             if len(saved) % 64 == 0:
                 time.sleep(0)  # let the routing thread have the GIL between chunks
         db = self.db
-        if inserts:
-            db.executemany(_INSERT, inserts)
+        for start in range(0, len(inserts), _ROWS_PER_INSERT):
+            chunk = inserts[start : start + _ROWS_PER_INSERT]
+            db.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
         if updates:
             db.executemany(_UPDATE, updates)
-        if frames:
-            db.executemany(_FRAMES, frames)

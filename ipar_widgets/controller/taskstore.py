@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +52,10 @@ class StoreParts:
     uuid_of: Callable[[int | None], str | None]
     segments: SegmentKeeper
     wire: Wire
+    #: hold tasks back in the controller, with why ('' to hand them out again): a store
+    #: with more results to save than it allows calls it (results arrive only while engines
+    #: have tasks, so holding tasks bounds them; see SQLiteTaskStore.max_unsaved_bytes)
+    pause: Callable[[str], None] = field(default=lambda reason: None)
 
 
 class TaskStore(Protocol):
