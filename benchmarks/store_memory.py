@@ -7,6 +7,9 @@ in memory and the database's size::
 
     PYTHONPATH=. python benchmarks/store_memory.py [--tasks 100000] [--big 50] [--mb 50]
 
+``EXTRA_ARGS`` adds controller arguments to every run (for example
+``EXTRA_ARGS=--SQLiteTaskStore.max_unsaved_bytes=67108864``).
+
 Each measurement starts a cluster of its own (peak RSS cannot be reset) in a temporary
 IPYTHONDIR, and stops it afterwards.
 """
