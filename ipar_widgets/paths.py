@@ -63,12 +63,22 @@ def client_file(profile_path: Path, cluster_id: str = "") -> Path:
     return profile_path / "security" / f"ipar-client{_suffix(cluster_id)}.json"
 
 
+#: the environment variable that carries the engine file's contents to engines started where
+#: the file cannot be read (another host, a batch job): ipyparallel's name
+CONNECTION_INFO_VARIABLE = "IPP_CONNECTION_INFO"
+
+
 def engine_file(profile_path: Path, cluster_id: str = "") -> Path:
     return profile_path / "security" / f"ipar-engine{_suffix(cluster_id)}.json"
 
 
 def cluster_file(profile_path: Path, cluster_id: str = "") -> Path:
     return profile_path / "security" / f"ipar-cluster{_suffix(cluster_id)}.json"
+
+
+def engine_sets_file(profile_path: Path, cluster_id: str = "") -> Path:
+    """The engine sets started by launchers other than the controller (mpiexec, ssh, jobs)."""
+    return profile_path / "security" / f"ipar-enginesets{_suffix(cluster_id)}.json"
 
 
 def log_file(profile_path: Path, role: str, cluster_id: str = "") -> Path:

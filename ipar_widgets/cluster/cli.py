@@ -17,8 +17,9 @@ from .. import paths
 from .._version import __version__
 from ..error import ClusterError, EngineStartFailed
 from ..progress.terminal import format_seconds
-from . import control
+from . import control, enginesets
 from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
+from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class
 
 
 class CommandError(Exception):
@@ -100,7 +101,10 @@ def cmd_start(args: argparse.Namespace) -> int:
             extra,
             args.log_level,
             args.engine_timeout,
+            engines=args.engines,
         )
+    except ValueError as exc:  # an unknown launcher
+        raise CommandError(str(exc)) from None
     except (ClusterError, EngineStartFailed) as exc:
         raise CommandError(f"the cluster did not start: {exc}") from None
     where = f"tcp://{cluster['location']}:{cluster['ports']['client']}"
@@ -191,6 +195,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for c in clusters:
+        for set_id, entry in enginesets.engine_sets(c.data).items():
+            launcher = str(entry.get("launcher", "?")).rsplit(".", 1)[-1]
+            print(
+                f"  {c.profile}{'/' + c.cluster_id if c.cluster_id else ''}: engine set "
+                f"{set_id}: {launcher}, {entry.get('n', '?')} engine(s), pid "
+                f"{entry.get('process_pid', '-')}, {entry.get('state', '?')}"
+            )
     return 0
 
 
@@ -201,11 +213,28 @@ def cmd_engines_add(args: argparse.Namespace) -> int:
     info = _running_cluster(args)
     before = info.engines_registered
     try:
-        reply = control.request(info.data, "spawn_request", {"n": args.n}).content
-        control.wait_for_engines(info.data, before + args.n, args.engine_timeout)
-    except (ClusterError, EngineStartFailed) as exc:
+        launcher_class = find_launcher_class(args.engines, "EngineSet")
+    except ValueError as exc:
         raise CommandError(str(exc)) from None
-    print(f"Added {args.n} engine(s); {reply['requested']} requested in profile {args.profile!r}.")
+    try:
+        if issubclass(launcher_class, LocalEngineSetLauncher):
+            reply = control.request(info.data, "spawn_request", {"n": args.n}).content
+            control.wait_for_engines(info.data, before + args.n, args.engine_timeout)
+            print(
+                f"Added {args.n} engine(s); {reply['requested']} requested in profile "
+                f"{args.profile!r}."
+            )
+            return 0
+        set_id, launcher = enginesets.start_engine_set(info.data, launcher_class, args.n)
+        enginesets.wait_for_engine_sets(
+            lambda: int(control.request(info.data, "status_request").content["engines_registered"]),
+            before + args.n,
+            [launcher],
+            args.engine_timeout,
+        )
+    except (ClusterError, EngineStartFailed, LauncherError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Added engine set {set_id}: {args.n} engine(s) in profile {args.profile!r}.")
     return 0
 
 
@@ -267,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level of the cluster's processes (default: %(default)s)",
     )
     p.add_argument(
+        "--engines",
+        default="local",
+        help="what starts the engines: local (the controller), mpi (mpiexec), or a launcher "
+        "class (default: %(default)s)",
+    )
+    p.add_argument(
         "--restore",
         action="store_true",
         help="take the place of this profile's controller that died: same ports and key, its "
@@ -307,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     _profile_arg(p)
     p.add_argument(
         "--engine-timeout", type=float, default=60.0, help="seconds to wait for them to register"
+    )
+    p.add_argument(
+        "--engines",
+        default="local",
+        help="what starts the engines: local (the controller), mpi (mpiexec), or a launcher "
+        "class (default: %(default)s)",
     )
     p.set_defaults(func=cmd_engines_add)
     p = esub.add_parser("stop", help="stop engines by id")

@@ -21,14 +21,30 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from traitlets import Bool, Float, Integer, List, TraitError, Unicode, Union, default, validate
+from traitlets import Any as TraitAny
+from traitlets import (
+    Bool,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
 from traitlets.config import LoggingConfigurable
 
 from .. import paths
 from ..error import ClusterError, ClusterNotFound
 from ..processes import pid_alive
-from . import control
-from .launcher import LocalControllerLauncher, LocalEngineSetLauncher, find_launcher_class
+from . import control, enginesets
+from .launcher import (
+    BaseLauncher,
+    LocalControllerLauncher,
+    LocalEngineSetLauncher,
+    find_launcher_class,
+)
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -124,6 +140,17 @@ class Cluster(LoggingConfigurable):
         "a number (logging.DEBUG == 10).",
     ).tag(config=True)
     delay = Float(0.0, help="Unused; accepted for compatibility with ipyparallel.").tag(config=True)
+    engine_launcher_class = TraitAny(
+        "local",
+        help="What starts the engines: 'local' (the controller starts them on this host), "
+        "'mpi' (mpiexec; engine id = MPI rank), a launcher class, or its import path. "
+        "Cluster(engines=...) sets it.",
+    ).tag(config=True)
+    controller_launcher_class = TraitAny(
+        "local",
+        help="What starts the controller: 'local' (a process on this host). "
+        "Cluster(controller=...) sets it.",
+    ).tag(config=True)
     restore = Bool(
         False,
         help="Start the controller in the place of this profile's controller that died (its "
@@ -151,12 +178,23 @@ class Cluster(LoggingConfigurable):
     def _default_profile_dir(self) -> str:
         return str(paths.profile_dir(self.profile))
 
+    # set in __init__; here too, so that a Cluster whose arguments were refused still has a repr
+    _data: dict[str, Any] | None = None
+    _proc: subprocess.Popen[bytes] | None = None
+    _owned = False
+
     def __init__(self, **kwargs: Any) -> None:
-        for kind, key in (("EngineSet", "engines"), ("Controller", "controller")):
+        for key in ("engines", "controller"):
             chosen = kwargs.pop(key, None)
-            if chosen is not None and not isinstance(chosen, type):
-                find_launcher_class(str(chosen), kind)  # a clear error for an unknown one
+            if chosen is not None:
+                kwargs.setdefault(f"{key.removesuffix('s')}_launcher_class", chosen)
         super().__init__(**kwargs)
+        self._launcher_class("EngineSet")  # a clear error for an unknown one, at once
+        if not issubclass(self._launcher_class("Controller"), LocalControllerLauncher):
+            raise TraitError(
+                "this version starts the controller on this host only (controller='local'); "
+                f"found {self.controller_launcher_class!r}"
+            )
         paths.check_profile_name(self.profile)
         paths.check_cluster_id(self.cluster_id)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -164,14 +202,28 @@ class Cluster(LoggingConfigurable):
         self._owned = False
         self._restoring = False
         self._client: Client | None = None
+        #: engine sets this object started with a launcher other than the controller's
+        self.engine_sets: dict[str, BaseLauncher] = {}
         _live_clusters.add(self)
 
     def __repr__(self) -> str:
         state = "running" if self._running() else "not running"
+        sets = f", engine_sets={list(self.engine_sets)}" if self.engine_sets else ""
         return (
             f"<Cluster(cluster_id={self.cluster_id!r}, profile={self.profile!r}, "
-            f"controller={state}, n={self.n})>"
+            f"controller={state}, n={self.n}{sets})>"
         )
+
+    def _launcher_class(self, kind: str) -> type[BaseLauncher]:
+        chosen = (
+            self.engine_launcher_class if kind == "EngineSet" else self.controller_launcher_class
+        )
+        return chosen if isinstance(chosen, type) else find_launcher_class(str(chosen), kind)
+
+    @property
+    def _local_engines(self) -> bool:
+        """Whether the controller starts the engines (else a launcher of this process)."""
+        return issubclass(self._launcher_class("EngineSet"), LocalEngineSetLauncher)
 
     # -- files --------------------------------------------------------------------------------------
     @property
@@ -298,20 +350,37 @@ class Cluster(LoggingConfigurable):
         configured = list(LocalControllerLauncher(parent=self).controller_args)
         return configured + list(self.controller_args)
 
-    def start_engines_sync(self, n: int | None = None) -> list[int]:
-        """Start ``n`` more engines on this host (they register on their own)."""
+    def start_engines_sync(self, /, n: int | None = None, **launcher_args: Any) -> list[int] | str:
+        """Start ``n`` more engines (they register on their own).  The controller starts
+        local ones and their ids are returned; another launcher (``engines='mpi'``) starts
+        an engine set, whose id is returned (``launcher_args`` set its traits, as in
+        ipyparallel: ``start_engines_sync(4, mpi_args=['--oversubscribe'])``)."""
         data = self._require_running()
         n = self._engine_count(n)
-        reply = control.request(data, "spawn_request", {"n": n}).content
-        return list(reply["launched"])
+        if self._local_engines:
+            if launcher_args:
+                raise TypeError(
+                    f"local engines take no launcher arguments, found {sorted(launcher_args)}"
+                )
+            reply = control.request(data, "spawn_request", {"n": n}).content
+            return list(reply["launched"])
+        set_id, launcher = enginesets.start_engine_set(
+            data, self._launcher_class("EngineSet"), n, parent=self, **launcher_args
+        )
+        self.engine_sets[set_id] = launcher
+        return set_id
 
     def start_cluster_sync(self, n: int | None = None) -> None:
         """Start the controller and ``n`` engines (default: ``self.n``)."""
         n = self._engine_count(n)
         if self._running():
             self.start_engines_sync(n)
-        else:
+        elif self._local_engines:
             self.start_controller_sync(n)
+        else:
+            self.start_controller_sync(0)
+            if n:
+                self.start_engines_sync(n)
 
     def start_and_connect_sync(self, n: int | None = None, activate: bool = False) -> Client:
         """Start the cluster, connect a Client, wait for the engines; return the Client."""
@@ -319,6 +388,10 @@ class Cluster(LoggingConfigurable):
         self.start_cluster_sync(n)
         rc = self.connect_client_sync()
         try:
+            if self.engine_sets:  # fail at once if a launcher's process ends first
+                enginesets.wait_for_engine_sets(
+                    lambda: len(rc.ids), n, list(self.engine_sets.values()), self.engine_timeout
+                )
             rc.wait_for_engines(n, timeout=self.engine_timeout)
         except BaseException:
             rc.close()
@@ -363,13 +436,28 @@ class Cluster(LoggingConfigurable):
         return self._data
 
     # -- stopping -----------------------------------------------------------------------------------
-    def stop_engines_sync(self, engine_ids: int | list[int] | None = None) -> None:
-        """Stop the given engines (default: all); the controller keeps running."""
+    def stop_engines_sync(self, engine_ids: int | list[int] | str | None = None) -> None:
+        """Stop the given engines (default: all), or the engine set of that id (a launcher's:
+        through the controller, then the launcher); the controller keeps running."""
         data = self._require_running()
+        if isinstance(engine_ids, str):
+            self._stop_engine_set(data, engine_ids)
+            return
         content: dict[str, Any] = {}
         if engine_ids is not None:
             content["targets"] = [engine_ids] if isinstance(engine_ids, int) else list(engine_ids)
         control.request(data, "shutdown_request", content, timeout=30)
+
+    def _stop_engine_set(self, data: dict[str, Any], set_id: str) -> None:
+        if set_id not in enginesets.engine_sets(data):
+            raise ValueError(f"no engine set {set_id!r} in this cluster")
+        launcher = self.engine_sets.pop(set_id, None)
+        notes: list[str] = []
+        enginesets.stop_engine_sets(data, notes, [set_id])
+        if launcher is not None:
+            launcher.stop()  # our child: reaped here
+        for note in notes:
+            self.log.warning("%s", note)
 
     def stop_engine_sync(self, engine_id: int) -> None:
         """Stop one engine; the controller and the other engines go on."""
@@ -387,7 +475,10 @@ class Cluster(LoggingConfigurable):
         if data is None:
             data = self._read_cluster_file()
         if data:
-            control.stop_cluster(data)
+            control.stop_cluster(data)  # the controller, its engines, the recorded engine sets
+        for launcher in self.engine_sets.values():
+            launcher.stop()  # already signalled; this reaps our child
+        self.engine_sets.clear()
         if self._proc is not None:
             try:
                 self._proc.wait(5)

@@ -22,6 +22,8 @@ from ..error import ClusterError, ControllerRefused, EngineStartFailed, NoAnswer
 from ..processes import group_alive, pid_alive
 from ..protocol.sharedmem import remove_area
 from ..protocol.wire import Message
+from . import enginesets
+from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class
 
 __all__ = [
     "ClusterError",
@@ -117,23 +119,40 @@ def start_cluster(
     extra_args: list[str] | None = None,
     log_level: str = "INFO",
     engine_timeout: float = 60.0,
+    engines: str = "local",
 ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
-    """Start a controller and ``n`` local engines; return once the engines registered.
+    """Start a controller and ``n`` engines; return once the engines registered.  The
+    controller starts local ones; another launcher (``engines='mpi'``) starts them from this
+    process as an engine set (enginesets.py).
 
     Returns the cluster file's data and the controller process (whoever started it reaps it).
     On failure nothing is left running and the error says why: ClusterError (the
-    controller's log) or EngineStartFailed (the failing engine's log).  The ``ipar``
-    command and the JupyterLab server extension both start clusters through here.
+    controller's log) or EngineStartFailed (the failing engine's log, or the launcher's
+    output).  The ``ipar`` command and the JupyterLab server extension both start clusters
+    through here.
     """
+    launcher_class = find_launcher_class(engines, "EngineSet")  # ValueError: unknown name
+    local = issubclass(launcher_class, LocalEngineSetLauncher)
     profile_path = paths.profile_dir(profile, create=True)
-    proc = launch_controller(profile, cluster_id, n, ip, extra_args=extra_args, log_level=log_level)
+    proc = launch_controller(
+        profile, cluster_id, n if local else 0, ip, extra_args=extra_args, log_level=log_level
+    )
     try:
         data = wait_for_cluster_file(profile_path, cluster_id, proc)
-        wait_for_engines(data, n, engine_timeout)
+        if local:
+            wait_for_engines(data, n, engine_timeout)
+        elif n:
+            _, launcher = enginesets.start_engine_set(data, launcher_class, n)
+            enginesets.wait_for_engine_sets(
+                lambda: int(request(data, "status_request").content["engines_registered"]),
+                n,
+                [launcher],
+                engine_timeout,
+            )
     except (ClusterError, EngineStartFailed):
         _abandon(profile_path, cluster_id, proc)
         raise
-    except OSError as exc:
+    except (OSError, LauncherError) as exc:
         _abandon(profile_path, cluster_id, proc)
         raise ClusterError(str(exc)) from exc
     return data, proc
@@ -209,6 +228,8 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
     # the controller's group, and those of engines a controller it replaced (--restore) started
     for group in dict.fromkeys([pgid, *(int(g) for g in cluster.get("engine_pgids") or [])]):
         _end_group(group, notes)
+    # engines that launchers started (mpiexec ...), through their launchers
+    enginesets.stop_engine_sets(cluster, notes)
     profile_path = Path(cluster["profile_dir"])
     cid = cluster.get("cluster_id", "")
     paths.remove_quietly(

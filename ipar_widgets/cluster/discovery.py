@@ -11,6 +11,7 @@ from typing import Any
 from .. import paths
 from ..processes import pid_alive
 from .control import request
+from .enginesets import engine_sets
 
 RUNNING = "running"
 UNRESPONSIVE = "unresponsive"  # the controller process lives but does not answer
@@ -34,7 +35,8 @@ class ClusterInfo:
 
     @property
     def engines_requested(self) -> int:
-        return int(self.status.get("engines_requested", self.data.get("n", 0)))
+        launched = sum(int(e.get("n", 0)) for e in engine_sets(self.data).values())
+        return int(self.status.get("engines_requested", self.data.get("n", 0))) + launched
 
     @property
     def address(self) -> str:

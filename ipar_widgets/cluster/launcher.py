@@ -9,9 +9,12 @@ A launcher moves through three states: ``'before'`` (made, not started), ``'runn
 :meth:`BaseLauncher.from_dict` describe a running launcher in JSON, so another process (``ipar
 list``, ``Cluster.from_file``) can watch and stop what this one started.
 
-Only processes on this host are launched here; the controller starts its local engines itself
-(``controller/launcher.py``), and a :class:`Cluster` reads the engine launcher's configuration
-to pass it on.
+The controller starts its local engines itself (``controller/launcher.py``), and a
+:class:`Cluster` reads the local launcher's configuration to pass it on.  Other engine
+launchers (``mpi``: ``mpilauncher.py``) run in the process that asks for engines, and
+``enginesets.py`` records them.  Launchers are found by name (``find_launcher_class``) among
+these and the entry points ``ipar_widgets.engine_launchers`` /
+``ipar_widgets.controller_launchers``, as ipyparallel finds its own.
 """
 
 from __future__ import annotations
@@ -185,7 +188,13 @@ class LocalProcessLauncher(BaseLauncher):
         0.1, help="Seconds between checks whether a process started elsewhere still runs."
     ).tag(config=True)
 
-    serialize_fields = ("state", "process_pid", "stop_data", "output_file", "cmd_and_args")
+    serialize_fields: ClassVar[tuple[str, ...]] = (
+        "state",
+        "process_pid",
+        "stop_data",
+        "output_file",
+        "cmd_and_args",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -212,6 +221,7 @@ class LocalProcessLauncher(BaseLauncher):
         path = self._output_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.output_file = str(path)
+        self.cmd_and_args = list(args)  # recorded: another process checks the pid runs it
         with open(path, "ab") as out:
             self.process = subprocess.Popen(
                 args,
@@ -287,10 +297,23 @@ class LocalProcessLauncher(BaseLauncher):
             os.remove(self.output_file)
         return text
 
+    def _runs_our_command(self) -> bool:
+        """Whether ``process_pid`` still runs the recorded command (pids are reused)."""
+        if self.process_pid is None or not pid_alive(self.process_pid):
+            return False
+        try:
+            argv = Path(f"/proc/{self.process_pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return True  # no /proc: trust the pid
+        program = os.path.basename(self.cmd_and_args[0]) if self.cmd_and_args else ""
+        return not program or os.path.basename(argv[0].decode(errors="replace")) == program
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], **kwargs: Any) -> LocalProcessLauncher:
         launcher = super().from_dict(d, **kwargs)
         assert isinstance(launcher, LocalProcessLauncher)
+        if launcher.state == "running" and not launcher._runs_our_command():
+            launcher.notify_stop({"exit_code": None, "pid": launcher.process_pid})
         if launcher.state == "running":
             threading.Thread(target=launcher._watch, daemon=True).start()
         return launcher
@@ -340,35 +363,86 @@ class LocalEngineSetLauncher(LocalEngineLauncher):
     (it watches their processes); this class carries their configuration to it."""
 
 
-_LAUNCHERS: dict[str, dict[str, type[BaseLauncher]]] = {
-    "EngineSet": {"local": LocalEngineSetLauncher, "ipar": LocalEngineSetLauncher},
-    "Controller": {"local": LocalControllerLauncher, "ipar": LocalControllerLauncher},
+#: built-in launchers by name; the others are found through entry points
+_LAUNCHERS: dict[str, dict[str, str]] = {
+    "EngineSet": {
+        "local": "ipar_widgets.cluster.launcher.LocalEngineSetLauncher",
+        "ipar": "ipar_widgets.cluster.launcher.LocalEngineSetLauncher",
+        "mpi": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
+        "mpiexec": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
+    },
+    "Controller": {
+        "local": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
+        "ipar": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
+    },
+}
+_ENTRY_POINT_GROUPS = {
+    "EngineSet": "ipar_widgets.engine_launchers",
+    "Controller": "ipar_widgets.controller_launchers",
+}
+#: ipyparallel's launcher names this version does not have
+_NOT_YET = frozenset(
+    {"batch", "htcondor", "lsf", "pbs", "sge", "slurm", "ssh", "sshproxy", "winhpc"}
+)
+#: classes of other modules that this module's namespace also offers (ipyparallel has them all
+#: in ``ipyparallel.cluster.launcher``)
+_ELSEWHERE = {
+    "MPILauncher": "ipar_widgets.cluster.mpilauncher",
+    "MPIEngineSetLauncher": "ipar_widgets.cluster.mpilauncher",
 }
 
 
-def find_launcher_class(name: str, kind: str) -> type[BaseLauncher]:
-    """The launcher class ``name`` names for ``kind`` ('EngineSet' or 'Controller'): an
-    abbreviation ('local'), a class name here, or a dotted import path."""
-    if kind not in _LAUNCHERS:
-        raise ValueError(f"launcher kind must be 'EngineSet' or 'Controller', found {kind!r}")
-    by_name = _LAUNCHERS[kind]
-    if name.lower() in by_name:
-        return by_name[name.lower()]
-    short = name.rsplit(".", 1)[-1]
-    found = globals().get(short)
-    if isinstance(found, type) and issubclass(found, BaseLauncher):
-        return found
-    if "." in name:
-        module_name, _, class_name = name.rpartition(".")
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
         import importlib
 
-        try:
-            found = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"no launcher class {name!r}: {exc}") from None
-        if isinstance(found, type) and issubclass(found, BaseLauncher):
-            return found
-    raise ValueError(
-        f"unknown {kind} launcher {name!r}; this version launches on this host only: "
-        f"use one of {sorted(by_name)}"
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _load(path: str) -> type[BaseLauncher]:
+    import importlib
+
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"no launcher class {path!r}: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, BaseLauncher)):
+        raise ValueError(f"{path!r} is not a launcher class (a subclass of BaseLauncher)")
+    return found
+
+
+def _entry_points(kind: str) -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {
+        ep.name.lower(): ep.value.replace(":", ".")
+        for ep in entry_points(group=_ENTRY_POINT_GROUPS[kind])
+    }
+
+
+def find_launcher_class(name: str, kind: str) -> type[BaseLauncher]:
+    """The launcher class ``name`` names for ``kind`` ('EngineSet' or 'Controller'): a name
+    ('local', 'mpi', or one registered by a package in the entry-point group
+    ``ipar_widgets.engine_launchers`` / ``ipar_widgets.controller_launchers``), a class name
+    of this module (also with ipyparallel's module path), or a dotted import path."""
+    if kind not in _LAUNCHERS:
+        raise ValueError(f"launcher kind must be 'EngineSet' or 'Controller', found {kind!r}")
+    known = {**_entry_points(kind), **_LAUNCHERS[kind]}
+    if name.lower() in known:
+        return _load(known[name.lower()])
+    short = name.rsplit(".", 1)[-1]
+    here = globals().get(short)
+    if isinstance(here, type) and issubclass(here, BaseLauncher):
+        return here
+    if short in _ELSEWHERE and (name == short or name.startswith("ipyparallel.")):
+        return _load(f"{_ELSEWHERE[short]}.{short}")
+    if "." in name:
+        return _load(name)
+    later = (
+        f" (ipyparallel's {name!r} launcher is not in this version yet)"
+        if (name.lower() in _NOT_YET)
+        else ""
     )
+    raise ValueError(f"unknown {kind} launcher {name!r}{later}; use one of {sorted(known)}")

@@ -87,7 +87,8 @@ class Lifecycle:
             engine = self.engines.by_uuid[uuid]  # a repeated request, or a restored engine
         else:
             local = self.launcher.engines.get(uuid) if self.launcher else None
-            wanted = content.get("id") if rejoin else None
+            # the id it asks for: its old one (a rejoin), or its MPI rank; given when free
+            wanted = content.get("id")
             engine = self.engines.register(
                 uuid,
                 int(content.get("pid", 0)),

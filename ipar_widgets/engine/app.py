@@ -19,9 +19,10 @@ from typing import Any
 import zmq
 from ipykernel.control import ControlThread
 from ipykernel.iostream import IOPubThread
-from ipykernel.kernelapp import IPKernelApp, kernel_aliases
-from traitlets import Float, Integer, Unicode, default
+from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
+from traitlets import Bool, Float, Integer, Unicode, default
 
+from ..paths import CONNECTION_INFO_VARIABLE
 from ..protocol.routing import (
     control_identity,
     engine_topic,
@@ -32,6 +33,7 @@ from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Wire
 from .heartbeat import Heartbeat
 from .kernel import EngineKernel, ShellStream
+from .mpienv import mpi_namespace, mpi_rank
 from .rejoin import ReplyJournal, rejoin_message
 from .session import CountingSession
 
@@ -81,6 +83,17 @@ class EngineApp(IPKernelApp):
         "Results staged in shared memory count only their frames.",
     ).tag(config=True)
 
+    mpi = Bool(
+        False,
+        help="Started by mpiexec (or srun): ask for the MPI rank as this engine's id, and put "
+        "mpi4py's MPI in the user namespace (when mpi4py is installed).",
+    ).tag(config=True)
+
+    flags = {
+        **kernel_flags,
+        "mpi": ({"EngineApp": {"mpi": True}}, "take the MPI rank as engine id; import mpi4py"),
+    }
+
     aliases = {
         **kernel_aliases,
         "file": "EngineApp.file",
@@ -101,10 +114,19 @@ class EngineApp(IPKernelApp):
 
     # -- connection: read the controller's file instead of writing our own --------------------------
     def init_connection_file(self) -> None:
-        if not self.file:
-            raise SystemExit("an engine needs --file=<the controller's ipar-engine*.json>")
-        with open(self.file) as f:
-            info: dict[str, Any] = json.load(f)
+        info: dict[str, Any]
+        if self.file:
+            with open(self.file) as f:
+                info = json.load(f)
+        elif os.environ.get(CONNECTION_INFO_VARIABLE):
+            # a launcher without a shared filesystem passes the file's contents (as
+            # ipyparallel's IPP_CONNECTION_INFO)
+            info = json.loads(os.environ[CONNECTION_INFO_VARIABLE])
+        else:
+            raise SystemExit(
+                "an engine needs --file=<the controller's ipar-engine*.json>, or the file's "
+                f"contents in the environment variable {CONNECTION_INFO_VARIABLE}"
+            )
         self._info = info
         self.session.key = info["key"].encode()
         self.transport = info.get("transport", "tcp")
@@ -217,6 +239,9 @@ class EngineApp(IPKernelApp):
             "hostname": socketlib.gethostname(),
             "shm": self.shared_area is not None,  # it can map the controller's segments
         }
+        rank = mpi_rank() if self.mpi else None
+        if rank is not None:
+            content["id"] = rank  # given when no other engine has it
         _, frames = wire.build("registration_request", content)
         self.shell_socket.send_multipart(frames)
         deadline = time.monotonic() + self.registration_timeout
@@ -269,6 +294,8 @@ class EngineApp(IPKernelApp):
             shell.displayhook.topic = engine_topic(self.engine_id, "execute_result")
             shell.display_pub.topic = engine_topic(self.engine_id, "display_data")
             shell.user_ns["__ipar_engine_id__"] = self.engine_id
+            if self.mpi:
+                shell.user_ns.update(mpi_namespace())
 
 
 def main(argv: list[str] | None = None) -> None:

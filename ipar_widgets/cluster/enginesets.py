@@ -1,0 +1,162 @@
+"""Engine sets started by launchers other than the controller (``mpiexec``, later ssh and
+batch jobs): starting one, recording it in the profile, waiting for its engines, stopping it.
+
+The controller starts and watches local engines itself.  Any other launcher runs in the
+process that asked for the engines (a ``Cluster``, or ``ipar start``, which exits), so each
+set is recorded in ``ipar-enginesets[-<cluster id>].json`` beside the cluster file, with the
+launcher's :meth:`~.launcher.BaseLauncher.to_dict`: ``ipar stop``, ``ipar list`` and
+``Cluster.stop_cluster_sync`` of another process find it there and stop it through its
+launcher (``mpiexec`` gets SIGTERM), after the controller has stopped its engines.
+
+Engines learn how to reach the controller from the environment
+(:data:`~ipar_widgets.paths.CONNECTION_INFO_VARIABLE`), never from a copied file.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import Configurable
+
+from .. import paths
+from ..error import EnginesNotReady, EngineStartFailed
+from .launcher import BaseLauncher, LauncherError, find_launcher_class
+
+__all__ = [
+    "engine_sets",
+    "launcher_path",
+    "start_engine_set",
+    "stop_engine_sets",
+    "wait_for_engine_sets",
+]
+
+
+def launcher_path(cls: type[BaseLauncher]) -> str:
+    """The dotted path that names a launcher class in the record (find_launcher_class)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _new_set_id() -> str:
+    return f"{int(time.time())}-{''.join(random.choices(string.ascii_lowercase, k=4))}"
+
+
+def _file(cluster: dict[str, Any]) -> Path:
+    return paths.engine_sets_file(Path(cluster["profile_dir"]), cluster.get("cluster_id", ""))
+
+
+def engine_sets(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The recorded engine sets of a cluster, by set id (``{}`` when none)."""
+    try:
+        data = paths.read_json(_file(cluster))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _save(cluster: dict[str, Any], sets: dict[str, dict[str, Any]]) -> None:
+    if sets:
+        paths.write_private_json(_file(cluster), sets)
+    else:
+        paths.remove_quietly(_file(cluster))
+
+
+def record(cluster: dict[str, Any], set_id: str, launcher: BaseLauncher) -> None:
+    """Write (or update) a set's entry: its launcher's class and state."""
+    sets = engine_sets(cluster)
+    entry = sets.get(set_id, {"started": time.time()})
+    entry.update(launcher.to_dict(), launcher=launcher_path(type(launcher)))
+    sets[set_id] = entry
+    _save(cluster, sets)
+
+
+def start_engine_set(
+    cluster: dict[str, Any],
+    launcher_class: type[BaseLauncher],
+    n: int,
+    *,
+    parent: Configurable | None = None,
+    **launcher_args: Any,
+) -> tuple[str, BaseLauncher]:
+    """Start ``n`` engines with ``launcher_class`` for the running cluster ``cluster`` (its
+    cluster file's data); ``launcher_args`` set the launcher's traits (``mpi_args=[...]``),
+    as ``start_engines(**kwargs)`` does in ipyparallel.  Returns the set id and launcher."""
+    profile_path = Path(cluster["profile_dir"])
+    cluster_id = cluster.get("cluster_id", "")
+    set_id = _new_set_id()
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    connection = paths.engine_file(profile_path, cluster_id).read_text()
+    launcher = launcher_class(
+        parent=parent,
+        n=n,
+        profile_dir=str(profile_path),
+        cluster_id=cluster_id,
+        identifier=f"ipar-engineset{suffix}-{set_id}",
+        work_dir=str(cluster.get("log_dir") or profile_path / "log"),
+        **launcher_args,
+    )
+    launcher.environment = {
+        **launcher.environment,
+        paths.CONNECTION_INFO_VARIABLE: connection,
+        "IPP_CLUSTER_ID": cluster_id,
+        "IPP_PROFILE_DIR": str(profile_path),
+    }
+    launcher.start()
+    record(cluster, set_id, launcher)
+    return set_id, launcher
+
+
+def wait_for_engine_sets(
+    registered: Callable[[], int],
+    wanted: int,
+    launchers: list[BaseLauncher],
+    timeout: float,
+) -> None:
+    """Wait until ``registered()`` reaches ``wanted``.  EngineStartFailed at once when a
+    launcher's process ends first (with what it printed), EnginesNotReady after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = registered()
+        if count >= wanted:
+            return
+        for launcher in launchers:
+            if launcher.state == "after":
+                stop = launcher.stop_data or {}
+                failure = getattr(launcher, "failure", launcher.get_output)()
+                raise EngineStartFailed(
+                    stop.get("exit_code"),
+                    str(getattr(launcher, "output_file", "")),
+                    failure,
+                    what=f"{type(launcher).__name__} ({' '.join(launcher.args[:4])} ...)",
+                )
+        if time.monotonic() > deadline:
+            tails = [f"\n{type(la).__name__} output so far:\n{la.get_output()}" for la in launchers]
+            raise EnginesNotReady(count, wanted, timeout, "".join(tails))
+        time.sleep(0.1)
+
+
+def stop_engine_sets(
+    cluster: dict[str, Any], notes: list[str], set_ids: list[str] | None = None
+) -> list[str]:
+    """Stop the recorded engine sets (all, or ``set_ids``) through their launchers and forget
+    them; returns the ids stopped."""
+    sets = engine_sets(cluster)
+    stopped = []
+    for set_id, entry in list(sets.items()):
+        if set_ids is not None and set_id not in set_ids:
+            continue
+        try:
+            cls = find_launcher_class(str(entry.get("launcher", "")), "EngineSet")
+            launcher = cls.from_dict(entry)
+            launcher.stop()
+        except (LauncherError, ValueError, OSError) as exc:
+            notes.append(f"engine set {set_id} could not be stopped through its launcher: {exc}")
+        del sets[set_id]
+        stopped.append(set_id)
+    _save(cluster, sets)
+    return stopped
