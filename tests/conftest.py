@@ -72,6 +72,18 @@ def cluster_processes(base: Path | None = None) -> list[psutil.Process]:
     return found
 
 
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie has exited: PID 1 may reap it late)."""
+    found = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                found.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def kill_group_of(pid: int) -> None:
     try:
         os.killpg(os.getpgid(pid), signal.SIGKILL)

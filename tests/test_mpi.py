@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 
-import psutil
 import pytest
-from conftest import ipar, wait_until
+from conftest import alive, ipar, wait_until
 
 import ipar_widgets as ipp
 from ipar_widgets import error, paths
@@ -37,26 +37,15 @@ def mpiexec() -> str:
     return found
 
 
-def _alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 @pytest.fixture
 def leftovers() -> Iterator[list[int]]:
     """Pids the test started; any still alive at the end are killed, and the test fails."""
     pids: list[int] = []
     yield pids
-    alive = _alive(pids)
-    for pid in alive:
+    running = alive(pids)
+    for pid in running:
         os.kill(pid, signal.SIGKILL)
-    assert not alive, f"processes left running: {alive}"
+    assert not running, f"processes left running: {running}"
 
 
 def test_engine_ids_are_ranks_and_mpi4py_works_across_them(
@@ -100,7 +89,7 @@ def test_engine_ids_are_ranks_and_mpi4py_works_across_them(
         assert len(enginesets.engine_sets(data)) == 2
     finally:
         cluster.stop_cluster_sync()
-    wait_until(lambda: not _alive(leftovers), 10, what="mpiexec and its ranks to exit")
+    wait_until(lambda: not alive(leftovers), 10, what="mpiexec and its ranks to exit")
     assert not enginesets.engine_sets(data)  # forgotten once stopped
 
 
@@ -123,17 +112,50 @@ def test_ipar_start_with_mpi_and_a_killed_mpiexec_still_stops_every_rank(
             leftovers.extend(pids)
             listed = ipar("list", "--profile", profile).stdout
             assert "2/2" in listed and "MPIEngineSetLauncher, 2 engine(s)" in listed
-            # each rank has a process group of its own: a SIGKILL of mpiexec leaves them
+            # ranks that initialised MPI (mpi4py, the default) end when their mpiexec is
+            # killed; their controller sees them go
             os.kill(mpiexec_pid, signal.SIGKILL)
-            wait_until(lambda: not _alive([mpiexec_pid]), 10, what="mpiexec to die")
-            assert _alive(pids) == pids
-            assert rc[:].apply_sync(lambda: 7) == [7, 7]  # and they still work
+            wait_until(lambda: not alive([mpiexec_pid, *pids]), 10, what="mpiexec and ranks")
+            wait_until(lambda: not rc.ids, 10, what="the controller to see the ranks go")
         finally:
             rc.close()
     finally:
         stopped = ipar("stop", "--profile", profile, check=False)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    wait_until(lambda: not _alive(leftovers), 10, what="the ranks to exit")
+    wait_until(lambda: not alive(leftovers), 10, what="the ranks to exit")
+
+
+def test_ranks_whose_mpiexec_and_controller_were_killed_leave_by_themselves(
+    profile: str, leftovers: list[int]
+) -> None:
+    from traitlets.config import Config
+
+    config = Config()
+    config.EngineLauncher.engine_args = ["--controller-timeout=3"]
+    config.MPIEngineSetLauncher.mpi4py = False  # ranks without MPI_Init outlive mpiexec
+    cluster = ipp.Cluster(n=2, engines="mpi", profile=profile, cluster_id="", config=config)
+    try:
+        rc = cluster.start_and_connect_sync()
+        [launcher] = cluster.engine_sets.values()
+        assert "--rank-as-id" in launcher.args and "--mpi" not in launcher.args
+        assert rc[:].apply_sync(lambda: int(os.environ["OMPI_COMM_WORLD_RANK"])) == rc.ids
+        mpiexec_pid = launcher.process_pid
+        assert mpiexec_pid is not None
+        pids = rc[:].apply_sync(os.getpid)
+        controller = int(cluster._data["controller_pid"])  # type: ignore[index]
+        leftovers.extend([mpiexec_pid, *pids, controller])
+        rc.close()
+        os.kill(mpiexec_pid, signal.SIGKILL)
+        wait_until(lambda: not alive([mpiexec_pid]), 10, what="mpiexec to die")
+        assert alive(pids) == pids  # each rank in a process group of its own
+        os.kill(controller, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: not alive([controller]), 10, what="the controller to die")
+        # nothing stops the ranks now but their own watchdog (controller_timeout, 3 s)
+        wait_until(lambda: not alive(pids), 20, what="the orphaned ranks to leave")
+        assert time.monotonic() - killed >= 2.5  # their watchdog, not a kill, ended them
+    finally:
+        cluster.stop_cluster_sync()
 
 
 def test_a_failing_mpiexec_says_why_at_once(profile: str, leftovers: list[int]) -> None:

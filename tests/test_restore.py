@@ -15,9 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import ipar, kill_group_of, wait_until
+from conftest import alive, ipar, kill_group_of, wait_until
 
 import ipar_widgets as ipp
 from ipar_widgets import paths
@@ -38,17 +37,6 @@ def running_on_disk(profile: str, msg_ids: list[str]) -> int:
         return int(db.execute(query, msg_ids).fetchone()[0])
 
 
-def _alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 @pytest.fixture
 def sweep(profile: str) -> Iterator[dict[str, object]]:
     """A 4-engine cluster started with ``ipar start``; stopped (every process group it ever
@@ -64,7 +52,7 @@ def sweep(profile: str) -> Iterator[dict[str, object]]:
         ipar("stop", "--profile", profile, check=False)
         for pgid in state["groups"]:  # type: ignore[attr-defined]
             kill_group_of(pgid)
-        wait_until(lambda: not _alive(state["pids"]), 10, what="every engine to exit")  # type: ignore[arg-type]
+        wait_until(lambda: not alive(state["pids"]), 10, what="every engine to exit")  # type: ignore[arg-type]
 
 
 def _connect(sweep: dict[str, object]) -> tuple[str, Path, ipp.Client, list[int]]:
@@ -161,7 +149,7 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
         rc[:].push({"kept": 42}, block=True)
         dead = cluster._data["controller_pid"]  # type: ignore[index]
         os.kill(dead, signal.SIGKILL)
-        wait_until(lambda: not _alive([dead]), 10, what="the controller to die")
+        wait_until(lambda: not alive([dead]), 10, what="the controller to die")
         cluster.restore_controller_sync()
         groups.add(cluster._data["pgid"])  # type: ignore[index]
         # the same processes, with their ids and namespaces
@@ -170,7 +158,7 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
         assert sorted(rc.ids) == [0, 1]
         rc.close()
         cluster.stop_cluster_sync()
-        wait_until(lambda: not _alive(pids), 10, what="the restored cluster's engines to exit")
+        wait_until(lambda: not alive(pids), 10, what="the restored cluster's engines to exit")
     finally:
         for pgid in groups:
             kill_group_of(pgid)
@@ -221,9 +209,9 @@ def test_a_new_controller_without_restore_aborts_what_the_dead_one_left(
         os.kill(old["controller_pid"], signal.SIGKILL)
     finally:
         rc.close()
-    wait_until(lambda: not _alive([old["controller_pid"]]), 10, what="the controller to die")
+    wait_until(lambda: not alive([old["controller_pid"]]), 10, what="the controller to die")
     assert ipar("stop", "--profile", profile).returncode == 0  # the old engines too
-    wait_until(lambda: not _alive(pids), 10, what="the old engines to exit")
+    wait_until(lambda: not alive(pids), 10, what="the old engines to exit")
     started = ipar("start", "-n", "1", "--profile", profile, check=False)
     assert started.returncode == 0, started.stderr
     sweep["groups"].add(paths.read_json(cluster_path)["pgid"])  # type: ignore[attr-defined]
@@ -299,7 +287,7 @@ def test_tasks_the_dead_controller_had_not_saved_still_deliver_if_an_engine_ran_
         wait_until(lambda: rc.status()["tasks"]["running"] == 1, 10, what="the first task")
         dead = cluster._data["controller_pid"]  # type: ignore[index]
         os.kill(dead, signal.SIGKILL)
-        wait_until(lambda: not _alive([dead]), 10, what="the controller to die")
+        wait_until(lambda: not alive([dead]), 10, what="the controller to die")
         cluster.restore_controller_sync()
         groups.add(cluster._data["pgid"])  # type: ignore[index]
         assert running.get(timeout=30) == 2  # its engine had it, and said so
@@ -308,8 +296,8 @@ def test_tasks_the_dead_controller_had_not_saved_still_deliver_if_an_engine_ran_
         assert rc[0].apply_sync(os.getpid) == pid
         rc.close()
         cluster.stop_cluster_sync()
-        wait_until(lambda: not _alive([pid]), 10, what="the engine to exit")
+        wait_until(lambda: not alive([pid]), 10, what="the engine to exit")
     finally:
         for pgid in groups:
             kill_group_of(pgid)
-        wait_until(lambda: not _alive([pid] if pid else []), 10, what="the engine to be gone")
+        wait_until(lambda: not alive([pid] if pid else []), 10, what="the engine to be gone")

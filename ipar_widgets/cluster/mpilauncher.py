@@ -1,14 +1,15 @@
 """Engines started by ``mpiexec``: one engine per rank, engine id = rank.
 
-``mpiexec -n N [mpi_args] python -m ipar_widgets.engine --mpi [engine_args]``, with the
-engine file's contents in ``IPP_CONNECTION_INFO`` (Open MPI and MPICH pass the environment
-to their ranks, also on other hosts), so no shared filesystem is needed.  ``--mpi`` makes each
-engine ask for its rank as its id and import mpi4py.
+``mpiexec -n N [mpi_args] python -m ipar_widgets.engine --rank-as-id --mpi [engine_args]``,
+with the engine file's contents in ``IPP_CONNECTION_INFO`` (Open MPI and MPICH pass the
+environment to their ranks, also on other hosts), so no shared filesystem is needed.  Each
+engine asks for its rank as its id; with ``mpi4py`` (the default) it also imports mpi4py.
 
 Stopping sends SIGTERM to ``mpiexec``, which ends its ranks.  Each rank runs in a process
-group of its own, so a SIGKILL of ``mpiexec`` leaves them running: they are still stopped
-through the controller (``ipar stop``), and leave by themselves once it is gone
-(``EngineApp.controller_timeout``).
+group of its own.  After a SIGKILL of ``mpiexec``, ranks that initialised MPI (``mpi4py``)
+exit within a second or two (Open MPI ends a rank whose daemon is gone); the others keep
+running, are still stopped through the controller (``ipar stop``), and leave by themselves
+once it is gone (``EngineApp.controller_timeout``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import re
 from typing import ClassVar
 
-from traitlets import List, Unicode
+from traitlets import Bool, List, Unicode
 
 from .launcher import EngineLauncher, LocalProcessLauncher
 
@@ -68,7 +69,14 @@ class MPIEngineSetLauncher(MPILauncher, EngineLauncher):
     """``n`` engines as the ranks of one ``mpiexec``; each engine's id is its rank (when no
     other engine has that id)."""
 
+    mpi4py = Bool(
+        True,
+        help="Each engine imports mpi4py (initialising MPI) and has its MPI in the user "
+        "namespace (the engine's --mpi). Off: the engines take their ranks as ids only.",
+    ).tag(config=True)
+
     serialize_fields: ClassVar[tuple[str, ...]] = (*LocalProcessLauncher.serialize_fields, "n")
 
     def find_args(self) -> list[str]:
-        return [*self.mpi_prefix(self.n), *self.engine_cmd, "--mpi", *self.engine_args]
+        flags = ["--rank-as-id", *(["--mpi"] if self.mpi4py else [])]
+        return [*self.mpi_prefix(self.n), *self.engine_cmd, *flags, *self.engine_args]

@@ -83,15 +83,22 @@ class EngineApp(IPKernelApp):
         "Results staged in shared memory count only their frames.",
     ).tag(config=True)
 
+    rank_as_id = Bool(
+        False,
+        help="Started by mpiexec or srun: ask the controller for the MPI rank (from the "
+        "launcher's environment, no mpi4py needed) as this engine's id; it is given when no "
+        "other engine has it.",
+    ).tag(config=True)
     mpi = Bool(
         False,
-        help="Started by mpiexec (or srun): ask for the MPI rank as this engine's id, and put "
-        "mpi4py's MPI in the user namespace (when mpi4py is installed).",
+        help="Import mpi4py (which initialises MPI) and put its MPI in the user namespace; "
+        "implies rank_as_id. As ipyparallel's --mpi.",
     ).tag(config=True)
 
     flags = {
         **kernel_flags,
-        "mpi": ({"EngineApp": {"mpi": True}}, "take the MPI rank as engine id; import mpi4py"),
+        "rank-as-id": ({"EngineApp": {"rank_as_id": True}}, "take the MPI rank as engine id"),
+        "mpi": ({"EngineApp": {"mpi": True}}, "import mpi4py's MPI; take the rank as engine id"),
     }
 
     aliases = {
@@ -239,7 +246,7 @@ class EngineApp(IPKernelApp):
             "hostname": socketlib.gethostname(),
             "shm": self.shared_area is not None,  # it can map the controller's segments
         }
-        rank = mpi_rank() if self.mpi else None
+        rank = mpi_rank() if self.mpi or self.rank_as_id else None
         if rank is not None:
             content["id"] = rank  # given when no other engine has it
         _, frames = wire.build("registration_request", content)
