@@ -112,6 +112,10 @@ def test_ipar_start_with_mpi_and_a_killed_mpiexec_still_stops_every_rank(
             leftovers.extend(pids)
             listed = ipar("list", "--profile", profile).stdout
             assert "2/2" in listed and "MPIEngineSetLauncher, 2 engine(s)" in listed
+            attached = ipp.Cluster.from_file(profile=profile)  # another process's view
+            [(set_id, launcher)] = attached.engine_sets.items()
+            assert isinstance(launcher, MPIEngineSetLauncher) and launcher.state == "running"
+            assert launcher.process_pid == mpiexec_pid and set_id in repr(attached)
             # ranks that initialised MPI (mpi4py, the default) end when their mpiexec is
             # killed; their controller sees them go
             os.kill(mpiexec_pid, signal.SIGKILL)

@@ -269,6 +269,13 @@ class Cluster(LoggingConfigurable):
             **kwargs,
         )
         cluster._data = data
+        for set_id, entry in enginesets.engine_sets(data).items():  # re-attach, to watch/stop
+            try:
+                launcher_class = find_launcher_class(str(entry.get("launcher", "")), "EngineSet")
+            except ValueError as exc:
+                cluster.log.warning("engine set %s: %s", set_id, exc)
+                continue
+            cluster.engine_sets[set_id] = launcher_class.from_dict(entry)
         return cluster
 
     def _read_cluster_file(self) -> dict[str, Any] | None:
