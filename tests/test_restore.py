@@ -233,7 +233,7 @@ def test_a_task_whose_engine_died_with_the_controller_fails_and_says_why(
     profile, cluster_path, rc, pids = _connect(sweep)
     try:
         doomed = rc[3].apply_async(time.sleep, 3)
-        # both long enough to be written while they run (SQLiteTaskStore.pending_delay, 1 s)
+        # both long enough to be written while they run (after SQLiteTaskStore.pending_delay)
         kept = rc[0].apply_async(lambda: (time.sleep(2.5), 42)[1])
         wait_until(
             lambda: running_on_disk(profile, doomed.msg_ids + kept.msg_ids) == 2,
