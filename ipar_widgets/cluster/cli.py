@@ -225,13 +225,7 @@ def cmd_engines_add(args: argparse.Namespace) -> int:
                 f"{args.profile!r}."
             )
             return 0
-        set_id, launcher = enginesets.start_engine_set(info.data, launcher_class, args.n)
-        enginesets.wait_for_engine_sets(
-            lambda: int(control.request(info.data, "status_request").content["engines_registered"]),
-            before + args.n,
-            [launcher],
-            args.engine_timeout,
-        )
+        set_id = control.add_engine_set(info.data, launcher_class, args.n, args.engine_timeout)
     except (ClusterError, EngineStartFailed, LauncherError, OSError) as exc:
         raise CommandError(str(exc)) from None
     print(f"Added engine set {set_id}: {args.n} engine(s) in profile {args.profile!r}.")

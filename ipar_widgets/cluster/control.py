@@ -23,7 +23,7 @@ from ..processes import group_alive, pid_alive
 from ..protocol.sharedmem import remove_area
 from ..protocol.wire import Message
 from . import enginesets
-from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class
+from .launcher import BaseLauncher, LauncherError, LocalEngineSetLauncher, find_launcher_class
 
 __all__ = [
     "ClusterError",
@@ -142,13 +142,7 @@ def start_cluster(
         if local:
             wait_for_engines(data, n, engine_timeout)
         elif n:
-            _, launcher = enginesets.start_engine_set(data, launcher_class, n)
-            enginesets.wait_for_engine_sets(
-                lambda: int(request(data, "status_request").content["engines_registered"]),
-                n,
-                [launcher],
-                engine_timeout,
-            )
+            add_engine_set(data, launcher_class, n, engine_timeout)
     except (ClusterError, EngineStartFailed):
         _abandon(profile_path, cluster_id, proc)
         raise
@@ -156,6 +150,22 @@ def start_cluster(
         _abandon(profile_path, cluster_id, proc)
         raise ClusterError(str(exc)) from exc
     return data, proc
+
+
+def add_engine_set(
+    cluster: dict[str, Any], launcher_class: type[BaseLauncher], n: int, timeout: float
+) -> str:
+    """Start ``n`` engines with a launcher other than the controller's, and wait until they
+    registered (EngineStartFailed at once if the launcher's process ends first); returns
+    the engine set's id."""
+
+    def registered() -> int:
+        return int(request(cluster, "status_request").content["engines_registered"])
+
+    wanted = registered() + n
+    set_id, launcher = enginesets.start_engine_set(cluster, launcher_class, n)
+    enginesets.wait_for_engine_sets(registered, wanted, [launcher], timeout)
+    return set_id
 
 
 def _abandon(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes]) -> None:

@@ -127,11 +127,10 @@ def wait_for_engine_sets(
         for launcher in launchers:
             if launcher.state == "after":
                 stop = launcher.stop_data or {}
-                failure = getattr(launcher, "failure", launcher.get_output)()
                 raise EngineStartFailed(
                     stop.get("exit_code"),
                     str(getattr(launcher, "output_file", "")),
-                    failure,
+                    launcher.failure(),
                     what=f"{type(launcher).__name__} ({' '.join(launcher.args[:4])} ...)",
                 )
         if time.monotonic() > deadline:

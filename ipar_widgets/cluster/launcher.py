@@ -159,6 +159,10 @@ class BaseLauncher(LoggingConfigurable):
         """What the process wrote (stdout and stderr), if the launcher keeps it."""
         return ""
 
+    def failure(self) -> str:
+        """What a process that ended too soon said about it: by default its last lines."""
+        return "\n".join(self.get_output().strip().splitlines()[-20:])
+
     # -- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Enough to find the process again from another Python process."""

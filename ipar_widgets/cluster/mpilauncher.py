@@ -58,11 +58,7 @@ class MPILauncher(LocalProcessLauncher):
 
     def failure(self) -> str:
         """What went wrong, from mpiexec's output: its explanation block, or its last lines."""
-        output = self.get_output()
-        block = mpi_error_block(output)
-        if block:
-            return block
-        return "\n".join(output.strip().splitlines()[-20:])
+        return mpi_error_block(self.get_output()) or super().failure()
 
 
 class MPIEngineSetLauncher(MPILauncher, EngineLauncher):
