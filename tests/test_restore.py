@@ -142,6 +142,7 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
     cluster = ipp.Cluster(n=2, profile=profile, cluster_id="")
     groups: set[int] = set()
     pids: list[int] = []
+    rc: ipp.Client | None = None
     try:
         rc = cluster.start_and_connect_sync()
         groups.add(cluster._data["pgid"])  # type: ignore[index]
@@ -150,18 +151,27 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
         dead = cluster._data["controller_pid"]  # type: ignore[index]
         os.kill(dead, signal.SIGKILL)
         wait_until(lambda: not alive([dead]), 10, what="the controller to die")
+        wait_until(lambda: "unreachable" in rc.connection_note, 10, what="the client to notice")  # type: ignore[union-attr]
+        # submitted while no controller is there: it waits in the client's queue and runs on
+        # the restored one (not "lost" because the catch-up query overtook it)
+        queued = rc[:].apply_async(os.getpid)
         cluster.restore_controller_sync()
         groups.add(cluster._data["pgid"])  # type: ignore[index]
         # the same processes, with their ids and namespaces
+        assert queued.get(timeout=30) == pids
         assert rc[:].apply_sync(os.getpid) == pids
         assert rc[:].pull("kept", block=True) == [42, 42]
         assert sorted(rc.ids) == [0, 1]
+        assert rc.connection_note == "controller restarted, reconnected"
         rc.close()
         cluster.stop_cluster_sync()
         wait_until(lambda: not alive(pids), 10, what="the restored cluster's engines to exit")
     finally:
+        if rc is not None:
+            rc.close()
         for pgid in groups:
             kill_group_of(pgid)
+        cluster.stop_cluster_sync()
 
 
 def test_a_client_whose_controller_never_returns_fails_its_pending_tasks(make_cluster) -> None:  # type: ignore[no-untyped-def]

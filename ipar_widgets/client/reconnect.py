@@ -3,8 +3,8 @@
 The client's sockets reconnect by themselves (zmq) to a controller restored on the same
 ports (``ipar start --restore``), and requests sent meanwhile wait in their queues.  What the
 client may have missed is what the controller answered while it was away: so once it is
-back, the client asks for the records of every task still outstanding (a ``result_request``
-with ``watch``).  Finished ones are handled as if their reply arrived now (outputs the client
+back, the client asks for the records of every task that was outstanding when it went away
+(a ``result_request`` with ``watch``); tasks submitted later are not in doubt.  Finished ones are handled as if their reply arrived now (outputs the client
 already had are not shown twice, and a reply it already had is dropped), running ones answer
 as usual when they finish, and one the restored controller has no record of fails with
 :class:`~ipar_widgets.error.TaskLost`.  A controller that stays away longer than
@@ -46,6 +46,11 @@ class Reconnection:
         #: how many times the connection came back
         self.reconnections = 0
         self._changed_at = time.monotonic()
+        #: tasks outstanding when the connection dropped: only their fate is in doubt.  A task
+        #: submitted later waits in its socket's queue and reaches the restored controller,
+        #: maybe after the catch-up query (another socket), so asking about it could only
+        #: find it missing.
+        self._in_doubt: set[str] = set()
         transport.on_connection = self.on_connection
 
     @property
@@ -65,6 +70,7 @@ class Reconnection:
         self._changed_at = time.monotonic()
         if what == "lost":
             self.state = "lost"
+            self._in_doubt |= self.ledger.outstanding
             log.warning(
                 "lost the connection to the controller at %s; waiting up to %.0f s for it",
                 self.address,
@@ -84,7 +90,8 @@ class Reconnection:
             self._fail_outstanding(waited)
 
     def _catch_up(self) -> None:
-        pending = sorted(self.ledger.outstanding)
+        pending = sorted(self._in_doubt & self.ledger.outstanding)
+        self._in_doubt = set()
         if not pending:
             return
         msg_id, frames = build_request(
