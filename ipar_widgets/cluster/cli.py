@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from traitlets.config import Config
+
 from .. import paths
 from .._version import __version__
 from ..error import ClusterError, EngineStartFailed
@@ -20,6 +22,7 @@ from ..progress.terminal import format_seconds
 from . import control, enginesets
 from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
 from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class
+from .profileconfig import load_profile_config
 
 
 class CommandError(Exception):
@@ -102,8 +105,10 @@ def cmd_start(args: argparse.Namespace) -> int:
             args.log_level,
             args.engine_timeout,
             engines=args.engines,
+            config=_profile_config(args.profile),
+            report=_status,
         )
-    except ValueError as exc:  # an unknown launcher
+    except ValueError as exc:  # an unknown launcher, a config file that does not load
         raise CommandError(str(exc)) from None
     except (ClusterError, EngineStartFailed) as exc:
         raise CommandError(f"the cluster did not start: {exc}") from None
@@ -200,8 +205,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             launcher = str(entry.get("launcher", "?")).rsplit(".", 1)[-1]
             print(
                 f"  {c.profile}{'/' + c.cluster_id if c.cluster_id else ''}: engine set "
-                f"{set_id}: {launcher}, {entry.get('n', '?')} engine(s), pid "
-                f"{entry.get('process_pid', '-')}, {entry.get('state', '?')}"
+                f"{set_id}: {launcher}, {entry.get('n', '?')} engine(s), "
+                f"{enginesets.describe(entry)}"
             )
     return 0
 
@@ -225,11 +230,29 @@ def cmd_engines_add(args: argparse.Namespace) -> int:
                 f"{args.profile!r}."
             )
             return 0
-        set_id = control.add_engine_set(info.data, launcher_class, args.n, args.engine_timeout)
-    except (ClusterError, EngineStartFailed, LauncherError, OSError) as exc:
+        set_id = control.add_engine_set(
+            info.data,
+            launcher_class,
+            args.n,
+            args.engine_timeout,
+            _profile_config(args.profile),
+            _status,
+        )
+    except (ClusterError, EngineStartFailed, LauncherError, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(f"Added engine set {set_id}: {args.n} engine(s) in profile {args.profile!r}.")
     return 0
+
+
+def _profile_config(profile: str) -> Config:
+    """The profile's ipcluster_config.py/.json (configures launchers: ssh hosts, Slurm
+    time limits)."""
+    return load_profile_config(paths.profile_dir(profile, create=True))
+
+
+def _status(line: str) -> None:
+    """A launcher's progress while its engines are awaited, on stderr."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_engines_stop(args: argparse.Namespace) -> int:

@@ -11,8 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from traitlets.config import Config, Configurable
 
 from .. import paths
 from ..client.controlplane import ask_once
@@ -120,6 +123,8 @@ def start_cluster(
     log_level: str = "INFO",
     engine_timeout: float = 60.0,
     engines: str = "local",
+    config: Config | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
     """Start a controller and ``n`` engines; return once the engines registered.  The
     controller starts local ones; another launcher (``engines='mpi'``) starts them from this
@@ -129,10 +134,16 @@ def start_cluster(
     On failure nothing is left running and the error says why: ClusterError (the
     controller's log) or EngineStartFailed (the failing engine's log, or the launcher's
     output).  The ``ipar`` command and the JupyterLab server extension both start clusters
-    through here.
+    through here.  ``config`` configures the engine launcher (``c.SSHEngineSetLauncher...``);
+    ``report`` gets the launcher's status lines while its engines are awaited.
     """
     launcher_class = find_launcher_class(engines, "EngineSet")  # ValueError: unknown name
     local = issubclass(launcher_class, LocalEngineSetLauncher)
+    if not local:  # refused before anything starts
+        try:
+            enginesets.check_reachable(launcher_class(config=config or Config()), ip)
+        except LauncherError as exc:
+            raise ClusterError(str(exc)) from None
     profile_path = paths.profile_dir(profile, create=True)
     proc = launch_controller(
         profile, cluster_id, n if local else 0, ip, extra_args=extra_args, log_level=log_level
@@ -142,7 +153,7 @@ def start_cluster(
         if local:
             wait_for_engines(data, n, engine_timeout)
         elif n:
-            add_engine_set(data, launcher_class, n, engine_timeout)
+            add_engine_set(data, launcher_class, n, engine_timeout, config, report)
     except (ClusterError, EngineStartFailed):
         _abandon(profile_path, cluster_id, proc)
         raise
@@ -153,7 +164,12 @@ def start_cluster(
 
 
 def add_engine_set(
-    cluster: dict[str, Any], launcher_class: type[BaseLauncher], n: int, timeout: float
+    cluster: dict[str, Any],
+    launcher_class: type[BaseLauncher],
+    n: int,
+    timeout: float,
+    config: Config | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> str:
     """Start ``n`` engines with a launcher other than the controller's, and wait until they
     registered (EngineStartFailed at once if the launcher's process ends first); returns
@@ -162,9 +178,13 @@ def add_engine_set(
     def registered() -> int:
         return int(request(cluster, "status_request").content["engines_registered"])
 
-    wanted = registered() + n
-    set_id, launcher = enginesets.start_engine_set(cluster, launcher_class, n)
-    enginesets.wait_for_engine_sets(registered, wanted, [launcher], timeout)
+    before = registered()
+    set_id, launcher = enginesets.start_engine_set(
+        cluster, launcher_class, n, parent=Configurable(config=config or Config())
+    )
+    enginesets.wait_for_engine_sets(
+        registered, before + int(getattr(launcher, "n", n)), [launcher], timeout, report
+    )
     return set_id
 
 

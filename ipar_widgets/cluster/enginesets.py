@@ -28,6 +28,9 @@ from ..error import EnginesNotReady, EngineStartFailed
 from .launcher import BaseLauncher, LauncherError, find_launcher_class
 
 __all__ = [
+    "attach",
+    "check_reachable",
+    "describe",
     "engine_sets",
     "launcher_path",
     "start_engine_set",
@@ -74,6 +77,29 @@ def record(cluster: dict[str, Any], set_id: str, launcher: BaseLauncher) -> None
     _save(cluster, sets)
 
 
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    if ip in ("localhost", ""):
+        return ip == "localhost"
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def check_reachable(launcher: BaseLauncher, ip: str) -> None:
+    """Refuse a launcher whose engines run on other hosts when the controller listens on
+    loopback (``ip``): they could never reach it, and would only time out."""
+    if launcher.needs_routable_address() and _is_loopback(ip):
+        raise LauncherError(
+            f"{type(launcher).__name__} starts engines on other hosts, which cannot reach a "
+            f"controller listening on the loopback address {ip}: give the controller an "
+            "address they can reach (ipar start --ip '*' for every interface, or --ip "
+            "ADDRESS; in Python Cluster(controller_ip='*'))"
+        )
+
+
 def start_engine_set(
     cluster: dict[str, Any],
     launcher_class: type[BaseLauncher],
@@ -99,6 +125,7 @@ def start_engine_set(
         work_dir=str(cluster.get("log_dir") or profile_path / "log"),
         **launcher_args,
     )
+    check_reachable(launcher, str(cluster.get("ip", "")))
     launcher.environment = {
         **launcher.environment,
         paths.CONNECTION_INFO_VARIABLE: connection,
@@ -115,17 +142,21 @@ def wait_for_engine_sets(
     wanted: int,
     launchers: list[BaseLauncher],
     timeout: float,
+    report: Callable[[str], None] | None = None,
 ) -> None:
     """Wait until ``registered()`` reaches ``wanted``.  EngineStartFailed at once when a
-    launcher's process ends first (with what it printed), EnginesNotReady after
-    ``timeout`` seconds."""
+    launcher's process (or batch job) ends first, with what it printed; EnginesNotReady after
+    ``timeout`` seconds, not counting the time a batch job waits in its queue (``pending``).
+    ``report`` gets a line whenever the launchers' status changes ("PENDING (Resources)")."""
     deadline = time.monotonic() + timeout
+    last = ""
     while True:
         count = registered()
         if count >= wanted:
             return
+        now = time.monotonic()
         for launcher in launchers:
-            if launcher.state == "after":
+            if launcher.ended_early():
                 stop = launcher.stop_data or {}
                 raise EngineStartFailed(
                     stop.get("exit_code"),
@@ -133,10 +164,32 @@ def wait_for_engine_sets(
                     launcher.failure(),
                     what=f"{type(launcher).__name__} ({' '.join(launcher.args[:4])} ...)",
                 )
-        if time.monotonic() > deadline:
+        status = "; ".join(launcher.status_text() for launcher in launchers)
+        line = f"{count}/{wanted} engines registered; {status}"
+        if report is not None and line != last:
+            report(line)
+        last = line
+        if any(launcher.pending() for launcher in launchers):
+            deadline = now + timeout  # queued, not late: the clock starts when it runs
+        if now > deadline:
             tails = [f"\n{type(la).__name__} output so far:\n{la.get_output()}" for la in launchers]
-            raise EnginesNotReady(count, wanted, timeout, "".join(tails))
+            raise EnginesNotReady(count, wanted, timeout, f" ({status})" + "".join(tails))
         time.sleep(0.1)
+
+
+def attach(entry: dict[str, Any]) -> BaseLauncher:
+    """A launcher watching the set a record describes (ValueError for an unknown class)."""
+    cls = find_launcher_class(str(entry.get("launcher", "")), "EngineSet")
+    return cls.from_dict(entry)
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """The recorded set's status now ("running (pid 12)", "PENDING (Resources)"), asked of
+    its launcher (a batch launcher asks the scheduler)."""
+    try:
+        return attach(entry).status_text()
+    except (LauncherError, ValueError, OSError) as exc:
+        return f"status unknown ({exc})"
 
 
 def stop_engine_sets(
@@ -150,9 +203,7 @@ def stop_engine_sets(
         if set_ids is not None and set_id not in set_ids:
             continue
         try:
-            cls = find_launcher_class(str(entry.get("launcher", "")), "EngineSet")
-            launcher = cls.from_dict(entry)
-            launcher.stop()
+            attach(entry).stop()
         except (LauncherError, ValueError, OSError) as exc:
             notes.append(f"engine set {set_id} could not be stopped through its launcher: {exc}")
         del sets[set_id]

@@ -163,6 +163,31 @@ class BaseLauncher(LoggingConfigurable):
         """What a process that ended too soon said about it: by default its last lines."""
         return "\n".join(self.get_output().strip().splitlines()[-20:])
 
+    def ended_early(self) -> bool:
+        """Whether what the launcher started ended (for a launcher of several processes: any
+        of them), so waiting for its engines is pointless."""
+        return self.state == "after"
+
+    def needs_routable_address(self) -> bool:
+        """Whether the engines run on other hosts, so a controller on loopback cannot be
+        reached (``ipar start`` then refuses a loopback ``--ip``)."""
+        return False
+
+    def pending(self) -> bool:
+        """Whether what this launcher started is still waiting for resources (a batch job in
+        its queue): no registration timeout runs meanwhile.  Processes never wait."""
+        return False
+
+    def status_text(self) -> str:
+        """One line for ``ipar list``, reprs and waits ("running (pid 123)"; batch launchers
+        say "PENDING (Resources)", "RUNNING", "FAILED: ...")."""
+        if self.state == "running" and self.process_pid is not None:
+            return f"running (pid {self.process_pid})"
+        if self.state == "after":
+            code = (self.stop_data or {}).get("exit_code")
+            return "stopped" if code in (0, None) else f"exited with code {code}"
+        return self.state
+
     # -- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Enough to find the process again from another Python process."""
@@ -368,16 +393,28 @@ class LocalEngineSetLauncher(LocalEngineLauncher):
 
 
 #: built-in launchers by name; the others are found through entry points
+_BATCH = "ipar_widgets.cluster.batch"
 _LAUNCHERS: dict[str, dict[str, str]] = {
     "EngineSet": {
         "local": "ipar_widgets.cluster.launcher.LocalEngineSetLauncher",
         "ipar": "ipar_widgets.cluster.launcher.LocalEngineSetLauncher",
         "mpi": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
         "mpiexec": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
+        "ssh": "ipar_widgets.cluster.sshlauncher.SSHEngineSetLauncher",
+        "slurm": f"{_BATCH}.SlurmEngineSetLauncher",
+        "sge": f"{_BATCH}.SGEEngineSetLauncher",
+        "pbs": f"{_BATCH}.PBSEngineSetLauncher",
+        "lsf": f"{_BATCH}.LSFEngineSetLauncher",
+        "htcondor": f"{_BATCH}.HTCondorEngineSetLauncher",
     },
     "Controller": {
         "local": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
         "ipar": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
+        "slurm": f"{_BATCH}.SlurmControllerLauncher",
+        "sge": f"{_BATCH}.SGEControllerLauncher",
+        "pbs": f"{_BATCH}.PBSControllerLauncher",
+        "lsf": f"{_BATCH}.LSFControllerLauncher",
+        "htcondor": f"{_BATCH}.HTCondorControllerLauncher",
     },
 }
 _ENTRY_POINT_GROUPS = {
@@ -385,14 +422,22 @@ _ENTRY_POINT_GROUPS = {
     "Controller": "ipar_widgets.controller_launchers",
 }
 #: ipyparallel's launcher names this version does not have
-_NOT_YET = frozenset(
-    {"batch", "htcondor", "lsf", "pbs", "sge", "slurm", "ssh", "sshproxy", "winhpc"}
-)
+_NOT_YET = frozenset({"batch", "sshproxy", "winhpc"})
 #: classes of other modules that this module's namespace also offers (ipyparallel has them all
 #: in ``ipyparallel.cluster.launcher``)
 _ELSEWHERE = {
     "MPILauncher": "ipar_widgets.cluster.mpilauncher",
     "MPIEngineSetLauncher": "ipar_widgets.cluster.mpilauncher",
+    **{
+        name: "ipar_widgets.cluster.sshlauncher"
+        for name in ("SSHLauncher", "SSHEngineSetLauncher")
+    },
+    **{
+        f"{system}{role}": _BATCH
+        for system in ("Slurm", "SGE", "PBS", "LSF", "HTCondor")
+        for role in ("Launcher", "EngineSetLauncher", "ControllerLauncher")
+    },
+    "BatchSystemLauncher": _BATCH,
 }
 
 

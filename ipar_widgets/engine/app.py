@@ -256,8 +256,10 @@ class EngineApp(IPKernelApp):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.shell_socket.poll(remaining * 1000):
                 raise RegistrationFailed(
-                    f"the controller at {self._url('engine')} did not answer the registration "
-                    f"within {self.registration_timeout:g} s"
+                    f"cannot reach controller at {self._url('engine')} from host "
+                    f"{socketlib.gethostname()} (tried for {self.registration_timeout:g} s): the "
+                    "controller must listen on an address this host can reach (ipar start "
+                    "--ip ADDRESS, Cluster(controller_ip=...)) and the port must not be blocked"
                 )
             msg = wire.decode(self.shell_socket.recv_multipart())
             if msg.msg_type == "registration_reply":
