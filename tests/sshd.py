@@ -8,7 +8,9 @@ side gets its options (key, known-hosts file) from :meth:`SSHServer.ssh_args`.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -96,6 +98,17 @@ def require_sshd() -> None:
         pytest.fail("OpenSSH is not installed: .ci/run installs Debian's openssh-server/-client")
 
 
+def _stop(pid_file: Path) -> None:
+    """SIGTERM to the sshd of ``pid_file``, if that pid still runs sshd (pids are reused)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return
+    if b"sshd" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+
+
 @contextmanager
 def running_sshd(
     directory: Path, address: str = "127.0.0.1", wrapper: Sequence[str] = ()
@@ -125,7 +138,8 @@ def running_sshd(
             time.sleep(0.02)
         yield server
     finally:
-        proc.terminate()
+        _stop(directory / f"sshd-{port}.pid")
+        proc.terminate()  # a wrapper (unshare --fork) ignores it; sshd's own end ends it
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:

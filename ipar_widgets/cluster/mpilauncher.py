@@ -1,8 +1,9 @@
 """Engines started by ``mpiexec``: one engine per rank, engine id = rank.
 
 ``mpiexec -n N [mpi_args] python -m ipar_widgets.engine --rank-as-id --mpi [engine_args]``,
-with the engine file's contents in ``IPP_CONNECTION_INFO`` (Open MPI and MPICH pass the
-environment to their ranks, also on other hosts), so no shared filesystem is needed.  Each
+with the engine file's contents in ``IPP_CONNECTION_INFO``, so no shared filesystem is
+needed.  MPICH passes the whole environment to ranks on other hosts; Open MPI passes only
+what ``-x NAME`` names, so for Open MPI each of the launcher's variables gets a ``-x``.  Each
 engine asks for its rank as its id; with ``mpi4py`` (the default) it also imports mpi4py.
 
 Stopping sends SIGTERM to ``mpiexec``, which ends its ranks.  Each rank runs in a process
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from typing import ClassVar
 
 from traitlets import Bool, List, Unicode
@@ -26,6 +28,10 @@ __all__ = ["MPIEngineSetLauncher", "MPILauncher", "mpi_error_block"]
 
 # Open MPI explains a failure between lines of dashes, MPICH between lines of '='
 _BLOCK = re.compile(r"^(-{20,}|={20,})$\n(.*?)^\1$", re.MULTILINE | re.DOTALL)
+
+
+#: whether an mpiexec command is Open MPI's, asked once per command
+_OPEN_MPI: dict[tuple[str, ...], bool] = {}
 
 
 def mpi_error_block(output: str) -> str:
@@ -47,7 +53,22 @@ class MPILauncher(LocalProcessLauncher):
     ).tag(config=True)
 
     def mpi_prefix(self, n: int) -> list[str]:
-        return [*self.mpi_cmd, "-n", str(n), *self.mpi_args]
+        exports = [a for name in sorted(self.environment) for a in ("-x", name)]
+        return [*self.mpi_cmd, "-n", str(n), *self.mpi_args, *(exports if self._open_mpi() else [])]
+
+    def _open_mpi(self) -> bool:
+        """Whether ``mpi_cmd`` is Open MPI's (which takes ``-x``; MPICH's refuses it)."""
+        key = tuple(self.mpi_cmd)
+        if key not in _OPEN_MPI:
+            try:
+                found = subprocess.run(
+                    [*self.mpi_cmd, "--version"], capture_output=True, text=True, timeout=10
+                )
+                said = (found.stdout + found.stderr).lower()
+                _OPEN_MPI[key] = any(w in said for w in ("open mpi", "openrte", "open-mpi"))
+            except (OSError, subprocess.TimeoutExpired):
+                _OPEN_MPI[key] = False
+        return _OPEN_MPI[key]
 
     def start(self) -> None:
         if os.geteuid() == 0:
@@ -57,8 +78,14 @@ class MPILauncher(LocalProcessLauncher):
         super().start()
 
     def failure(self) -> str:
-        """What went wrong, from mpiexec's output: its explanation block, or its last lines."""
-        return mpi_error_block(self.get_output()) or super().failure()
+        """What went wrong: what the ranks said last, then mpiexec's explanation block (or
+        just the last lines of output when there is no block)."""
+        output = self.get_output()
+        block = mpi_error_block(output)
+        if not block:
+            return super().failure()
+        ranks_said = _BLOCK.split(output, maxsplit=1)[0].strip().splitlines()[-10:]
+        return "\n".join([*ranks_said, block])
 
 
 class MPIEngineSetLauncher(MPILauncher, EngineLauncher):

@@ -91,6 +91,7 @@ class EngineState:
             "completed": self.completed,
             "failed": self.failed,
             "local": self.local,
+            "shm": self.shm,  # whether it maps the controller's shared memory (same host)
         }
 
 
