@@ -66,6 +66,8 @@ def client_file(profile_path: Path, cluster_id: str = "") -> Path:
 #: the environment variable that carries the engine file's contents to engines started where
 #: the file cannot be read (another host, a batch job): ipyparallel's name
 CONNECTION_INFO_VARIABLE = "IPP_CONNECTION_INFO"
+#: the engine set (enginesets.py) an engine belongs to, told to the controller at registration
+ENGINE_SET_VARIABLE = "IPAR_ENGINE_SET"
 
 
 def engine_file(profile_path: Path, cluster_id: str = "") -> Path:

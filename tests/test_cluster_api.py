@@ -41,7 +41,8 @@ def test_a_cluster_started_and_stopped_with_await(profile: str) -> None:
         async with cluster as rc:
             assert rc.cluster is cluster
             first = rc.ids
-            launched = await cluster.start_engines(1)  # arguments reach the blocking method
+            set_id = await cluster.start_engines(1)  # arguments reach the blocking method
+            launched = [cluster.engines[set_id].n] if set_id in cluster.engines else []
             rc.wait_for_engines(2, timeout=60)
             both = rc.ids
             await cluster.stop_engine(1)

@@ -105,7 +105,8 @@ def test_an_engine_that_fails_to_start_ends_the_wait_with_its_log(make_cluster) 
     config = Path(handle.cluster.profile_dir) / "ipython_config.py"
     config.write_text("raise SystemExit('broken engine configuration')\n")
     try:
-        assert handle.cluster.start_engines_sync(1) == [0]
+        set_id = handle.cluster.start_engines_sync(1)
+        assert isinstance(set_id, str) and set_id in handle.cluster.engines
         started = time.monotonic()
         with pytest.raises(error.EngineStartFailed) as caught:
             handle.rc.wait_for_engines(1, timeout=60)

@@ -124,8 +124,8 @@ def test_controller_launcher_config_reaches_the_controller(profile: str) -> None
     cluster = ipp.Cluster(profile=profile, n=0, controller_args=["--dictdb"], config=cfg)
     cluster.start_controller_sync()
     try:
-        assert cluster._proc is not None
-        cmdline = psutil.Process(cluster._proc.pid).cmdline()
+        assert cluster.controller is not None
+        cmdline = psutil.Process(cluster.controller.process.pid).cmdline()
         assert cmdline[-2:] == ["--ping=300", "--dictdb"]  # configured first, then the trait
     finally:
         cluster.stop_cluster_sync()

@@ -85,7 +85,9 @@ def test_engine_ids_are_ranks_and_mpi4py_works_across_them(
         assert sorted(rc.ids) == [0, 1, 2]
         assert rc[2].apply_sync(lambda: os.environ["OMPI_COMM_WORLD_RANK"]) == "0"
         leftovers.append(rc[2].apply_sync(os.getpid))
-        assert repr(cluster).endswith(f"n=2, engine_sets={list(cluster.engine_sets)})>")
+        assert repr(cluster).endswith(
+            f"controller=<running>, engine_sets={list(cluster.engine_sets)})>"
+        )
         assert len(enginesets.engine_sets(data)) == 2
     finally:
         cluster.stop_cluster_sync()

@@ -25,8 +25,10 @@ from traitlets.config import Config
 
 import ipar_widgets as ipp
 from ipar_widgets import error, paths
+from ipar_widgets.cluster.discovery import find_cluster
 from ipar_widgets.cluster.launcher import find_launcher_class
 from ipar_widgets.cluster.sshlauncher import SSHEngineSetLauncher, SSHHostLauncher, parse_host
+from ipar_widgets.server import operations
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,6 +99,19 @@ def test_one_session_per_host_starts_its_engines_and_stop_ends_them(
         key = paths.read_json(Path(cluster._data["engine_file"]))["key"]  # type: ignore[index]
         assert all(key not in " ".join(psutil.Process(p).cmdline()) for p in pids + local)
         assert launcher.status_text() == "1/1 ssh sessions open"
+        # what the JupyterLab panel gets for the cluster
+        info = find_cluster(profile, "")
+        assert info is not None
+        [set_id] = cluster.engine_sets
+        assert operations.cluster_json(info)["engine_sets"] == [
+            {
+                "id": set_id,
+                "launcher": "SSHEngineSetLauncher",
+                "n": 2,
+                "registered": 2,
+                "status": "1/1 ssh sessions open",
+            }
+        ]
         rc.close()
         cluster.stop_cluster_sync()
         wait_until(lambda: not alive(pids + local), 15, what="engines and ssh sessions to end")
@@ -211,9 +226,11 @@ def test_ipar_start_over_ssh_with_the_profile_s_config_and_the_loopback_rule(
         pids = rc[:].apply_sync(os.getpid)
         assert len(pids) == 2
         listed = ipar("list").stdout
-        assert re.search(rf"{profile}.*\n.*SSHEngineSetLauncher.*1/1 ssh sessions open", listed), (
-            listed
-        )
+        assert re.search(
+            rf"  {profile}: engine set \S+: SSHEngineSetLauncher, 2 engine\(s\), "
+            r"1/1 ssh sessions open, 2/2 registered\n",
+            listed,
+        ), listed
         rc.close()
         assert ipar("stop", "--profile", profile).returncode == 0
         wait_until(lambda: not alive(pids), 15, what="the ssh engines to stop")
@@ -242,3 +259,19 @@ def test_the_set_is_described_for_another_process() -> None:
     again = SSHHostLauncher.from_dict(host.to_dict())
     assert isinstance(again, SSHHostLauncher)
     assert (again.hostname, again.user, again.port, again.n) == ("node1", "me", "2222", 3)
+
+
+def test_dry_run_prints_each_host_s_session_and_starts_nothing(profile: str) -> None:
+    profile_dir = paths.profile_dir(profile, create=True)
+    (profile_dir / "ipcluster_config.py").write_text(
+        "c.SSHEngineSetLauncher.engines = {'node1.example': 2, 'me@node2.example:2222': 3}\n"
+    )
+    shown = ipar("start", "--dry-run", "--engines", "ssh", "--ip", "*", "--profile", profile)
+    first, second = shown.stdout.strip().splitlines()  # one ssh session per host
+    assert first.endswith(" node1.example 'python3 -m ipar_widgets.cluster.sshhost 2'")
+    assert second.endswith(
+        " -p 2222 -l me node2.example 'python3 -m ipar_widgets.cluster.sshhost 3'"
+    )
+    assert not paths.cluster_file(profile_dir).exists()
+    refused = ipar("start", "--dry-run", "--engines", "ssh", "--profile", profile, check=False)
+    assert refused.returncode == 1 and "--ip" in refused.stderr

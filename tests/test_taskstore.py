@@ -587,8 +587,9 @@ def test_a_second_controller_cannot_write_the_same_database(make_cluster, profil
         with pytest.raises(error.ClusterError) as caught:
             second.start_controller_sync()
     finally:
-        if second._proc is not None and second._proc.poll() is None:  # type: ignore[attr-defined]
-            kill_group_of(second._proc.pid)  # type: ignore[attr-defined]
+        launcher = second.controller
+        if launcher is not None and launcher.process.poll() is None:
+            kill_group_of(launcher.process.pid)
     text = str(caught.value)
     assert f"in use by another controller (pid {handle.pid}" in text
     assert str(_db_path(profile)) + ".lock" in text

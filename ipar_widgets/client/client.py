@@ -88,6 +88,7 @@ class Client:
         cluster_id: str | None = None,
         cluster: Cluster | None = None,
         controller_timeout: float = 60.0,
+        rebind_magics: bool = True,
         **extra_args: Any,
     ) -> None:
         if sshserver or sshkey or password or paramiko:
@@ -144,7 +145,9 @@ class Client:
             raise
         self._engines.update({int(k): str(v) for k, v in reply.content["engines"].items()})
         transport.direct = True  # the answer came: the I/O thread's socket is connected
-        frontend.client_activated(self)  # inside IPython: %px for this client
+        # inside IPython: %px for this client (rebind_magics=False: only if no client had them,
+        # as Cluster.start_and_connect(activate=False) asks)
+        frontend.client_activated(self, rebind=rebind_magics)
         comms.relay_engine_comms(self)  # inside a kernel: engines' widgets reach the notebook
 
     @property
@@ -230,7 +233,8 @@ class Client:
 
         Raises EnginesNotReady (a TimeoutError) after ``timeout`` seconds (-1: no limit), and
         EngineStartFailed (an EngineError) at once if an engine the controller started exits
-        before registering.  ``block=False`` returns a Future instead.
+        before registering, or EngineError once every engine set of this client's Cluster
+        has stopped.  ``block=False`` returns a Future instead.
         """
         if not block:
             future: Future[None] = Future()
@@ -253,6 +257,10 @@ class Client:
             current = self.status()
             engines = {int(e["id"]): str(e["uuid"]) for e in current.get("engines", [])}
             self._engines.update(engines)
+            wanted = int(current.get("engines_requested") or 0) if n is None else n
+            failed = bool(current.get("launch_failures"))  # EngineStartFailed says more
+            if self.cluster is not None and len(self._engines) < wanted and not failed:
+                self.cluster.check_engine_sets()  # no engine can come any more: EngineError
             # what rc.ids will say: the notices may have told of engines the status had not
             return {**current, "engines_registered": len(self._engines)}
 

@@ -33,11 +33,12 @@ __all__ = [
 ]
 
 
-def client_activated(client: Client) -> None:
-    """A Client was made: inside IPython, the first one activates ``%px`` (never raises)."""
+def client_activated(client: Client, rebind: bool = True) -> None:
+    """A Client was made: inside IPython, the first one activates ``%px`` (never raises);
+    with ``rebind``, also the first after the active client was closed."""
     from ..magics import register_magics_if_ipython
 
-    register_magics_if_ipython(client)
+    register_magics_if_ipython(client, rebind=rebind)
 
 
 def activate_magics(view: View, suffix: str = "") -> None:

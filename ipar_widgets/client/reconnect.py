@@ -4,7 +4,9 @@ The client's sockets reconnect by themselves (zmq) to a controller restored on t
 ports (``ipar start --restore``), and requests sent meanwhile wait in their queues.  What the
 client may have missed is what the controller answered while it was away: so once it is
 back, the client asks for the records of every task that was outstanding when it went away
-(a ``result_request`` with ``watch``); tasks submitted later are not in doubt.  Finished ones are handled as if their reply arrived now (outputs the client
+(a ``result_request`` with ``watch``); a task submitted while it was away may reach the
+restored controller after that query, so one it does not know yet is asked about again a
+few times before it counts as lost.  Finished ones are handled as if their reply arrived now (outputs the client
 already had are not shown twice, and a reply it already had is dropped), running ones answer
 as usual when they finish, and one the restored controller has no record of fails with
 :class:`~ipar_widgets.error.TaskLost`.  A controller that stays away longer than
@@ -15,6 +17,7 @@ as usual when they finish, and one the restored controller has no record of fail
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future
 
@@ -26,6 +29,11 @@ from .ledger import TaskLedger
 from .transport import Transport
 
 log = logging.getLogger("ipar_widgets.client")
+
+#: how often, and how many seconds apart, a task sent while the controller was away and not
+#: known to the restored one yet is asked about again before it counts as lost
+RECHECKS = 5
+RECHECK_DELAY = 0.5
 
 __all__ = ["Reconnection"]
 
@@ -90,8 +98,11 @@ class Reconnection:
             self._fail_outstanding(waited)
 
     def _catch_up(self) -> None:
-        pending = sorted(self._in_doubt & self.ledger.outstanding)
-        self._in_doubt = set()
+        doubt, self._in_doubt = self._in_doubt, set()
+        self._ask(sorted(self.ledger.outstanding), doubt, RECHECKS)
+
+    def _ask(self, pending: list[str], doubt: set[str], tries: int) -> None:
+        pending = [m for m in pending if m in self.ledger.outstanding]
         if not pending:
             return
         msg_id, frames = build_request(
@@ -100,15 +111,28 @@ class Reconnection:
         future: Future[Message] = Future()
         self.inbound.queries[msg_id] = future
         # the answer arrives in the I/O thread, which runs this callback as it settles it
-        future.add_done_callback(lambda done: self._caught_up(pending, done))
+        future.add_done_callback(lambda done: self._caught_up(pending, doubt, tries, done))
         self.transport.send(frames)
 
-    def _caught_up(self, pending: list[str], done: Future[Message]) -> None:
+    def _caught_up(
+        self, pending: list[str], doubt: set[str], tries: int, done: Future[Message]
+    ) -> None:
         answer = done.result()
         if answer.content.get("status") != "ok":
             log.error("the restored controller did not give the tasks' records: %s", answer.content)
             return
-        self.inbound.replay(pending, answer, resuming=True, on_unknown=self._lost)
+        unknown: list[str] = []
+        self.inbound.replay(pending, answer, resuming=True, on_unknown=unknown.append)
+        # a task outstanding when the connection dropped and unknown now is lost; one sent
+        # later may still be on its way (another socket than this query's): ask again
+        later = [m for m in unknown if m not in doubt and tries > 0]
+        for msg_id in unknown:
+            if msg_id not in later:
+                self._lost(msg_id)
+        if later:
+            timer = threading.Timer(RECHECK_DELAY, self._ask, (later, doubt, tries - 1))
+            timer.daemon = True
+            timer.start()
 
     def _lost(self, msg_id: str) -> None:
         if msg_id in self.ledger.outstanding:

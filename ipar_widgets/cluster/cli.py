@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from traitlets.config import Config
+from traitlets.config import Config, Configurable
 
 from .. import paths
 from .._version import __version__
@@ -21,7 +22,7 @@ from ..error import ClusterError, EngineStartFailed
 from ..progress.terminal import format_seconds
 from . import control, enginesets
 from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
-from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class
+from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class, ipengine_cmd_argv
 from .profileconfig import load_profile_config
 
 
@@ -77,10 +78,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         paths.check_cluster_id(args.cluster_id)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    existing = find_cluster(args.profile, args.cluster_id)
     restore = bool(getattr(args, "restore", False))
     if args.n is None:
         args.n = 0 if restore else 4  # a restored controller's engines come back by themselves
+    if args.dry_run:
+        return _dry_run(args)
+    existing = find_cluster(args.profile, args.cluster_id)
     if existing is not None:
         if existing.state != STALE:
             raise CommandError(
@@ -201,12 +204,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     for c in clusters:
-        for set_id, entry in enginesets.engine_sets(c.data).items():
+        sets = enginesets.engine_sets(c.data)
+        counts: dict[str, int] = {}
+        if sets and c.state == RUNNING:
+            try:
+                counts = enginesets.registered_by_set(
+                    dict(control.request(c.data, "status_request").content)
+                )
+            except ClusterError:
+                pass  # the controller did not answer: the sets' own states still show
+        for set_id, entry in sets.items():
             launcher = str(entry.get("launcher", "?")).rsplit(".", 1)[-1]
             print(
                 f"  {c.profile}{'/' + c.cluster_id if c.cluster_id else ''}: engine set "
                 f"{set_id}: {launcher}, {entry.get('n', '?')} engine(s), "
-                f"{enginesets.describe(entry)}"
+                f"{enginesets.describe(entry, counts.get(set_id, 0))}"
             )
     return 0
 
@@ -241,6 +253,38 @@ def cmd_engines_add(args: argparse.Namespace) -> int:
     except (ClusterError, EngineStartFailed, LauncherError, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(f"Added engine set {set_id}: {args.n} engine(s) in profile {args.profile!r}.")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """Print what ``ipar start`` would run for the engines (a batch launcher's job script),
+    starting nothing."""
+    try:
+        launcher_class = find_launcher_class(args.engines, "EngineSet")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if issubclass(launcher_class, LocalEngineSetLauncher):
+        engine_file = paths.engine_file(paths.profile_dir(args.profile), args.cluster_id)
+        print(f"# the controller starts {args.n} local engine(s), each running:")
+        print(shlex.join([*ipengine_cmd_argv, f"--file={engine_file}"]))
+        return 0
+    where = {
+        "profile_dir": str(paths.profile_dir(args.profile)),
+        "cluster_id": args.cluster_id,
+        "ip": args.ip,
+    }
+    try:
+        _, launcher = enginesets.prepare_engine_set(
+            where,
+            launcher_class,
+            args.n,
+            parent=Configurable(config=_profile_config(args.profile)),
+            connection=enginesets.CONNECTION_PLACEHOLDER,
+        )
+        enginesets.check_reachable(launcher, args.ip)
+        print(launcher.preview())
+    except (LauncherError, ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
@@ -317,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="what starts the engines: local (the controller), mpi (mpiexec), or a launcher "
         "class (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would start the engines (a batch job's script) and start nothing",
     )
     p.add_argument(
         "--restore",

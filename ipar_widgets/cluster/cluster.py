@@ -3,6 +3,12 @@
 Every operation has a blocking form (``start_cluster_sync``) and an awaitable one
 (``start_cluster``); :func:`awaitable` makes the second from the first (it runs it in a
 worker thread), so there is one implementation of each and they cannot drift apart.
+
+A cluster is its controller (``cluster.controller``, a launcher) and its engine sets
+(``cluster.engines``: engine-set id -> launcher), as in ipyparallel.  Local engines are
+started by the controller itself; their set (:class:`~.localengines.ControllerEngineSet`)
+knows their processes and logs.  Other launchers (``engines='mpi'``) run here and are also
+recorded beside the cluster file (enginesets.py), so other processes can stop them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 import os
 import random
 import string
-import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Callable, Coroutine
@@ -33,10 +39,10 @@ from traitlets import (
     default,
     validate,
 )
-from traitlets.config import LoggingConfigurable
+from traitlets.config import Config, LoggingConfigurable
 
 from .. import paths
-from ..error import ClusterError, ClusterNotFound
+from ..error import ClusterError, ClusterNotFound, EngineError
 from ..processes import pid_alive
 from . import control, enginesets
 from .launcher import (
@@ -45,6 +51,9 @@ from .launcher import (
     LocalEngineSetLauncher,
     find_launcher_class,
 )
+from .localengines import ControllerEngineSet
+from .processhandle import ChildProcess
+from .profileconfig import load_profile_config
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -101,11 +110,40 @@ def _random_id() -> str:
     )
 
 
+def _class_path(cls: type) -> str:
+    """The dotted path find_launcher_class reads back (to_dict / from_dict)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _option_name(arg: str) -> str:
+    return arg.split("=", 1)[0]
+
+
+def _not_overridden(ours: list[str], given: list[str]) -> list[str]:
+    """Our ``--name=value`` options that ``given`` does not set itself: an option the user
+    passes (``controller_args=['--log-level=10']``) wins over the Cluster's, instead of the
+    controller refusing the option twice."""
+    names = {_option_name(arg) for arg in given if arg.startswith("--")}
+    return [arg for arg in ours if _option_name(arg) not in names]
+
+
+def _in_ipython_shell(parent: object) -> bool:
+    """Whether ``parent`` is the running IPython shell (a Cluster made in a notebook or
+    terminal session then logs to that session's stdout)."""
+    if parent is None or "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and parent is shell
+
+
 class Cluster(LoggingConfigurable):
     """A cluster: one controller and its engines, in an IPython profile.
 
     ``with Cluster(n=4) as rc:`` starts it, connects a Client, and stops everything at the
-    end.  ``Cluster.from_file(profile=...)`` attaches to one started elsewhere (``ipar start``).
+    end.  ``Cluster.from_file(profile=...)`` attaches to one started elsewhere (``ipar start``);
+    ``Cluster.from_dict(cluster.to_dict())`` to one this or another process describes.
     """
 
     profile = Unicode("default", help="IPython profile the cluster's files go in.").tag(config=True)
@@ -131,7 +169,14 @@ class Cluster(LoggingConfigurable):
         config=True
     )
     shutdown_atexit = Bool(
-        True, help="Stop the cluster when this Python process exits, if it started it."
+        True,
+        help="Stop the cluster when this Python process exits, if it started it "
+        "(from_dict sets it to False: the describing process owns the cluster).",
+    ).tag(config=True)
+    load_profile = Bool(
+        True,
+        help="Read the profile's ipcluster_config.py / ipcluster_config.json; values given "
+        "directly (config=..., keyword arguments) win over the file's.",
     ).tag(config=True)
     log_level = Union(
         [Unicode(), Integer()],
@@ -143,13 +188,15 @@ class Cluster(LoggingConfigurable):
     engine_launcher_class = TraitAny(
         "local",
         help="What starts the engines: 'local' (the controller starts them on this host), "
-        "'mpi' (mpiexec; engine id = MPI rank), a launcher class, or its import path. "
-        "Cluster(engines=...) sets it.",
+        "'mpi' (mpiexec; engine id = MPI rank), 'ssh' (one ssh session per host), "
+        "a launcher class, or its import path (ipyparallel's paths too). Read back, it is the "
+        "class. Cluster(engines=...) sets it.",
     ).tag(config=True)
     controller_launcher_class = TraitAny(
         "local",
-        help="What starts the controller: 'local' (a process on this host). "
-        "Cluster(controller=...) sets it.",
+        help="What starts the controller: 'local' (a process on this host), a launcher "
+        "class, or its import path; read back, it is the class. Cluster(controller=...) "
+        "sets it.",
     ).tag(config=True)
     restore = Bool(
         False,
@@ -170,6 +217,30 @@ class Cluster(LoggingConfigurable):
             )
         return name
 
+    @validate("engine_launcher_class")
+    def _resolve_engine_launcher(self, proposal: Any) -> type[BaseLauncher]:
+        """Names and import paths become the class, at once (an unknown one is refused
+        here, not when engines start)."""
+        return self._resolve_launcher(proposal["value"], "EngineSet")
+
+    @validate("controller_launcher_class")
+    def _resolve_controller_launcher(self, proposal: Any) -> type[BaseLauncher]:
+        cls = self._resolve_launcher(proposal["value"], "Controller")
+        if not issubclass(cls, LocalControllerLauncher):
+            raise TraitError(
+                "this version starts the controller on this host only (controller='local'); "
+                f"found {proposal['value']!r}"
+            )
+        return cls
+
+    @staticmethod
+    def _resolve_launcher(value: object, kind: str) -> type[BaseLauncher]:
+        if isinstance(value, type):
+            if not issubclass(value, BaseLauncher):
+                raise TraitError(f"a {kind} launcher must subclass BaseLauncher, found {value!r}")
+            return value
+        return find_launcher_class(str(value), kind)
+
     @default("cluster_id")
     def _default_cluster_id(self) -> str:
         return _random_id()
@@ -178,52 +249,102 @@ class Cluster(LoggingConfigurable):
     def _default_profile_dir(self) -> str:
         return str(paths.profile_dir(self.profile))
 
+    @default("log")
+    def _default_log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        """In an IPython session, a logger of its own writing to the session's stdout;
+        else the parent's logger, or ``ipar_widgets.cluster.cluster.<cluster_id>``."""
+        if _in_ipython_shell(self.parent):
+            log = logging.getLogger(f"{__name__}.{self.cluster_id}")
+            log.setLevel(logging.getLevelName(self.log_level))
+            log.handlers = [logging.StreamHandler(sys.stdout)]
+            log.propagate = False
+            return log
+        parent_log = getattr(self.parent, "log", None)
+        if isinstance(parent_log, (logging.Logger, logging.LoggerAdapter)):
+            return parent_log
+        return logging.getLogger(f"{__name__}.{self.cluster_id}")
+
     # set in __init__; here too, so that a Cluster whose arguments were refused still has a repr
     _data: dict[str, Any] | None = None
-    _proc: subprocess.Popen[bytes] | None = None
     _owned = False
+    controller: LocalControllerLauncher | None = None
+    engines: dict[str, BaseLauncher] = {}  # noqa: RUF012 (replaced per instance in __init__)
 
     def __init__(self, **kwargs: Any) -> None:
         for key in ("engines", "controller"):
             chosen = kwargs.pop(key, None)
             if chosen is not None:
                 kwargs.setdefault(f"{key.removesuffix('s')}_launcher_class", chosen)
+        if kwargs.get("load_profile", True):
+            self._merge_profile_config(kwargs)
+        #: the controller's launcher while this object knows a running controller, else None
+        self.controller = None
+        #: the engine sets, by id: launchers (local ones: :class:`ControllerEngineSet`)
+        self.engines = {}
         super().__init__(**kwargs)
-        self._launcher_class("EngineSet")  # a clear error for an unknown one, at once
-        if not issubclass(self._launcher_class("Controller"), LocalControllerLauncher):
-            raise TraitError(
-                "this version starts the controller on this host only (controller='local'); "
-                f"found {self.controller_launcher_class!r}"
-            )
+        # validated here too: traits left at their default are not validated by traitlets
+        self.engine_launcher_class = self.engine_launcher_class
+        self.controller_launcher_class = self.controller_launcher_class
         paths.check_profile_name(self.profile)
         paths.check_cluster_id(self.cluster_id)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._data: dict[str, Any] | None = None
+        self._data = None
         self._owned = False
         self._restoring = False
         self._client: Client | None = None
-        #: engine sets this object started with a launcher other than the controller's
-        self.engine_sets: dict[str, BaseLauncher] = {}
         _live_clusters.add(self)
 
-    def __repr__(self) -> str:
-        state = "running" if self._running() else "not running"
-        sets = f", engine_sets={list(self.engine_sets)}" if self.engine_sets else ""
-        return (
-            f"<Cluster(cluster_id={self.cluster_id!r}, profile={self.profile!r}, "
-            f"controller={state}, n={self.n}{sets})>"
-        )
+    @staticmethod
+    def _merge_profile_config(kwargs: dict[str, Any]) -> None:
+        """Put the profile's ``ipcluster_config`` under the configuration given (which wins)."""
+        if kwargs.get("profile_dir"):
+            directory = Path(kwargs["profile_dir"])
+        else:
+            try:
+                directory = paths.profile_dir(kwargs.get("profile") or "default")
+            except ValueError:
+                return  # a bad profile name: refused with its own message below
+        from_profile = load_profile_config(directory)
+        if not from_profile:
+            return
+        parent = kwargs.get("parent")
+        given = kwargs.get("config") or getattr(parent, "config", None) or Config()
+        merged = Config()
+        merged.merge(from_profile)
+        merged.merge(given)
+        kwargs["config"] = merged
 
-    def _launcher_class(self, kind: str) -> type[BaseLauncher]:
-        chosen = (
-            self.engine_launcher_class if kind == "EngineSet" else self.controller_launcher_class
-        )
-        return chosen if isinstance(chosen, type) else find_launcher_class(str(chosen), kind)
+    def __repr__(self) -> str:
+        fields = [f"cluster_id={self.cluster_id!r}"]
+        profile_dir = self.profile_dir
+        in_ipython_dir = Path(profile_dir).parent == paths.ipython_dir()
+        if in_ipython_dir and Path(profile_dir).name.startswith("profile_"):
+            fields.append(f"profile={Path(profile_dir).name.removeprefix('profile_')!r}")
+        else:
+            home = os.path.expanduser("~")
+            if profile_dir.startswith(home + os.sep):
+                profile_dir = "~" + profile_dir[len(home) :]
+            fields.append(f"profile_dir={profile_dir!r}")
+        if self.controller is not None:
+            fields.append(f"controller=<{self.controller.state}>")
+        if self.engines:
+            fields.append(f"engine_sets={list(self.engines)}")
+        return f"<{type(self).__name__}({', '.join(fields)})>"
+
+    @property
+    def engine_sets(self) -> dict[str, BaseLauncher]:
+        """The same dict as :attr:`engines` (this package's earlier name)."""
+        return self.engines
+
+    @property
+    def engine_set(self) -> BaseLauncher | None:
+        """The first engine set (most clusters have one), or None."""
+        return next(iter(self.engines.values()), None)
 
     @property
     def _local_engines(self) -> bool:
         """Whether the controller starts the engines (else a launcher of this process)."""
-        return issubclass(self._launcher_class("EngineSet"), LocalEngineSetLauncher)
+        cls = self.engine_launcher_class
+        return isinstance(cls, type) and issubclass(cls, LocalEngineSetLauncher)
 
     # -- files --------------------------------------------------------------------------------------
     @property
@@ -261,6 +382,7 @@ class Cluster(LoggingConfigurable):
                 f"ipar start --profile {profile or 'default'}"
             )
         data = paths.read_json(path)
+        kwargs.setdefault("load_profile", False)
         cluster = cls(
             profile=data["profile"],
             profile_dir=data["profile_dir"],
@@ -269,13 +391,78 @@ class Cluster(LoggingConfigurable):
             **kwargs,
         )
         cluster._data = data
+        pid = data.get("controller_pid")
+        if isinstance(pid, int) and pid_alive(pid):
+            cluster.controller = cluster._attached_controller(
+                {"state": "running", "process_pid": pid}
+            )
         for set_id, entry in enginesets.engine_sets(data).items():  # re-attach, to watch/stop
             try:
                 launcher_class = find_launcher_class(str(entry.get("launcher", "")), "EngineSet")
             except ValueError as exc:
                 cluster.log.warning("engine set %s: %s", set_id, exc)
                 continue
-            cluster.engine_sets[set_id] = launcher_class.from_dict(entry)
+            cluster.engines[set_id] = launcher_class.from_dict(entry)
+        return cluster
+
+    def _attached_controller(self, state: dict[str, Any]) -> LocalControllerLauncher:
+        """A launcher watching a controller another Cluster object started."""
+        controller_class = self.controller_launcher_class
+        assert isinstance(controller_class, type) and issubclass(
+            controller_class, LocalControllerLauncher
+        )
+        launcher = controller_class.from_dict(state, parent=self)
+        assert isinstance(launcher, LocalControllerLauncher)
+        return launcher
+
+    # -- describing it, for another Python process --------------------------------------------------
+    #: the settings :meth:`to_dict` carries
+    _DESCRIBED = (
+        "profile",
+        "profile_dir",
+        "cluster_id",
+        "n",
+        "controller_ip",
+        "controller_args",
+        "engine_timeout",
+        "controller_timeout",
+        "log_level",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """This cluster in JSON: its settings, its controller's launcher and its engine sets.
+        ``Cluster.from_dict`` of it (in any process of this host) can signal and stop them."""
+        settings: dict[str, Any] = {name: getattr(self, name) for name in self._DESCRIBED}
+        settings["engine_launcher_class"] = _class_path(self.engine_launcher_class)
+        settings["controller_launcher_class"] = _class_path(self.controller_launcher_class)
+        controller = None
+        if self.controller is not None:
+            controller = {
+                "class": _class_path(type(self.controller)),
+                "state": self.controller.to_dict(),
+            }
+        return {
+            "cluster": settings,
+            "controller": controller,
+            "engines": {
+                set_id: {"class": _class_path(type(launcher)), "state": launcher.to_dict()}
+                for set_id, launcher in self.engines.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **kwargs: Any) -> Cluster:
+        """The cluster :meth:`to_dict` described.  It does not own the cluster
+        (``shutdown_atexit`` is False), but can stop it (``stop_cluster``)."""
+        settings = {**d["cluster"], "shutdown_atexit": False, "load_profile": False, **kwargs}
+        cluster = cls(**settings)
+        cluster._data = cluster._read_cluster_file()
+        controller = d.get("controller")
+        if controller:
+            cluster.controller = cluster._attached_controller(controller["state"])
+        for set_id, entry in (d.get("engines") or {}).items():
+            launcher_class = find_launcher_class(str(entry["class"]), "EngineSet")
+            cluster.engines[set_id] = launcher_class.from_dict(entry["state"], parent=cluster)
         return cluster
 
     def _read_cluster_file(self) -> dict[str, Any] | None:
@@ -293,29 +480,32 @@ class Cluster(LoggingConfigurable):
         """Start a controller in the place of this cluster's controller that died: on its
         ports, with its key and the unfinished tasks of its task database; the engines still
         alive rejoin it with their ids, and connected clients carry on."""
-        if self._proc is not None and self._wait_for_exit(self._proc) is None:
+        process = self.controller.process if self.controller is not None else None
+        if isinstance(process, ChildProcess) and self._wait_for_exit(process) is None:
             raise ClusterError(
-                f"this cluster's controller (pid {self._proc.pid}) is still running; restore "
+                f"this cluster's controller (pid {process.pid}) is still running; restore "
                 "replaces a controller that died"
             )
         self._restoring = True
         try:
             self._data = None
+            self.controller = None
             self.start_controller_sync(0)
         finally:
             self._restoring = False
 
     @staticmethod
-    def _wait_for_exit(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
+    def _wait_for_exit(proc: ChildProcess, timeout: float = 5.0) -> int | None:
         """The exit code of a controller that was killed, once it is reaped (None: it still
         runs after ``timeout`` seconds)."""
         try:
             return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except Exception:
             return None
 
     def start_controller_sync(self, n: int = 0) -> None:
-        """Start the controller (and ``n`` local engines with it)."""
+        """Start the controller (ClusterError, a RuntimeError, if it already runs); with
+        ``n``, then ``n`` engines as a first engine set."""
         if self._data is not None and self._running():
             raise ClusterError(
                 f"this cluster's controller is already running (pid {self._data['controller_pid']})"
@@ -331,21 +521,48 @@ class Cluster(LoggingConfigurable):
                     f"a cluster with id {self.cluster_id!r} is already running in profile "
                     f"{self.profile!r} (controller pid {pid})"
                 )
-        self._proc = control.launch_controller(
-            self.profile,
-            self.cluster_id,
-            n,
-            self.controller_ip,
-            self.profile_dir,
-            self._controller_args()
-            + [f"--ControllerApp.engine_args={a}" for a in self._engine_args()]
-            + (["--restore"] if self.restore or self._restoring else []),
-            self.log_level,
-        )
+        (self._profile_path / "log").mkdir(parents=True, exist_ok=True)
+        controller = self._controller_launcher()
+        controller.start()
+        process = controller.process
+        assert isinstance(process, ChildProcess)
+        self.controller = controller
         self._owned = True
-        self._data = control.wait_for_cluster_file(
-            self._profile_path, self.cluster_id, self._proc, self.controller_timeout
+        try:
+            self._data = control.wait_for_cluster_file(
+                self._profile_path, self.cluster_id, process, self.controller_timeout
+            )
+        except ClusterError:
+            self.controller = None
+            raise
+        if n:
+            self.start_engines_sync(n)
+
+    def _controller_launcher(self) -> LocalControllerLauncher:
+        """The launcher that runs this cluster's controller: its command is the launcher's
+        ``controller_cmd``; its arguments the cluster's, then ``controller_args``."""
+        controller_class = self.controller_launcher_class
+        assert isinstance(controller_class, type) and issubclass(
+            controller_class, LocalControllerLauncher
         )
+        launcher = controller_class(
+            parent=self,
+            work_dir=self.profile_dir,
+            profile_dir=self.profile_dir,
+            cluster_id=self.cluster_id,
+            output_file=str(paths.log_file(self._profile_path, "controller", self.cluster_id)),
+        )
+        given = self._controller_args()
+        ours = control.controller_options(
+            self.profile, self._profile_path, self.cluster_id, 0, self.controller_ip, self.log_level
+        )
+        launcher.controller_args = [
+            *_not_overridden(ours, given),
+            *given,
+            *(f"--ControllerApp.engine_args={a}" for a in self._engine_args()),
+            *(["--restore"] if self.restore or self._restoring else []),
+        ]
+        return launcher
 
     def _engine_args(self) -> list[str]:
         """The engines' extra arguments, from the configuration of the engine launcher
@@ -353,59 +570,93 @@ class Cluster(LoggingConfigurable):
         return list(LocalEngineSetLauncher(parent=self).engine_args)
 
     def _controller_args(self) -> list[str]:
-        """``controller_args`` plus those configured for the controller launcher."""
+        """``controller_args`` configured for the controller launcher, then the Cluster's."""
         configured = list(LocalControllerLauncher(parent=self).controller_args)
         return configured + list(self.controller_args)
 
-    def start_engines_sync(self, /, n: int | None = None, **launcher_args: Any) -> list[int] | str:
-        """Start ``n`` more engines (they register on their own).  The controller starts
-        local ones and their ids are returned; another launcher (``engines='mpi'``) starts
-        an engine set, whose id is returned (``launcher_args`` set its traits, as in
-        ipyparallel: ``start_engines_sync(4, mpi_args=['--oversubscribe'])``)."""
+    def start_engines_sync(
+        self, /, n: int | None = None, engine_set_id: str | None = None, **launcher_args: Any
+    ) -> str:
+        """Start ``n`` more engines (default: ``self.n``) as a new engine set and return its
+        id (``engine_set_id``, or a new one); ``cluster.engines[id]`` is its launcher.  The
+        engines register on their own (``rc.wait_for_engines``).
+
+        Local engines are started by the controller.  Another launcher (``engines='mpi'``)
+        runs here; ``launcher_args`` set its traits, as in ipyparallel:
+        ``start_engines_sync(4, mpi_args=['--oversubscribe'])``."""
         data = self._require_running()
         n = self._engine_count(n)
+        set_id = engine_set_id or _random_id()
+        if set_id in self.engines:
+            raise ValueError(
+                f"this cluster already has an engine set {set_id!r}; choose another id "
+                "or stop that set first"
+            )
         if self._local_engines:
             if launcher_args:
                 raise TypeError(
                     f"local engines take no launcher arguments, found {sorted(launcher_args)}"
                 )
-            reply = control.request(data, "spawn_request", {"n": n}).content
-            return list(reply["launched"])
+            local = ControllerEngineSet(
+                parent=self,
+                n=n,
+                profile_dir=self.profile_dir,
+                cluster_id=self.cluster_id,
+                identifier=set_id,
+            )
+            local.client_file = str(data["client_file"])
+            local.start()
+            self.engines[set_id] = local
+            return set_id
+        launcher_class = self.engine_launcher_class
+        assert isinstance(launcher_class, type)
         set_id, launcher = enginesets.start_engine_set(
-            data, self._launcher_class("EngineSet"), n, parent=self, **launcher_args
+            data, launcher_class, n, parent=self, set_id=set_id, **launcher_args
         )
-        self.engine_sets[set_id] = launcher
+        self.engines[set_id] = launcher
         return set_id
 
     def start_cluster_sync(self, n: int | None = None) -> None:
-        """Start the controller and ``n`` engines (default: ``self.n``)."""
+        """Start the controller and ``n`` engines (default: ``self.n``) as one engine set."""
         n = self._engine_count(n)
-        if self._running():
-            self.start_engines_sync(n)
-        elif self._local_engines:
-            self.start_controller_sync(n)
-        else:
+        if not self._running():
             self.start_controller_sync(0)
-            if n:
-                self.start_engines_sync(n)
+        if n:
+            self.start_engines_sync(n)
 
     def start_and_connect_sync(self, n: int | None = None, activate: bool = False) -> Client:
-        """Start the cluster, connect a Client, wait for the engines; return the Client."""
+        """Start the cluster, connect a Client, wait for the engines; return the Client
+        (``activate``: its ``%px`` magics become the session's)."""
         n = self._engine_count(n)
         self.start_cluster_sync(n)
-        rc = self.connect_client_sync()
+        # activate=False: %px stays where it is (the first Client of a session still takes it)
+        rc = self.connect_client_sync(rebind_magics=activate)
         try:
-            if self.engine_sets:  # fail at once if a launcher's process ends first
-                enginesets.wait_for_engine_sets(
-                    lambda: len(rc.ids), n, list(self.engine_sets.values()), self.engine_timeout
-                )
-            rc.wait_for_engines(n, timeout=self.engine_timeout)
+            self._wait_for_engines(rc, n, self.engine_timeout)
         except BaseException:
             rc.close()
             raise
         if activate:
             rc.activate()
         return rc
+
+    def _wait_for_engines(self, rc: Client, n: int, timeout: float) -> None:
+        """Wait until ``n`` engines registered: EngineStartFailed at once if an engine set's
+        processes all end first, EnginesNotReady after ``timeout`` seconds."""
+        launchers = list(self.engines.values())
+        if launchers:
+            enginesets.wait_for_engine_sets(lambda: len(rc.ids), n, launchers, timeout)
+        rc.wait_for_engines(n, timeout=timeout)
+
+    def check_engine_sets(self) -> None:
+        """EngineError if this cluster has engine sets and every one of them has ended: no
+        engine can register any more (``Client.wait_for_engines`` then stops waiting)."""
+        launchers = list(self.engines.values())
+        if launchers and all(launcher.state == "after" for launcher in launchers):
+            said = "; ".join(
+                f"{set_id}: {launcher.status_text()}" for set_id, launcher in self.engines.items()
+            )
+            raise EngineError(f"the cluster's engine sets have all stopped ({said})")
 
     def connect_client_sync(self, /, **client_kwargs: Any) -> Client:
         """A Client connected to this cluster (``rc.cluster`` is this Cluster)."""
@@ -442,27 +693,40 @@ class Cluster(LoggingConfigurable):
             )
         return self._data
 
+    def _engine_set(self, set_id: str) -> BaseLauncher:
+        try:
+            return self.engines[set_id]
+        except KeyError:
+            raise KeyError(
+                f"no engine set {set_id!r} in this cluster (its engine sets: "
+                f"{sorted(self.engines) or 'none'})"
+            ) from None
+
     # -- stopping -----------------------------------------------------------------------------------
-    def stop_engines_sync(self, engine_ids: int | list[int] | str | None = None) -> None:
-        """Stop the given engines (default: all), or the engine set of that id (a launcher's:
-        through the controller, then the launcher); the controller keeps running."""
-        data = self._require_running()
-        if isinstance(engine_ids, str):
-            self._stop_engine_set(data, engine_ids)
+    def stop_engines_sync(self, engine_set_id: str | int | list[int] | None = None) -> None:
+        """Stop an engine set (by its id; KeyError if there is none), or engines by id (an
+        int or a list), or (default) every engine; the controller keeps running."""
+        if isinstance(engine_set_id, str):
+            self._stop_engine_set(engine_set_id)
             return
+        data = self._require_running()
+        if engine_set_id is None:
+            for set_id in list(self.engines):
+                self._stop_engine_set(set_id)
         content: dict[str, Any] = {}
-        if engine_ids is not None:
-            content["targets"] = [engine_ids] if isinstance(engine_ids, int) else list(engine_ids)
+        if engine_set_id is not None:
+            ids = engine_set_id
+            content["targets"] = [ids] if isinstance(ids, int) else list(ids)
         control.request(data, "shutdown_request", content, timeout=30)
 
-    def _stop_engine_set(self, data: dict[str, Any], set_id: str) -> None:
-        if set_id not in enginesets.engine_sets(data):
-            raise ValueError(f"no engine set {set_id!r} in this cluster")
-        launcher = self.engine_sets.pop(set_id, None)
+    def _stop_engine_set(self, set_id: str) -> None:
+        launcher = self._engine_set(set_id)
+        del self.engines[set_id]
+        data = self._data or self._read_cluster_file()
         notes: list[str] = []
-        enginesets.stop_engine_sets(data, notes, [set_id])
-        if launcher is not None:
-            launcher.stop()  # our child: reaped here
+        if data is not None and set_id in enginesets.engine_sets(data):
+            enginesets.stop_engine_sets(data, notes, [set_id])  # forgets the record
+        launcher.stop()  # our child: reaped here
         for note in notes:
             self.log.warning("%s", note)
 
@@ -470,8 +734,19 @@ class Cluster(LoggingConfigurable):
         """Stop one engine; the controller and the other engines go on."""
         self.stop_engines_sync([engine_id])
 
+    def restart_engines_sync(self, engine_set_id: str | None = None) -> None:
+        """Stop an engine set (default: every one) and start it again with as many new
+        engines, under the same id.  (A non-local set restarts with the cluster's launcher
+        configuration; ``start_engines`` arguments given the first time are not kept.)"""
+        set_ids = [engine_set_id] if engine_set_id is not None else list(self.engines)
+        for set_id in set_ids:
+            n = int(getattr(self._engine_set(set_id), "n", 0) or 0)
+            self._stop_engine_set(set_id)
+            self.start_engines_sync(n, set_id)
+
     def stop_cluster_sync(self) -> None:
-        """Stop the controller and every engine; no process of the cluster is left."""
+        """Stop the controller and every engine; no process of the cluster is left.
+        Stopping a stopped cluster does nothing."""
         if self._client is not None:
             try:
                 self._client.close()
@@ -483,28 +758,28 @@ class Cluster(LoggingConfigurable):
             data = self._read_cluster_file()
         if data:
             control.stop_cluster(data)  # the controller, its engines, the recorded engine sets
-        for launcher in self.engine_sets.values():
+        for launcher in self.engines.values():
             launcher.stop()  # already signalled; this reaps our child
-        self.engine_sets.clear()
-        if self._proc is not None:
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-            self._proc = None
+        self.engines.clear()
+        if self.controller is not None:
+            self.controller.stop()  # gone already; reaps our child (SIGKILL if it lingers)
+            self.controller = None
         self._data = None
         self._owned = False
 
     stop_controller_sync = stop_cluster_sync
 
     def signal_engines_sync(
-        self, signum: int | str, engine_ids: int | list[int] | None = None
+        self, signum: int | str, engine_set_id: str | int | list[int] | None = None
     ) -> None:
-        """Send a signal (a number or a name such as ``'SIGINT'``) to engines (all of them by
-        default): SIGINT interrupts the task an engine runs."""
+        """Send a signal (a number or a name such as ``'SIGINT'``) to the engines of an
+        engine set (by its id), to engines by id, or (default) to every engine: SIGINT
+        interrupts the task an engine runs."""
+        if isinstance(engine_set_id, str):
+            self._engine_set(engine_set_id).signal(signum)  # type: ignore[arg-type]
+            return
         rc = self._client or self.connect_client_sync()
-        rc.send_signal(signum, targets=engine_ids)
+        rc.send_signal(signum, targets=engine_set_id)
 
     def signal_engine_sync(self, signum: int | str, engine_id: int) -> None:
         """Send a signal (a number or a name such as ``'SIGINT'``) to one engine."""
@@ -519,6 +794,7 @@ class Cluster(LoggingConfigurable):
     connect_client = awaitable(connect_client_sync)
     stop_engines = awaitable(stop_engines_sync)
     stop_engine = awaitable(stop_engine_sync)
+    restart_engines = awaitable(restart_engines_sync)
     stop_cluster = awaitable(stop_cluster_sync)
     stop_controller = stop_cluster
     signal_engines = awaitable(signal_engines_sync)

@@ -51,6 +51,21 @@ def request(
     return ask_once(info, msg_type, content, timeout)
 
 
+def controller_options(
+    profile: str, profile_path: Path, cluster_id: str, n: int, ip: str, log_level: str
+) -> list[str]:
+    """The controller's command-line options for a cluster (a ``Cluster`` passes them to
+    its controller launcher; :func:`launch_controller` runs them)."""
+    return [
+        f"--profile={profile}",
+        f"--profile-dir={profile_path}",
+        f"--cluster-id={cluster_id}",
+        f"--n={n}",
+        f"--ip={ip}",
+        f"--log-level={log_level}",
+    ]
+
+
 def launch_controller(
     profile: str,
     cluster_id: str = "",
@@ -69,12 +84,7 @@ def launch_controller(
         sys.executable,
         "-m",
         "ipar_widgets.controller",
-        f"--profile={profile}",
-        f"--profile-dir={profile_path}",
-        f"--cluster-id={cluster_id}",
-        f"--n={n}",
-        f"--ip={ip}",
-        f"--log-level={log_level}",
+        *controller_options(profile, profile_path, cluster_id, n, ip, log_level),
         *(extra_args or []),
     ]
     with open(log_path, "ab") as log:

@@ -32,7 +32,9 @@ __all__ = [
     "check_reachable",
     "describe",
     "engine_sets",
+    "registered_by_set",
     "launcher_path",
+    "prepare_engine_set",
     "start_engine_set",
     "stop_engine_sets",
     "wait_for_engine_sets",
@@ -100,22 +102,30 @@ def check_reachable(launcher: BaseLauncher, ip: str) -> None:
         )
 
 
-def start_engine_set(
+#: what a preview (``ipar start --dry-run``) shows for the connection info, unknown until the
+#: controller runs
+CONNECTION_PLACEHOLDER = "<the controller's engine connection info, set when it runs>"
+
+
+def prepare_engine_set(
     cluster: dict[str, Any],
     launcher_class: type[BaseLauncher],
     n: int,
     *,
     parent: Configurable | None = None,
+    set_id: str | None = None,
+    connection: str | None = None,
     **launcher_args: Any,
 ) -> tuple[str, BaseLauncher]:
-    """Start ``n`` engines with ``launcher_class`` for the running cluster ``cluster`` (its
-    cluster file's data); ``launcher_args`` set the launcher's traits (``mpi_args=[...]``),
-    as ``start_engines(**kwargs)`` does in ipyparallel.  Returns the set id and launcher."""
+    """The launcher of a new engine set, configured but not started: ``cluster`` is the
+    cluster file's data (a preview needs only ``profile_dir``, ``cluster_id`` and ``ip``);
+    ``connection`` the engine connection info (default: the engine file's contents)."""
     profile_path = Path(cluster["profile_dir"])
     cluster_id = cluster.get("cluster_id", "")
-    set_id = _new_set_id()
+    set_id = set_id or _new_set_id()  # Cluster.start_engines(n, engine_set_id) names it
     suffix = f"-{cluster_id}" if cluster_id else ""
-    connection = paths.engine_file(profile_path, cluster_id).read_text()
+    if connection is None:
+        connection = paths.engine_file(profile_path, cluster_id).read_text()
     launcher = launcher_class(
         parent=parent,
         n=n,
@@ -131,10 +141,30 @@ def start_engine_set(
         paths.CONNECTION_INFO_VARIABLE: connection,
         "IPP_CLUSTER_ID": cluster_id,
         "IPP_PROFILE_DIR": str(profile_path),
+        paths.ENGINE_SET_VARIABLE: set_id,
     }
+    return set_id, launcher
+
+
+def start_engine_set(
+    cluster: dict[str, Any],
+    launcher_class: type[BaseLauncher],
+    n: int,
+    *,
+    parent: Configurable | None = None,
+    set_id: str | None = None,
+    **launcher_args: Any,
+) -> tuple[str, BaseLauncher]:
+    """Start ``n`` engines with ``launcher_class`` for the running cluster ``cluster`` (its
+    cluster file's data); ``launcher_args`` set the launcher's traits (``mpi_args=[...]``),
+    as ``start_engines(**kwargs)`` does in ipyparallel.  Returns the set id and launcher."""
+    set_id, launcher = prepare_engine_set(
+        cluster, launcher_class, n, parent=parent, set_id=set_id, **launcher_args
+    )
     launcher.start()
     record(cluster, set_id, launcher)
     return set_id, launcher
+
 
 
 def wait_for_engine_sets(
@@ -183,13 +213,27 @@ def attach(entry: dict[str, Any]) -> BaseLauncher:
     return cls.from_dict(entry)
 
 
-def describe(entry: dict[str, Any]) -> str:
-    """The recorded set's status now ("running (pid 12)", "PENDING (Resources)"), asked of
-    its launcher (a batch launcher asks the scheduler)."""
+def describe(entry: dict[str, Any], registered: int | None = None) -> str:
+    """The recorded set's status now ("running (pid 12)", "RUNNING, 12/64 registered",
+    "PENDING (Resources)"), asked of its launcher (a batch launcher asks the scheduler);
+    ``registered``: how many of its engines the controller has."""
     try:
-        return attach(entry).status_text()
+        text = attach(entry).status_text()
     except (LauncherError, ValueError, OSError) as exc:
-        return f"status unknown ({exc})"
+        text = f"status unknown ({exc})"
+    if registered is not None:
+        text += f", {registered}/{entry.get('n', '?')} registered"
+    return text
+
+
+def registered_by_set(status: dict[str, Any]) -> dict[str, int]:
+    """How many registered engines each engine set has, from a controller's status."""
+    counts: dict[str, int] = {}
+    for engine in status.get("engines", []):
+        name = str(engine.get("engine_set") or "")
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def stop_engine_sets(

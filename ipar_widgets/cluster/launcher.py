@@ -20,6 +20,7 @@ these and the entry points ``ipar_widgets.engine_launchers`` /
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from traitlets import Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..processes import pid_alive
+from .processhandle import AttachedProcess, ChildProcess
 
 __all__ = [
     "SIGKILL",
@@ -163,6 +165,11 @@ class BaseLauncher(LoggingConfigurable):
         """What a process that ended too soon said about it: by default its last lines."""
         return "\n".join(self.get_output().strip().splitlines()[-20:])
 
+    def preview(self) -> str:
+        """What starting would run, for ``ipar start --dry-run``: the command line (a batch
+        launcher shows the job script it would submit)."""
+        return shlex.join(self.args)
+
     def ended_early(self) -> bool:
         """Whether what the launcher started ended (for a launcher of several processes: any
         of them), so waiting for its engines is pointless."""
@@ -227,7 +234,9 @@ class LocalProcessLauncher(BaseLauncher):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.process: subprocess.Popen[bytes] | None = None
+        #: our child (``is_running()``, ``wait()``, as ipyparallel's psutil process), or a
+        #: process found again by :meth:`from_dict`
+        self.process: ChildProcess | AttachedProcess | None = None
 
     def find_args(self) -> list[str]:
         return list(self.cmd_and_args)
@@ -252,7 +261,7 @@ class LocalProcessLauncher(BaseLauncher):
         self.output_file = str(path)
         self.cmd_and_args = list(args)  # recorded: another process checks the pid runs it
         with open(path, "ab") as out:
-            self.process = subprocess.Popen(
+            self.process = ChildProcess(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -277,7 +286,7 @@ class LocalProcessLauncher(BaseLauncher):
 
     def poll(self) -> int | None:
         """The exit code, or None while the process runs (as ``Popen.poll``)."""
-        if self.process is not None:
+        if isinstance(self.process, ChildProcess):
             return self.process.poll()
         if self.stop_data is not None:
             code = self.stop_data.get("exit_code")
@@ -302,7 +311,7 @@ class LocalProcessLauncher(BaseLauncher):
         if self.state != "running":
             return
         self.signal(signal.SIGTERM)
-        if self.process is not None:
+        if isinstance(self.process, ChildProcess):
             try:
                 self.process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
@@ -343,7 +352,8 @@ class LocalProcessLauncher(BaseLauncher):
         assert isinstance(launcher, LocalProcessLauncher)
         if launcher.state == "running" and not launcher._runs_our_command():
             launcher.notify_stop({"exit_code": None, "pid": launcher.process_pid})
-        if launcher.state == "running":
+        if launcher.state == "running" and launcher.process_pid is not None:
+            launcher.process = AttachedProcess(launcher.process_pid)
             threading.Thread(target=launcher._watch, daemon=True).start()
         return launcher
 
@@ -393,7 +403,6 @@ class LocalEngineSetLauncher(LocalEngineLauncher):
 
 
 #: built-in launchers by name; the others are found through entry points
-_BATCH = "ipar_widgets.cluster.batch"
 _LAUNCHERS: dict[str, dict[str, str]] = {
     "EngineSet": {
         "local": "ipar_widgets.cluster.launcher.LocalEngineSetLauncher",
@@ -401,20 +410,10 @@ _LAUNCHERS: dict[str, dict[str, str]] = {
         "mpi": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
         "mpiexec": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
         "ssh": "ipar_widgets.cluster.sshlauncher.SSHEngineSetLauncher",
-        "slurm": f"{_BATCH}.SlurmEngineSetLauncher",
-        "sge": f"{_BATCH}.SGEEngineSetLauncher",
-        "pbs": f"{_BATCH}.PBSEngineSetLauncher",
-        "lsf": f"{_BATCH}.LSFEngineSetLauncher",
-        "htcondor": f"{_BATCH}.HTCondorEngineSetLauncher",
     },
     "Controller": {
         "local": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
         "ipar": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
-        "slurm": f"{_BATCH}.SlurmControllerLauncher",
-        "sge": f"{_BATCH}.SGEControllerLauncher",
-        "pbs": f"{_BATCH}.PBSControllerLauncher",
-        "lsf": f"{_BATCH}.LSFControllerLauncher",
-        "htcondor": f"{_BATCH}.HTCondorControllerLauncher",
     },
 }
 _ENTRY_POINT_GROUPS = {
@@ -422,7 +421,9 @@ _ENTRY_POINT_GROUPS = {
     "Controller": "ipar_widgets.controller_launchers",
 }
 #: ipyparallel's launcher names this version does not have
-_NOT_YET = frozenset({"batch", "sshproxy", "winhpc"})
+_NOT_YET = frozenset(
+    {"batch", "htcondor", "lsf", "pbs", "sge", "slurm", "sshproxy", "winhpc"}
+)
 #: classes of other modules that this module's namespace also offers (ipyparallel has them all
 #: in ``ipyparallel.cluster.launcher``)
 _ELSEWHERE = {
@@ -432,12 +433,6 @@ _ELSEWHERE = {
         name: "ipar_widgets.cluster.sshlauncher"
         for name in ("SSHLauncher", "SSHEngineSetLauncher")
     },
-    **{
-        f"{system}{role}": _BATCH
-        for system in ("Slurm", "SGE", "PBS", "LSF", "HTCondor")
-        for role in ("Launcher", "EngineSetLauncher", "ControllerLauncher")
-    },
-    "BatchSystemLauncher": _BATCH,
 }
 
 
@@ -476,6 +471,7 @@ def find_launcher_class(name: str, kind: str) -> type[BaseLauncher]:
     ('local', 'mpi', or one registered by a package in the entry-point group
     ``ipar_widgets.engine_launchers`` / ``ipar_widgets.controller_launchers``), a class name
     of this module (also with ipyparallel's module path), or a dotted import path."""
+    kind = {"engine": "EngineSet", "controller": "Controller"}.get(kind.lower(), kind)  # ipyparallel's
     if kind not in _LAUNCHERS:
         raise ValueError(f"launcher kind must be 'EngineSet' or 'Controller', found {kind!r}")
     known = {**_entry_points(kind), **_LAUNCHERS[kind]}

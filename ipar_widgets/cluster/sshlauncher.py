@@ -53,7 +53,15 @@ class SSHLauncher(LocalProcessLauncher):
     ssh_cmd = List(Unicode(), ["ssh"], help="The ssh command.").tag(config=True)
     ssh_args = List(
         Unicode(),
-        ["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"],
+        [
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ServerAliveInterval=10",
+            "-o",
+            "ServerAliveCountMax=3",
+        ],
         help="Options for ssh, before the host. BatchMode=yes makes a host that wants a "
         "password fail at once instead of waiting for one; ServerAlive* notice a dead network "
         "within 30 s. Add '-i', 'KEY' or '-o', 'UserKnownHostsFile=...' here.",
@@ -91,8 +99,17 @@ class SSHLauncher(LocalProcessLauncher):
     def find_args(self) -> list[str]:
         if not self.hostname:
             raise LauncherError(f"{type(self).__name__}.hostname is not set: say which host")
-        target = [*(["-p", self.port] if self.port else []), *(["-l", self.user] if self.user else [])]
-        ssh = [*self.ssh_cmd, *self.ssh_args, *target, self.hostname, shlex.join(self.remote_command())]
+        target = [
+            *(["-p", self.port] if self.port else []),
+            *(["-l", self.user] if self.user else []),
+        ]
+        ssh = [
+            *self.ssh_cmd,
+            *self.ssh_args,
+            *target,
+            self.hostname,
+            shlex.join(self.remote_command()),
+        ]
         return [sys.executable, "-m", "ipar_widgets.cluster.sshlink", *ssh]
 
     def start(self) -> None:
@@ -108,7 +125,13 @@ class SSHHostLauncher(SSHLauncher, EngineLauncher):
     serialize_fields: ClassVar[tuple[str, ...]] = (*SSHLauncher.serialize_fields, "n")
 
     def remote_command(self) -> list[str]:
-        return [self.remote_python, "-m", "ipar_widgets.cluster.sshhost", str(self.n), *self.engine_args]
+        return [
+            self.remote_python,
+            "-m",
+            "ipar_widgets.cluster.sshhost",
+            str(self.n),
+            *self.engine_args,
+        ]
 
 
 class SSHEngineSetLauncher(EngineLauncher):
@@ -177,6 +200,13 @@ class SSHEngineSetLauncher(EngineLauncher):
             for arg in self._host_launcher(spec, n, args).args
         ]
 
+    def preview(self) -> str:
+        """One line per host: the ssh session that would start its engines."""
+        return "\n".join(
+            shlex.join(self._host_launcher(spec, n, args).args)
+            for spec, (n, args) in self._plan().items()
+        )
+
     def needs_routable_address(self) -> bool:
         """Engines on other hosts cannot reach a controller on loopback."""
         return any(not is_loopback(parse_host(spec)[1]) for spec in self.engines)
@@ -211,7 +241,9 @@ class SSHEngineSetLauncher(EngineLauncher):
         for launcher in self.hosts.values():
             if launcher.running:
                 launcher.signal(15)  # SIGTERM: the far end stops its engines
-        deadline = time.monotonic() + max((la.stop_timeout for la in self.hosts.values()), default=0)
+        deadline = time.monotonic() + max(
+            (la.stop_timeout for la in self.hosts.values()), default=0
+        )
         for launcher in self.hosts.values():
             if launcher.running:
                 launcher.stop_timeout = max(0.1, deadline - time.monotonic())
@@ -224,7 +256,8 @@ class SSHEngineSetLauncher(EngineLauncher):
 
     def get_output(self, remove: bool = False) -> str:
         return "".join(
-            f"--- {spec} ---\n{launcher.get_output(remove)}" for spec, launcher in self.hosts.items()
+            f"--- {spec} ---\n{launcher.get_output(remove)}"
+            for spec, launcher in self.hosts.items()
         )
 
     def failure(self) -> str:

@@ -37,6 +37,7 @@ class EngineState:
         "busy_since",
         "local",
         "shm",
+        "engine_set",
         "rejoining",
         "held",
         "unconfirmed",
@@ -64,6 +65,8 @@ class EngineState:
         #: controller clock when the task now running started (None when idle)
         self.busy_since: float | None = None
         self.local = local
+        #: the launcher's engine set it belongs to ('' when the controller started it)
+        self.engine_set = ""
         #: whether it maps the controller's shared-memory segments (it shares this host)
         self.shm = False
         #: restored from the task database, and not yet back (restore.py): tasks for it are
@@ -92,6 +95,7 @@ class EngineState:
             "failed": self.failed,
             "local": self.local,
             "shm": self.shm,  # whether it maps the controller's shared memory (same host)
+            "engine_set": self.engine_set,
         }
 
 

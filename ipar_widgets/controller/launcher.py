@@ -84,7 +84,7 @@ class LocalLauncher:
                 f"--file={self.engine_file}",
                 f"--uuid={engine_uuid}",
                 f"--parent-pid={os.getpid()}",
-                f"--log-level={self.log_level}",
+                *self._log_level_option(),
                 f"--profile-dir={self.log_dir.parent}",
                 *self.extra_args,
             ]
@@ -101,6 +101,13 @@ class LocalLauncher:
             started.append(engine)
             log.info("started engine process %d (pid %d), log %s", seq, popen.pid, log_path)
         return started
+
+    def _log_level_option(self) -> list[str]:
+        """``--log-level`` of the cluster, unless the engine arguments set one (theirs wins;
+        an engine refuses the option given twice)."""
+        if any(a == "--log-level" or a.startswith("--log-level=") for a in self.extra_args):
+            return []
+        return [f"--log-level={self.log_level}"]
 
     def reap(self) -> list[tuple[LocalEngine, int]]:
         """Engines whose process exited since the last call, with their exit codes."""

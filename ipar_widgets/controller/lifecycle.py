@@ -99,6 +99,7 @@ class Lifecycle:
                 else None,
             )
             engine.shm = content.get("shm") is True and self.segments.area is not None
+            engine.engine_set = str(content.get("engine_set") or "")
             if local is not None:
                 local.engine_id = engine.id
             log.info("engine %d registered (pid %s on %s)", engine.id, engine.pid, engine.hostname)

@@ -220,10 +220,21 @@ def _spawn(ctl: Controller, client: bytes, header: dict[str, Any], content: dict
     if ctl.stopping:
         raise BadRequest("the cluster is shutting down")
     launched = ctl.start_engines(n)
+    # what a Cluster needs to watch, signal and read the output of the engines it asked for
+    processes = [
+        {"seq": e.seq, "uuid": e.uuid, "pid": e.pid, "log": str(e.log_path)}
+        for e in ctl.launcher.engines.values()
+        if e.seq in launched
+    ]
     ctl.reply(
         client,
         "spawn_reply",
-        {"status": "ok", "launched": launched, "requested": ctl.requested_engines},
+        {
+            "status": "ok",
+            "launched": launched,
+            "processes": processes,
+            "requested": ctl.requested_engines,
+        },
         header,
     )
 

@@ -194,6 +194,7 @@ class Restorer:
         task, send what was held for it, then the sync marker."""
         engine.rejoining = False
         engine.last_pong = time.monotonic()
+        engine.engine_set = str(content.get("engine_set") or engine.engine_set)
         counts = content.get("replies")
         start = 0
         for n in counts if isinstance(counts, list) else []:

@@ -22,7 +22,7 @@ from ipykernel.iostream import IOPubThread
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
 from traitlets import Bool, Float, Integer, Unicode, default
 
-from ..paths import CONNECTION_INFO_VARIABLE
+from ..paths import CONNECTION_INFO_VARIABLE, ENGINE_SET_VARIABLE
 from ..protocol.routing import (
     control_identity,
     engine_topic,
@@ -227,6 +227,7 @@ class EngineApp(IPKernelApp):
             "hostname": socketlib.gethostname(),
             "shm": self.shared_area is not None,
             "running": kernel.current_task,
+            "engine_set": os.environ.get(ENGINE_SET_VARIABLE, ""),
         }
         content, buffers = rejoin_message(facts, self.journal.replies())
         log.info(
@@ -245,6 +246,8 @@ class EngineApp(IPKernelApp):
             "pid": os.getpid(),
             "hostname": socketlib.gethostname(),
             "shm": self.shared_area is not None,  # it can map the controller's segments
+            # the launcher's engine set, for "RUNNING 12/64 registered" (enginesets.py)
+            "engine_set": os.environ.get(ENGINE_SET_VARIABLE, ""),
         }
         rank = mpi_rank() if self.mpi or self.rank_as_id else None
         if rank is not None:
@@ -267,7 +270,8 @@ class EngineApp(IPKernelApp):
         if msg.content.get("status") != "ok":
             raise RegistrationFailed(f"the controller refused this engine: {msg.content}")
         engine_id = int(msg.content["id"])
-        log.info("registered as engine %d", engine_id)
+        # ipyparallel's words: scripts and tests look for this line in engine logs
+        log.info("Completed registration with id %d", engine_id)
         return engine_id
 
     # -- kernel ----------------------------------------------------------------------------------------

@@ -85,9 +85,10 @@ def load_ipython_extension(ip: Any) -> None:
         _install(ip, None, "")
 
 
-def register_magics_if_ipython(client: Client) -> None:
-    """Called at the end of ``Client.__init__``: inside IPython, the first client (or the first
-    after the active one was closed) activates the magics.  Cheap, and never raises."""
+def register_magics_if_ipython(client: Client, rebind: bool = True) -> None:
+    """Called at the end of ``Client.__init__``: inside IPython, the first client (or, with
+    ``rebind``, the first after the active one was closed) activates the magics.  Cheap, and
+    never raises."""
     try:
         if "IPython" not in sys.modules:
             return
@@ -98,7 +99,7 @@ def register_magics_if_ipython(client: Client) -> None:
         if magics is None:
             if "px" in shell.magics_manager.magics["line"]:
                 return  # another library's %px (ipyparallel's): leave it
-        elif magics._view is not None and not magics._view.client.closed:
+        elif magics._view is not None and (not rebind or not magics._view.client.closed):
             return
         client.activate()
     except Exception:

@@ -21,7 +21,7 @@ import subprocess
 from typing import Any
 
 from .. import paths
-from ..cluster import control
+from ..cluster import control, enginesets
 from ..cluster.discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
 from ..error import ClusterError, EngineStartFailed
 from ..error import NoAnswer as ControllerSilent
@@ -154,7 +154,24 @@ def cluster_json(info: ClusterInfo) -> dict[str, Any]:
         "uptime": round(info.uptime, 1) if running else None,
         "activity": activity_json(status) if running else None,
         "last_launch_failure": failures[-1] if failures else None,
+        "engine_sets": engine_sets_json(info),
     }
+
+
+def engine_sets_json(info: ClusterInfo) -> list[dict[str, Any]]:
+    """The cluster's engine sets that launchers started (mpiexec, ssh, batch jobs), each with
+    its launcher's status now ("PENDING (Resources)", "RUNNING, 12/64 registered")."""
+    counts = enginesets.registered_by_set(info.status) if info.state == RUNNING else {}
+    return [
+        {
+            "id": set_id,
+            "launcher": str(entry.get("launcher", "")).rsplit(".", 1)[-1],
+            "n": entry.get("n"),
+            "registered": counts.get(set_id, 0),
+            "status": enginesets.describe(entry),
+        }
+        for set_id, entry in enginesets.engine_sets(info.data).items()
+    ]
 
 
 # -- operations ----------------------------------------------------------------------------------

@@ -59,6 +59,17 @@ export interface ICluster {
   /** What the server is doing to this cluster right now ("starting", ...), if anything. */
   action: string | null;
   last_launch_failure: { seq: number; returncode: number; log_tail: string } | null;
+  /** Engine sets started by launchers (mpiexec, ssh, batch jobs), with their status. */
+  engine_sets: IEngineSet[];
+}
+
+export interface IEngineSet {
+  id: string;
+  launcher: string;
+  n: number | null;
+  registered: number;
+  /** The launcher's own words: "PENDING (Resources)", "RUNNING", "FAILED: ...". */
+  status: string;
 }
 
 export interface IClusterList {

@@ -283,6 +283,19 @@ function ClusterCard({
           </>
         )}
       </dl>
+      {(cluster.engine_sets ?? []).length > 0 && (
+        <ul className="ipar-engine-sets" aria-label="Engine sets">
+          {(cluster.engine_sets ?? []).map(set => (
+            <li key={set.id} className="ipar-engine-set" data-set-id={set.id}>
+              <span className="ipar-engine-set-launcher">{set.launcher}</span>{' '}
+              <span className="ipar-engine-set-status">{set.status}</span>{' '}
+              <span className="ipar-muted">
+                {set.registered}/{set.n ?? '?'} registered
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
       {cluster.state === 'stale' && (
         <p className="ipar-note">
           Its controller is no longer running. Stop removes the files it left.
