@@ -35,9 +35,7 @@ def _set_pids(cluster: ipp.Cluster, set_id: str) -> list[int]:
     return [int(p["pid"]) for p in cluster.engines[set_id].processes]  # type: ignore[attr-defined]
 
 
-def test_an_engine_set_is_started_named_signalled_and_stopped(
-    profile: str, tmp_path: Path
-) -> None:
+def test_an_engine_set_is_started_named_signalled_and_stopped(profile: str, tmp_path: Path) -> None:
     config = Config()
     config.EngineLauncher.engine_args = ["--log-level=DEBUG"]  # wins over the cluster's level
     cluster = ipp.Cluster(
@@ -158,7 +156,9 @@ def test_waiting_for_engines_fails_once_every_engine_set_has_ended(
 
 def test_the_profile_config_is_under_what_is_given(tmp_path: Path) -> None:
     (tmp_path / "ipcluster_config.json").write_text(
-        json.dumps({"Cluster": {"controller_args": ["--from-profile"], "n": 5, "engine_timeout": 10}})
+        json.dumps(
+            {"Cluster": {"controller_args": ["--from-profile"], "n": 5, "engine_timeout": 10}}
+        )
     )
     config = Config()
     config.Cluster.engine_timeout = 20

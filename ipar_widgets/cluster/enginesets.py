@@ -166,7 +166,6 @@ def start_engine_set(
     return set_id, launcher
 
 
-
 def wait_for_engine_sets(
     registered: Callable[[], int],
     wanted: int,

@@ -421,17 +421,14 @@ _ENTRY_POINT_GROUPS = {
     "Controller": "ipar_widgets.controller_launchers",
 }
 #: ipyparallel's launcher names this version does not have
-_NOT_YET = frozenset(
-    {"batch", "htcondor", "lsf", "pbs", "sge", "slurm", "sshproxy", "winhpc"}
-)
+_NOT_YET = frozenset({"batch", "htcondor", "lsf", "pbs", "sge", "slurm", "sshproxy", "winhpc"})
 #: classes of other modules that this module's namespace also offers (ipyparallel has them all
 #: in ``ipyparallel.cluster.launcher``)
 _ELSEWHERE = {
     "MPILauncher": "ipar_widgets.cluster.mpilauncher",
     "MPIEngineSetLauncher": "ipar_widgets.cluster.mpilauncher",
     **{
-        name: "ipar_widgets.cluster.sshlauncher"
-        for name in ("SSHLauncher", "SSHEngineSetLauncher")
+        name: "ipar_widgets.cluster.sshlauncher" for name in ("SSHLauncher", "SSHEngineSetLauncher")
     },
 }
 
@@ -471,7 +468,8 @@ def find_launcher_class(name: str, kind: str) -> type[BaseLauncher]:
     ('local', 'mpi', or one registered by a package in the entry-point group
     ``ipar_widgets.engine_launchers`` / ``ipar_widgets.controller_launchers``), a class name
     of this module (also with ipyparallel's module path), or a dotted import path."""
-    kind = {"engine": "EngineSet", "controller": "Controller"}.get(kind.lower(), kind)  # ipyparallel's
+    # ipyparallel's kinds ("engine", "controller") too
+    kind = {"engine": "EngineSet", "controller": "Controller"}.get(kind.lower(), kind)
     if kind not in _LAUNCHERS:
         raise ValueError(f"launcher kind must be 'EngineSet' or 'Controller', found {kind!r}")
     known = {**_entry_points(kind), **_LAUNCHERS[kind]}
