@@ -73,80 +73,81 @@ def test_host_specs_are_parsed() -> None:
     ) is (SSHEngineSetLauncher)
 
 
-def test_one_session_per_host_starts_its_engines_and_stop_ends_them(
-    sshd: SSHServer, profile: str
-) -> None:
+class SSHCluster:
+    """A 2-engine cluster over ssh: its Cluster, Client, launcher, and pids on both sides."""
+
+    def __init__(self, cluster: ipp.Cluster, rc: ipp.Client, launcher: SSHEngineSetLauncher):
+        self.cluster, self.rc, self.launcher = cluster, rc, launcher
+        self.pids: list[int] = rc[:].apply_sync(os.getpid)
+        self.local = processes_of(launcher)
+
+
+@pytest.fixture
+def ssh_cluster(sshd: SSHServer, profile: str) -> Iterator[SSHCluster]:
+    """Stopped at the end, also when the test fails; leftovers by pid are killed."""
     c = ssh_config(sshd, {sshd.host: 2})
     cluster = ipp.Cluster(engines="ssh", profile=profile, cluster_id="", config=c)
     pids: list[int] = []
-    local: list[int] = []
     try:
         rc = cluster.start_and_connect_sync()
         [launcher] = cluster.engine_sets.values()
         assert isinstance(launcher, SSHEngineSetLauncher)
-        assert list(launcher.hosts) == [sshd.host]  # one session for both engines
-        local = processes_of(launcher)
-        assert sorted(rc.ids) == [0, 1]
-        pids = rc[:].apply_sync(os.getpid)
-        assert sorted(pids) == sorted(far_end_pids(launcher))
-        # they run under sshd (a login on the server), not as children of this process
-        via = rc[:].apply_sync(lambda: __import__("os").environ.get("SSH_CONNECTION", ""))
-        assert all(v.split()[2:] == ["127.0.0.1", str(sshd.port)] for v in via), via
-        for pid in pids:
-            ancestors = {p.pid for p in psutil.Process(pid).parents()}
-            assert sshd.proc.pid in ancestors and not ancestors & set(local)
-        # the key came inside the session, not on any command line
-        key = paths.read_json(Path(cluster._data["engine_file"]))["key"]  # type: ignore[index]
-        assert all(key not in " ".join(psutil.Process(p).cmdline()) for p in pids + local)
-        assert launcher.status_text() == "1/1 ssh sessions open"
-        # what the JupyterLab panel gets for the cluster
-        info = find_cluster(profile, "")
-        assert info is not None
-        [set_id] = cluster.engine_sets
-        assert operations.cluster_json(info)["engine_sets"] == [
-            {
-                "id": set_id,
-                "launcher": "SSHEngineSetLauncher",
-                "n": 2,
-                "registered": 2,
-                "status": "1/1 ssh sessions open",
-            }
-        ]
+        made = SSHCluster(cluster, rc, launcher)
+        pids = made.pids + made.local
+        yield made
         rc.close()
-        cluster.stop_cluster_sync()
-        wait_until(lambda: not alive(pids + local), 15, what="engines and ssh sessions to end")
     finally:
         cluster.stop_cluster_sync()
-        for pid in alive(pids + local):
+        for pid in alive(pids):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_one_session_per_host_starts_its_engines_and_stop_ends_them(
+    sshd: SSHServer, profile: str, ssh_cluster: SSHCluster
+) -> None:
+    cluster, rc, launcher = ssh_cluster.cluster, ssh_cluster.rc, ssh_cluster.launcher
+    pids, local = ssh_cluster.pids, ssh_cluster.local
+    assert list(launcher.hosts) == [sshd.host]  # one session for both engines
+    assert sorted(rc.ids) == [0, 1]
+    assert sorted(pids) == sorted(far_end_pids(launcher))
+    # they run under sshd (a login on the server), not as children of this side's processes
+    via = rc[:].apply_sync(lambda: __import__("os").environ.get("SSH_CONNECTION", ""))
+    assert all(v.split()[2:] == ["127.0.0.1", str(sshd.port)] for v in via), via
+    for pid in pids:
+        ancestors = {p.pid for p in psutil.Process(pid).parents()}
+        assert sshd.proc.pid in ancestors and not ancestors & set(local)
+    # the key came inside the session, not on any command line
+    key = paths.read_json(Path(cluster._data["engine_file"]))["key"]  # type: ignore[index]
+    assert all(key not in " ".join(psutil.Process(p).cmdline()) for p in pids + local)
+    assert launcher.status_text() == "1/1 ssh sessions open"
+    # what the JupyterLab panel gets for the cluster
+    info = find_cluster(profile, "")
+    assert info is not None
+    [set_id] = cluster.engine_sets
+    assert operations.cluster_json(info)["engine_sets"] == [
+        {
+            "id": set_id,
+            "launcher": "SSHEngineSetLauncher",
+            "n": 2,
+            "registered": 2,
+            "status": "1/1 ssh sessions open",
+        }
+    ]
+    cluster.stop_cluster_sync()
+    wait_until(lambda: not alive(pids + local), 15, what="engines and ssh sessions to end")
 
 
 @pytest.mark.parametrize("victim", ["ssh", "keeper"])
 def test_killing_this_side_leaves_no_engine_on_the_host(
-    sshd: SSHServer, profile: str, victim: str
+    ssh_cluster: SSHCluster, victim: str
 ) -> None:
-    c = ssh_config(sshd, {sshd.host: 2})
-    cluster = ipp.Cluster(engines="ssh", profile=profile, cluster_id="", config=c)
-    pids: list[int] = []
-    local: list[int] = []
-    try:
-        rc = cluster.start_and_connect_sync()
-        [launcher] = cluster.engine_sets.values()
-        assert isinstance(launcher, SSHEngineSetLauncher)
-        pids = rc[:].apply_sync(os.getpid)
-        local = processes_of(launcher)
-        [host] = launcher.hosts.values()
-        keeper = psutil.Process(host.process_pid)
-        [ssh] = [p for p in keeper.children() if p.name() == "ssh"]
-        target = ssh if victim == "ssh" else keeper
-        target.send_signal(signal.SIGKILL)
-        wait_until(lambda: not alive(pids), 15, what=f"the engines to stop after {victim} died")
-        wait_until(lambda: rc.ids == [], 15, what="the controller to see them go")
-        rc.close()
-    finally:
-        cluster.stop_cluster_sync()
-        for pid in alive(pids + local):
-            os.kill(pid, signal.SIGKILL)
+    rc, pids = ssh_cluster.rc, ssh_cluster.pids
+    [host] = ssh_cluster.launcher.hosts.values()
+    keeper = psutil.Process(host.process_pid)
+    [ssh] = [p for p in keeper.children() if p.name() == "ssh"]
+    (ssh if victim == "ssh" else keeper).send_signal(signal.SIGKILL)
+    wait_until(lambda: not alive(pids), 15, what=f"the engines to stop after {victim} died")
+    wait_until(lambda: rc.ids == [], 15, what="the controller to see them go")
 
 
 def test_a_host_that_refuses_the_login_fails_at_once_with_ssh_s_words(
