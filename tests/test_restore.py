@@ -153,6 +153,9 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
         wait_until(lambda: not alive([dead]), 10, what="the controller to die")
         cluster.restore_controller_sync()
         groups.add(cluster._data["pgid"])  # type: ignore[index]
+        # the restored controller knows the engines once they rejoined (a direct task sent
+        # before is refused: "engine 0 is not registered")
+        wait_until(lambda: len(rc.status()["engines"]) == 2, 30, what="the engines to rejoin")  # type: ignore[union-attr]
         # the same processes, with their ids and namespaces (a task sent as the client finds
         # the controller again is not called lost because the catch-up query overtook it)
         assert rc[:].apply_sync(os.getpid) == pids
