@@ -95,10 +95,10 @@ def test_launcher_errors_say_what_to_do() -> None:
         "ipyparallel.cluster.launcher.LocalControllerLauncher", "Controller"
     )
     assert found is launcher.LocalControllerLauncher
-    with pytest.raises(ValueError, match="unknown EngineSet launcher 'pbs'"):
-        launcher.find_launcher_class("pbs", "EngineSet")
-    with pytest.raises(ValueError, match="unknown EngineSet launcher 'slurm'"):
-        ipp.Cluster(engines="slurm")
+    with pytest.raises(ValueError, match="unknown EngineSet launcher 'winhpc'"):
+        launcher.find_launcher_class("winhpc", "EngineSet")
+    with pytest.raises(ValueError, match="unknown EngineSet launcher 'sshproxy'"):
+        ipp.Cluster(engines="sshproxy")
 
 
 def test_engine_launcher_config_reaches_the_engines(profile: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import signal
 import sys
@@ -432,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.profile_given = "--profile" in (argv if argv is not None else sys.argv)
+    # launchers' warnings (a batch job without a time limit) reach the terminal
+    logging.basicConfig(level=logging.WARNING, format="ipar: %(levelname)s: %(message)s")
     try:
         code = args.func(args)
     except CommandError as exc:

@@ -403,6 +403,8 @@ class LocalEngineSetLauncher(LocalEngineLauncher):
 
 
 #: built-in launchers by name; the others are found through entry points
+_BATCH = "ipar_widgets.cluster.batch"
+_BATCH_SYSTEMS = ("Slurm", "SGE", "PBS", "LSF", "HTCondor")
 _LAUNCHERS: dict[str, dict[str, str]] = {
     "EngineSet": {
         "local": "ipar_widgets.cluster.launcher.LocalEngineSetLauncher",
@@ -410,10 +412,12 @@ _LAUNCHERS: dict[str, dict[str, str]] = {
         "mpi": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
         "mpiexec": "ipar_widgets.cluster.mpilauncher.MPIEngineSetLauncher",
         "ssh": "ipar_widgets.cluster.sshlauncher.SSHEngineSetLauncher",
+        **{s.lower(): f"{_BATCH}.{s}EngineSetLauncher" for s in _BATCH_SYSTEMS},
     },
     "Controller": {
         "local": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
         "ipar": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
+        **{s.lower(): f"{_BATCH}.{s}ControllerLauncher" for s in _BATCH_SYSTEMS},
     },
 }
 _ENTRY_POINT_GROUPS = {
@@ -421,7 +425,7 @@ _ENTRY_POINT_GROUPS = {
     "Controller": "ipar_widgets.controller_launchers",
 }
 #: ipyparallel's launcher names this version does not have
-_NOT_YET = frozenset({"batch", "htcondor", "lsf", "pbs", "sge", "slurm", "sshproxy", "winhpc"})
+_NOT_YET = frozenset({"batch", "sshproxy", "winhpc"})
 #: classes of other modules that this module's namespace also offers (ipyparallel has them all
 #: in ``ipyparallel.cluster.launcher``)
 _ELSEWHERE = {
@@ -430,6 +434,12 @@ _ELSEWHERE = {
     **{
         name: "ipar_widgets.cluster.sshlauncher" for name in ("SSHLauncher", "SSHEngineSetLauncher")
     },
+    **{
+        f"{system}{role}": _BATCH
+        for system in _BATCH_SYSTEMS
+        for role in ("Launcher", "EngineSetLauncher", "ControllerLauncher")
+    },
+    "BatchSystemLauncher": _BATCH,
 }
 
 
