@@ -155,7 +155,9 @@ def test_cluster_restore_controller_sync_brings_the_engines_back_and_stop_ends_t
         groups.add(cluster._data["pgid"])  # type: ignore[index]
         # the restored controller knows the engines once they rejoined (a direct task sent
         # before is refused: "engine 0 is not registered")
-        wait_until(lambda: len(rc.status()["engines"]) == 2, 30, what="the engines to rejoin")  # type: ignore[union-attr]
+        wait_until(
+            lambda: len(rc.status(timeout=30)["engines"]) == 2, 60, what="the engines to rejoin"
+        )  # type: ignore[union-attr]
         # the same processes, with their ids and namespaces (a task sent as the client finds
         # the controller again is not called lost because the catch-up query overtook it)
         assert rc[:].apply_sync(os.getpid) == pids
