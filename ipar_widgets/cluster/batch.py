@@ -251,7 +251,9 @@ class SGELauncher(BatchSystemLauncher):
         ["qstat", "-j", "{job_id}"], "The command that says why a job is in error state (Eqw)."
     )
     gone_regexp = Unicode(
-        r"(?i)does not exist|not found|do not exist",
+        r"(?i)does not exist|not found|do not exist"
+        # qacct before the cell's first job ended: no accounting file yet
+        r"|accounting: no such file|no jobs running since startup",
         help="What SGE says of a job it no longer knows.",
     ).tag(config=True)
 

@@ -645,6 +645,8 @@ class BatchSystemLauncher(BaseLauncher):
             return
         if self.state == "after" and self.stop_data and self.stop_data.get("gone"):
             return  # the scheduler has forgotten it: nothing to delete
+        if self._deleted and self.state == "after":
+            return  # deleted by an earlier stop(), and seen to end
         self._deleted = True
         command = self._expand(self.delete_command, self.job_id)
         result = self._run(command, self.command_timeout)

@@ -725,8 +725,8 @@ class Cluster(LoggingConfigurable):
         data = self._data or self._read_cluster_file()
         notes: list[str] = []
         if data is not None and set_id in enginesets.engine_sets(data):
-            enginesets.stop_engine_sets(data, notes, [set_id])  # forgets the record
-        launcher.stop()  # our child: reaped here
+            enginesets.stop_engine_sets(data, notes, [set_id], live={set_id: launcher})
+        launcher.stop()  # our child: reaped here (a second stop() does nothing)
         for note in notes:
             self.log.warning("%s", note)
 
@@ -757,7 +757,8 @@ class Cluster(LoggingConfigurable):
         if data is None:
             data = self._read_cluster_file()
         if data:
-            control.stop_cluster(data)  # the controller, its engines, the recorded engine sets
+            # the controller, its engines, the recorded engine sets
+            control.stop_cluster(data, live=self.engines)
         for launcher in self.engines.values():
             launcher.stop()  # already signalled; this reaps our child
         self.engines.clear()

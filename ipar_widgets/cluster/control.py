@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +250,14 @@ def _end_group(pgid: int, notes: list[str]) -> None:
             time.sleep(0.02)
 
 
-def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
+def stop_cluster(
+    cluster: dict[str, Any],
+    grace: float = 10.0,
+    live: Mapping[str, BaseLauncher] | None = None,
+) -> list[str]:
     """Stop every process of a cluster: ask the controller, then signal its process group
-    if it does not finish in time.  Returns notes on what had to be forced."""
+    if it does not finish in time.  Returns notes on what had to be forced.  ``live``: the
+    engine sets' launchers when this process started them (see ``stop_engine_sets``)."""
     notes: list[str] = []
     pid = int(cluster.get("controller_pid", 0))
     pgid = int(cluster.get("pgid", pid))
@@ -269,7 +274,7 @@ def stop_cluster(cluster: dict[str, Any], grace: float = 10.0) -> list[str]:
     for group in dict.fromkeys([pgid, *(int(g) for g in cluster.get("engine_pgids") or [])]):
         _end_group(group, notes)
     # engines that launchers started (mpiexec ...), through their launchers
-    enginesets.stop_engine_sets(cluster, notes)
+    enginesets.stop_engine_sets(cluster, notes, live=live)
     profile_path = Path(cluster["profile_dir"])
     cid = cluster.get("cluster_id", "")
     paths.remove_quietly(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -236,17 +236,24 @@ def registered_by_set(status: dict[str, Any]) -> dict[str, int]:
 
 
 def stop_engine_sets(
-    cluster: dict[str, Any], notes: list[str], set_ids: list[str] | None = None
+    cluster: dict[str, Any],
+    notes: list[str],
+    set_ids: list[str] | None = None,
+    live: Mapping[str, BaseLauncher] | None = None,
 ) -> list[str]:
     """Stop the recorded engine sets (all, or ``set_ids``) through their launchers and forget
-    them; returns the ids stopped."""
+    them; returns the ids stopped.  ``live``: launchers this process started, by set id, used
+    instead of a copy attached to the record, so the launcher that watches a set is the one
+    that knows it was stopped on purpose (a batch job deleted by ``stop()`` is CANCELLED, not
+    FAILED)."""
+    live = live or {}
     sets = engine_sets(cluster)
     stopped = []
     for set_id, entry in list(sets.items()):
         if set_ids is not None and set_id not in set_ids:
             continue
         try:
-            attach(entry).stop()
+            (live.get(set_id) or attach(entry)).stop()
         except (LauncherError, ValueError, OSError) as exc:
             notes.append(f"engine set {set_id} could not be stopped through its launcher: {exc}")
         del sets[set_id]

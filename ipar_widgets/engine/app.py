@@ -252,9 +252,15 @@ class EngineApp(IPKernelApp):
         rank = mpi_rank() if self.mpi or self.rank_as_id else None
         if rank is not None:
             content["id"] = rank  # given when no other engine has it
+        deadline = time.monotonic() + self.registration_timeout
+        # heartbeats must be able to flow before the controller starts counting silence
+        if not self.heartbeat_echo.connected.wait(self.registration_timeout):
+            raise RegistrationFailed(
+                f"the heartbeat socket did not connect to {self._url('engine')} within "
+                f"{self.registration_timeout:g} s; check that this host reaches the controller"
+            )
         _, frames = wire.build("registration_request", content)
         self.shell_socket.send_multipart(frames)
-        deadline = time.monotonic() + self.registration_timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.shell_socket.poll(remaining * 1000):

@@ -50,6 +50,10 @@ class Heartbeat:
         self.on_reconnect = on_reconnect
         #: the shell socket's connection events: a rejoin waits until it is connected again
         self.shell_monitor = shell_monitor
+        #: set once the socket first reached the controller: the engine registers only then,
+        #: since the controller counts silence from the registration, and on a starved host
+        #: this connection can take longer to come up than the registration round trip
+        self.connected = threading.Event()
 
     def start(self) -> None:
         """Start echoing pings and watching the connection."""
@@ -82,6 +86,8 @@ class Heartbeat:
                 )
             except zmq.ZMQError:
                 return  # the engine is exiting
+            if heartbeat_event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected.set()
             if heartbeat_event == zmq.EVENT_DISCONNECTED and down_since is None:
                 down_since = time.monotonic()
                 log.warning(
