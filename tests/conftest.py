@@ -8,6 +8,7 @@ ends by checking that no process of any test cluster is left.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -93,9 +94,12 @@ def kill_group_of(pid: int) -> None:
 
 @pytest.fixture
 def profile(request: pytest.FixtureRequest) -> str:
-    """A profile name unique to the test."""
-    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
-    return ("t-" + name)[:60].rstrip("-_.")
+    """A profile name unique to the test (a long name is cut, and keeps a hash of the whole:
+    the parameters of a parametrized test come last, where the cut would drop them)."""
+    name = "t-" + request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
+    if len(name) > 60:
+        name = name[:51].rstrip("-_.") + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
 
 
 class ClusterHandle:

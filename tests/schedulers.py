@@ -1,4 +1,5 @@
-"""Real batch schedulers for the batch launchers' tests: single-node Slurm and SGE.
+"""Real batch schedulers for the batch launchers' tests: single-node Slurm and SGE, and a
+Slurm whose nodes are simulated hosts (network namespaces, tests/netns.py).
 
 Each daemon runs in the foreground as a child of the test process (``munged -F``,
 ``slurmctld -D``, ``slurmd -D``; ``sge_qmaster`` and ``sge_execd`` with ``SGE_ND=1``, which
@@ -29,6 +30,7 @@ import ctypes
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from netns import address, in_host, require_namespaces
 
 MUNGED = "/usr/sbin/munged"
 MUNGE_SOCKET_DIR = Path("/run/munge")
@@ -101,18 +104,21 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def processes_with(program: str, environ_entry: str) -> list[int]:
-    """Live processes running ``program`` (the basename of argv[0], before any ``:``) whose
-    environment holds ``environ_entry`` (``NAME=value``): the children of one cluster."""
-    wanted = environ_entry.encode()
+def processes_with(program: str | None, environ_entry: str, *more: str) -> list[int]:
+    """Live processes running ``program`` (the basename of argv[0], before any ``:``; None:
+    any program) whose environment holds ``environ_entry`` and every one of ``more``
+    (``NAME=value``): the children of one cluster, or of one job (a job id alone is not
+    unique when another cluster runs on the machine: add its ``SLURM_CONF``)."""
+    wanted = {e.encode() for e in (environ_entry, *more)}
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
-        argv0 = _read(f"/proc/{entry}/cmdline").split(b"\0", 1)[0].split(b":", 1)[0]
-        if os.path.basename(argv0.decode(errors="replace")) != program:
-            continue
-        if wanted in _read(f"/proc/{entry}/environ").split(b"\0") and running(int(entry)):
+        if program is not None:
+            argv0 = _read(f"/proc/{entry}/cmdline").split(b"\0", 1)[0].split(b":", 1)[0]
+            if os.path.basename(argv0.decode(errors="replace")) != program:
+                continue
+        if wanted <= set(_read(f"/proc/{entry}/environ").split(b"\0")) and running(int(entry)):
             found.append(int(entry))
     return found
 
@@ -344,16 +350,23 @@ def running_munged(directory: Path) -> Iterator[Daemon | None]:
 
 @dataclass
 class SlurmCluster:
-    """A running single-node Slurm: its generated configuration and its daemons."""
+    """A running Slurm: its generated configuration and its daemons.  ``wrapper`` is the
+    command prefix under which Slurm's commands reach slurmctld: none on this host, a
+    simulated host's network namespace for ``running_slurm_multinode``."""
 
     directory: Path
     conf: Path
-    node: str
+    nodes: tuple[str, ...]
     partition: str
-    cpus: int
+    cpus: int  # of each node
+    wrapper: tuple[str, ...] = ()
     daemons: list[Daemon] = field(default_factory=list)
     startup_seconds: float = 0.0
     munged_reused: bool = False
+
+    @property
+    def node(self) -> str:
+        return self.nodes[0]
 
     @property
     def env(self) -> dict[str, str]:
@@ -362,7 +375,7 @@ class SlurmCluster:
     def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """A Slurm command against this cluster (``SLURM_CONF`` set), output as text."""
         return subprocess.run(
-            list(argv),
+            [*self.wrapper, *argv],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -371,29 +384,53 @@ class SlurmCluster:
         )
 
     def logs(self, lines: int = 30) -> str:
-        return "\n".join(
-            f"--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            for name, path in (
-                ("slurmctld.log", self.directory / "log" / "slurmctld.log"),
-                ("slurmd.log", self.directory / "log" / "slurmd.log"),
-            )
+        """The daemons' own logs, then what their wrappers printed (a failed mount, say)."""
+        log = self.directory / "log"
+        parts = [
+            f"--- {path.name} ---\n"
+            + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            for path in [log / "slurmctld.log", *sorted(log.glob("slurmd-*.log"))]
             if path.exists()
-        )
+        ]
+        parts += [f"--- {d.name} (output) ---\n{d.output(lines)}" for d in self.daemons]
+        return "\n".join(parts)
 
     def job_ids(self) -> list[str]:
         listed = self.run("squeue", "-h", "-o", "%i")
         return listed.stdout.split()
 
+    def node_states(self) -> dict[str, str]:
+        """Each node's state as sinfo shows it (``idle``, ``idle*`` when not responding...)."""
+        listed = self.run("sinfo", "-h", "-N", "-o", "%N %T", timeout=15).stdout
+        return dict(line.split(None, 1) for line in listed.splitlines() if len(line.split()) == 2)
+
     def node_state(self) -> str:
-        return self.run("sinfo", "-h", "-n", self.node, "-o", "%T", timeout=15).stdout.strip()
+        """``idle`` when every node is; otherwise the states seen, comma-separated."""
+        states = self.node_states()
+        if set(states) != set(self.nodes):
+            return ",".join(sorted(states.values())) or "unknown"
+        return ",".join(sorted(set(states.values())))
 
 
-def slurm_conf(directory: Path, node: str, cpus: int, ctld_port: int, slurmd_port: int) -> str:
-    """The single-node configuration (recipe: proctrack/linuxproc and task/none, so no
-    cgroups; no accounting; jobs scheduled at once; finished jobs kept 30 s)."""
+def slurm_conf(
+    directory: Path,
+    controller: tuple[str, str],
+    nodes: dict[str, str],
+    cpus: int,
+    ctld_port: int,
+    slurmd_port: int,
+) -> str:
+    """The configuration (recipe §6.1: proctrack/linuxproc and task/none, so no cgroups; no
+    accounting; jobs scheduled at once; finished jobs kept 30 s).  ``controller`` is
+    slurmctld's (name, address), ``nodes`` maps node names to addresses.  What a slurmd
+    writes is named by its node (``%n``), so nodes that share this disk keep apart."""
+    node_lines = "".join(
+        f"NodeName={name} NodeAddr={addr} CPUs={cpus} RealMemory=1000 State=UNKNOWN\n"
+        for name, addr in nodes.items()
+    )
     return f"""\
 ClusterName=ipartest
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost={controller[0]}({controller[1]})
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 SlurmUser=root
@@ -401,11 +438,11 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation={directory}/state
-SlurmdSpoolDir={directory}/spool
+SlurmdSpoolDir={directory}/spool-%n
 SlurmctldPidFile={directory}/run/slurmctld.pid
-SlurmdPidFile={directory}/run/slurmd.pid
+SlurmdPidFile={directory}/run/slurmd-%n.pid
 SlurmctldLogFile={directory}/log/slurmctld.log
-SlurmdLogFile={directory}/log/slurmd.log
+SlurmdLogFile={directory}/log/slurmd-%n.log
 TmpFS={directory}/tmp
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -420,47 +457,122 @@ AccountingStorageType=accounting_storage/none
 MailProg=/bin/true
 KillWait=5
 MinJobAge=30
-NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+{node_lines}PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 """
+
+
+def require_slurm() -> None:
+    require_system(
+        "Slurm", [*SLURM_BINARIES, MUNGED, "munge"], "slurmctld slurmd slurm-client munge"
+    )
 
 
 @contextmanager
 def running_slurm(directory: Path, ready_timeout: float = 60) -> Iterator[SlurmCluster]:
-    """munged (or the running one), then ``slurmctld -D`` and ``slurmd -D``; yields once the
-    node is ``idle``.  At the end every job is cancelled, the daemons stopped by pid, and any
-    slurmstepd of this cluster left behind is killed."""
-    require_system(
-        "Slurm", [*SLURM_BINARIES, MUNGED, "munge"], "slurmctld slurmd slurm-client munge"
-    )
-    sweep_orphans()  # daemons of a test process that was killed before its teardown
-    for sub in ("state", "spool", "run", "log", "tmp"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
+    """munged (or the running one), then ``slurmctld -D`` and ``slurmd -D`` on this host;
+    yields once the node is ``idle``.  At the end every job is cancelled, the daemons
+    stopped by pid, and any slurmstepd of this cluster left behind is killed."""
+    require_slurm()
     cpus = os.cpu_count() or 1  # slurmd drains a node configured above what it has
+    with _running_slurm(
+        directory,
+        controller=("localhost", "127.0.0.1"),
+        nodes={"localhost": "127.0.0.1"},
+        cpus=cpus,
+        wrappers={},
+        client_wrapper=(),
+        ready_timeout=ready_timeout,
+    ) as cluster:
+        yield cluster
+
+
+def as_host(
+    prefix: str, i: int, hostname: str, binds: Sequence[tuple[Path, Path]] = (), shm: bool = False
+) -> list[str]:
+    """The command prefix that runs a program as simulated host ``i``: in its network
+    namespace (``nsenter``, not ``ip netns exec``, which remounts /sys and so breaks
+    slurmd), with a hostname of its own and a mount namespace where each ``(source,
+    target)`` of ``binds`` is bind-mounted and, with ``shm``, ``/dev/shm`` is a tmpfs of its
+    own.  No ``--fork``: the shell execs the program, so the pid the caller started is the
+    program's (signals reach it; PR_SET_PDEATHSIG survives the execs)."""
+    steps = [f"hostname {shlex.quote(hostname)}"]
+    steps += [f"mount --bind {shlex.quote(str(s))} {shlex.quote(str(t))}" for s, t in binds]
+    if shm:
+        steps.append("mount -t tmpfs tmpfs /dev/shm")
+    script = " && ".join([*steps, 'exec "$0" "$@"'])
+    return [*in_host(prefix, i), "unshare", "--uts", "--mount", "--", "sh", "-c", script]
+
+
+@contextmanager
+def running_slurm_multinode(
+    directory: Path, prefix: str, nodes: int = 2, ready_timeout: float = 60
+) -> Iterator[SlurmCluster]:
+    """Slurm across the simulated hosts ``<prefix>1..nodes`` that the caller made with
+    ``netns.hosts`` (recipe §8.4): slurmctld on host 1 (hostname h1, 10.99.0.1), and the
+    slurmd of node ``k`` (``-N node<k>``, 1 CPU, 10.99.0.k) on host ``k`` (hostname h<k>).
+
+    Each slurmd gets a TmpFS directory of its own (bind-mounted over the configured one in
+    its mount namespace), or the nodes' PMIx directories collide on the shared disk.  Every
+    node but node1 also gets a ``/dev/shm`` of its own; node1 shares host 1's with the
+    controller a test runs there.  Slurm's commands must run on one of the hosts too: the
+    subnet exists only there (``cluster.run`` uses host 1).  One munged in the machine's
+    own namespaces serves every host, its socket being a file."""
+    require_namespaces()
+    require_slurm()
+    names = {f"node{k}": address(k) for k in range(1, nodes + 1)}
+    wrappers = {"slurmctld": as_host(prefix, 1, "h1")}
+    for k in range(1, nodes + 1):
+        private_tmp = directory / f"tmp-node{k}"
+        private_tmp.mkdir(parents=True, exist_ok=True)
+        wrappers[f"node{k}"] = as_host(
+            prefix, k, f"h{k}", binds=[(private_tmp, directory / "tmp")], shm=k != 1
+        )
+    with _running_slurm(
+        directory,
+        controller=("h1", address(1)),
+        nodes=names,
+        cpus=1,
+        wrappers=wrappers,
+        client_wrapper=tuple(in_host(prefix, 1)),
+        ready_timeout=ready_timeout,
+    ) as cluster:
+        yield cluster
+
+
+@contextmanager
+def _running_slurm(
+    directory: Path,
+    *,
+    controller: tuple[str, str],
+    nodes: dict[str, str],
+    cpus: int,
+    wrappers: dict[str, list[str]],
+    client_wrapper: tuple[str, ...],
+    ready_timeout: float,
+) -> Iterator[SlurmCluster]:
+    """What both fixtures share: the configuration written, munged, ``slurmctld -D`` and
+    one ``slurmd -D -N <node>`` per node, each started under ``wrappers[name]`` (the
+    daemon's node, or ``slurmctld``; nothing when absent); yields once every node is
+    ``idle``, with ``SLURM_CONF`` set in this process; stops it all at the end."""
+    sweep_orphans()  # daemons of a test process that was killed before its teardown
+    for sub in ("state", "run", "log", "tmp", *(f"spool-{n}" for n in nodes)):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
     conf = directory / "slurm.conf"
-    conf.write_text(slurm_conf(directory, "localhost", cpus, free_port(), free_port()))
+    conf.write_text(slurm_conf(directory, controller, nodes, cpus, free_port(), free_port()))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    cluster = SlurmCluster(directory, conf, "localhost", "debug", cpus)
+    cluster = SlurmCluster(directory, conf, tuple(nodes), "debug", cpus, client_wrapper)
     started = time.monotonic()
     with running_munged(directory) as munged:
         cluster.munged_reused = munged is None
         try:
-            cluster.daemons.append(
-                Daemon.start(
-                    "slurmctld",
-                    ["/usr/sbin/slurmctld", "-D", "-i", "-f", str(conf)],
-                    directory / "slurmctld.out",
-                    env,
-                )
-            )
-            cluster.daemons.append(
-                Daemon.start(
-                    "slurmd",
-                    ["/usr/sbin/slurmd", "-D", "-N", "localhost", "-f", str(conf)],
-                    directory / "slurmd.out",
-                    env,
-                )
-            )
+            ctld = ["/usr/sbin/slurmctld", "-D", "-i", "-f", str(conf)]
+            daemons = [("slurmctld", [*wrappers.get("slurmctld", []), *ctld])]
+            for node in nodes:
+                slurmd = ["/usr/sbin/slurmd", "-D", "-N", node, "-f", str(conf)]
+                daemons.append((f"slurmd {node}", [*wrappers.get(node, []), *slurmd]))
+            for name, argv in daemons:
+                out = directory / f"{name.replace(' ', '-')}.out"
+                cluster.daemons.append(Daemon.start(name, argv, out, env))
 
             def ready() -> bool:
                 return any(d.exited() for d in cluster.daemons) or cluster.node_state() == "idle"
@@ -470,8 +582,8 @@ def running_slurm(directory: Path, ready_timeout: float = 60) -> Iterator[SlurmC
             ):
                 exits = ", ".join(f"{d.name}: {d.proc.poll()}" for d in cluster.daemons)
                 fail(
-                    f"Slurm's node did not become idle within {ready_timeout} s "
-                    f"(state {cluster.node_state()!r}; exit codes {exits}):\n{cluster.logs()}"
+                    f"Slurm's nodes did not become idle within {ready_timeout} s "
+                    f"(states {cluster.node_states()!r}; exit codes {exits}):\n{cluster.logs()}"
                 )
             cluster.startup_seconds = time.monotonic() - started
             with environment(cluster.env):
@@ -488,7 +600,7 @@ def _stop_slurm(cluster: SlurmCluster) -> None:
         if jobs:
             cluster.run("scancel", *jobs)
             wait_for(lambda: not cluster.job_ids(), 15, interval=0.1)
-    for daemon in reversed(cluster.daemons):  # slurmd first, then slurmctld
+    for daemon in reversed(cluster.daemons):  # the slurmds first, then slurmctld
         daemon.stop(grace=15)
     # a slurmstepd that hung (recipe 6.3) outlives slurmd; it carries our SLURM_CONF
     kill_checked(processes_with("slurmstepd", marker), "slurmstepd", marker)

@@ -84,6 +84,10 @@ class Restorer:
         #: past REJOIN_GRACE: engines the database did not know of had time to come back
         self._grace_over = True
         self._deferred: list[Callable[[], None]] = []
+        #: direct tasks for engine ids not registered (yet): sent when the engine rejoins,
+        #: failed as for an unknown engine when the restore ends without it
+        self._for_engine: dict[int, list[Callable[[], None]]] = {}
+        router.hold_for_engine = self.hold_for_engine
 
     # -- at start ---------------------------------------------------------------------------------
     def restore(self, store: RestorableStore) -> tuple[int, int]:
@@ -212,6 +216,8 @@ class Restorer:
                 engine.outstanding[running] = None
         if not self.router.paused:
             self.router.send_held(engine)
+        for call in self._for_engine.pop(engine.id, []):
+            call()  # direct tasks sent for it while it was not back yet
         engine.unconfirmed = set(engine.outstanding)
         if isinstance(running, str):
             engine.unconfirmed.discard(running)
@@ -300,13 +306,24 @@ class Restorer:
         self.balancer.held = False
         log.info("every restored engine rejoined or was given up; load balancing resumes")
         deferred, self._deferred = self._deferred, []
-        for call in deferred:
+        waiting = [call for calls in self._for_engine.values() for call in calls]
+        self._for_engine.clear()
+        for call in [*waiting, *deferred]:
             call()
         self.balancer.dispatch()
 
     def engine_gone(self) -> None:
         """An awaited engine was lost (liveness): the restore may be over."""
         self._release_if_done()
+
+    def hold_for_engine(self, engine_id: int, call: Callable[[], None]) -> bool:
+        """Take ``call`` (a direct task's dispatch) for engine ``engine_id``, not registered:
+        it runs when that engine rejoins, or when the restore ends.  False when no restore
+        is under way (the engine is simply unknown)."""
+        if not self.active:
+            return False
+        self._for_engine.setdefault(engine_id, []).append(call)
+        return True
 
     def defer(self, call: Callable[[], None]) -> None:
         """Run ``call`` once the restore is over (now, when it is)."""

@@ -99,6 +99,10 @@ class Router:
         #: why tasks for engines are held in the controller for now ('' when they are not):
         #: the task database is behind (see Controller.check_store)
         self.paused = ""
+        #: a restored controller's engines may still be rejoining (restore.py): a direct task
+        #: for an engine id it does not know yet waits for that engine, or for the end of the
+        #: rejoin; True when the call was taken (to run then), False when no rejoin is on
+        self.hold_for_engine: Callable[[int, Callable[[], None]], bool] = lambda _id, _call: False
         #: fans broadcast requests out, and answers gathered ones once
         self.broadcaster = Broadcaster(self)
         # Set by connect(): the balancer, liveness and lifecycle all need the router first.
@@ -266,18 +270,16 @@ class Router:
             rec.balanced = True
             self.balancer.submit(rec, unpack(signed[4]))
             return
-        engine = self.engines.by_id.get(engine_id)
-        if engine is None:
-            self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
-        elif not self.send_task(rec, engine):
-            self._unreachable(rec, engine)
+        self.dispatch_direct(rec, engine_id)
 
     def dispatch_direct(self, rec: TaskRecord, engine_id: int) -> None:
         """Send a recorded task to engine ``engine_id``, or fail it when there is none (what
-        :meth:`_submit` does inline, for the parts of a broadcast)."""
+        :meth:`_submit` does too, and the parts of a broadcast).  An engine id not registered
+        is an error, unless a restored controller still waits for engines to rejoin."""
         engine = self.engines.by_id.get(engine_id)
         if engine is None:
-            self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
+            if not self.hold_for_engine(engine_id, lambda: self.dispatch_direct(rec, engine_id)):
+                self.fail_task(rec, "EngineError", self.unknown_engine(engine_id))
         elif not self.send_task(rec, engine):
             self._unreachable(rec, engine)
 
