@@ -68,6 +68,12 @@ def client_file(profile_path: Path, cluster_id: str = "") -> Path:
 CONNECTION_INFO_VARIABLE = "IPP_CONNECTION_INFO"
 #: the engine set (enginesets.py) an engine belongs to, told to the controller at registration
 ENGINE_SET_VARIABLE = "IPAR_ENGINE_SET"
+#: how a controller started elsewhere (``--announce``: over ssh, as a batch job) begins the one
+#: stdout line that carries its connection info, a JSON object, to whoever launched it
+ANNOUNCE_PREFIX = "ipar-controller-announce "
+#: the cluster file's entry naming the launcher of a controller that runs elsewhere: its pid
+#: is another host's, so nothing on this one judges the controller by it
+REMOTE_CONTROLLER_ENTRY = "controller_launcher"
 
 
 def engine_file(profile_path: Path, cluster_id: str = "") -> Path:

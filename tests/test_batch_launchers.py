@@ -50,7 +50,8 @@ EXPORTS = [
     "export IPP_CONNECTION_INFO='" + CONNECTION + "'",
 ]
 ENGINE = shlex.join([sys.executable, "-m", "ipar_widgets.engine"])
-CONTROLLER = shlex.join([sys.executable, "-m", "ipar_widgets.controller"])
+#: a batch controller announces its connection info in its output (no shared filesystem)
+CONTROLLER = shlex.join([sys.executable, "-m", "ipar_widgets.controller", "--announce"])
 ID = "ipar-engineset-c1-7"
 
 

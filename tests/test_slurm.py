@@ -187,7 +187,11 @@ def test_two_engines_as_one_slurm_job_use_mpi_and_stop_runs_scancel(
 
 
 def test_engines_queued_behind_another_job_wait_past_the_timeout_then_register(
-    slurm: SlurmCluster, jobs: list[str], profile: str, tmp_path: Path
+    slurm: SlurmCluster,
+    jobs: list[str],
+    profile: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     blocker = submit(
         slurm, f"--ntasks={slurm.cpus}", f"--output={tmp_path}/%j.out", "--wrap", "sleep 300"
@@ -223,6 +227,9 @@ def test_engines_queued_behind_another_job_wait_past_the_timeout_then_register(
         # Slurm says "None" until its scheduler has looked at the job, then why it waits
         wait_until(lambda: launcher.status_text() == "PENDING (Resources)", 10, what="the reason")
         assert launcher.job_state() == JobState("PENDING", "Resources")
+        [set_id] = cluster.engines
+        shown = f"engine_sets={{'{set_id}': 'PENDING (Resources), 0/2 registered'}}"
+        wait_until(lambda: shown in repr(cluster), 10, what=f"{shown} in the repr")
         # the registration timeout does not run while the job waits in the queue
         starter.join(timeout + 2)
         assert starter.is_alive() and not outcome, outcome
@@ -233,6 +240,10 @@ def test_engines_queued_behind_another_job_wait_past_the_timeout_then_register(
         rc = outcome["rc"]
         assert isinstance(rc, ipp.Client) and len(rc.ids) == 2
         assert launcher.status_text() == "RUNNING" and not launcher.pending()
+        assert repr(cluster).endswith(f"engine_sets={{'{set_id}': 'RUNNING, 2/2 registered'}})>")
+        # the wait told each change on stderr, the queued state among them
+        said = capsys.readouterr().err.splitlines()
+        assert f"{profile}: 0/2 engines registered; PENDING (Resources)" in said, said
         pids = rc[:].apply_sync(os.getpid)
         launcher.stop()
         wait_until(lambda: not alive(pids), 15, what="the engines to exit")

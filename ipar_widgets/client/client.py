@@ -143,12 +143,20 @@ class Client:
         except NoAnswer:
             transport.close()
             raise
-        self._engines.update({int(k): str(v) for k, v in reply.content["engines"].items()})
+        self._engines.update(
+            {int(k): str(v) for k, v in reply.content["engines"].items()},
+            {int(k): str(v) for k, v in (reply.content.get("engine_sets") or {}).items()},
+        )
         transport.direct = True  # the answer came: the I/O thread's socket is connected
         # inside IPython: %px for this client (rebind_magics=False: only if no client had them,
         # as Cluster.start_and_connect(activate=False) asks)
         frontend.client_activated(self, rebind=rebind_magics)
         comms.relay_engine_comms(self)  # inside a kernel: engines' widgets reach the notebook
+
+    def _engine_set_counts(self) -> dict[str, int]:
+        """How many registered engines each engine set has, as this client knows (from the
+        controller's notices: no request).  For the Cluster's repr."""
+        return self._engines.count_by_set()
 
     @property
     def connection_note(self) -> str:
@@ -255,8 +263,10 @@ class Client:
 
         def status() -> Status:
             current = self.status()
-            engines = {int(e["id"]): str(e["uuid"]) for e in current.get("engines", [])}
-            self._engines.update(engines)
+            listed = current.get("engines", [])
+            engines = {int(e["id"]): str(e["uuid"]) for e in listed}
+            sets = {int(e["id"]): str(e["engine_set"]) for e in listed if e.get("engine_set")}
+            self._engines.update(engines, sets)
             wanted = int(current.get("engines_requested") or 0) if n is None else n
             failed = bool(current.get("launch_failures"))  # EngineStartFailed says more
             if self.cluster is not None and len(self._engines) < wanted and not failed:

@@ -90,7 +90,8 @@ def load_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         except (OSError, ValueError):
             cluster = {}
         pid = cluster.get("controller_pid")
-        if isinstance(pid, int) and not pid_alive(pid):
+        elsewhere = paths.REMOTE_CONTROLLER_ENTRY in cluster  # its pid is another host's
+        if isinstance(pid, int) and not elsewhere and not pid_alive(pid):
             raise ClusterNotFound(
                 f"the cluster in {cluster_path.parent.parent} is not running (its controller, "
                 f"pid {pid}, is gone); clean up with: ipar stop --profile {cluster.get('profile', 'default')}"

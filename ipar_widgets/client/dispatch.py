@@ -235,7 +235,11 @@ class Inbound:
     def _on_cluster_notice(self, msg: Message) -> None:
         content = msg.content
         if msg.msg_type == "engine_registered":
-            self.engines.registered(int(content["engine_id"]), str(content.get("uuid", "")))
+            self.engines.registered(
+                int(content["engine_id"]),
+                str(content.get("uuid", "")),
+                str(content.get("engine_set") or ""),
+            )
         elif msg.msg_type == "engine_unregistered":
             self.engines.unregistered([int(content["engine_id"])])
         self._tell_listeners(None, None, msg.msg_type, content)

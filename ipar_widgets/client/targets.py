@@ -55,6 +55,8 @@ class EngineTable:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._engines: dict[int, str] = {}
+        #: the engine set (launcher) of each engine that came with one
+        self._sets: dict[int, str] = {}
 
     @property
     def ids(self) -> list[int]:
@@ -67,23 +69,38 @@ class EngineTable:
     def uuid_of(self, engine_id: int | None) -> str | None:
         return None if engine_id is None else self._engines.get(engine_id)
 
-    def update(self, engines: Mapping[int, str]) -> None:
-        """Add engines (id -> uuid) known from an answer of the controller."""
+    def update(self, engines: Mapping[int, str], sets: Mapping[int, str] | None = None) -> None:
+        """Add engines (id -> uuid, and id -> engine set where known) known from an answer
+        of the controller."""
         with self._lock:
             for engine_id, uuid in engines.items():
                 self._engines.setdefault(engine_id, uuid)
+            for engine_id, engine_set in (sets or {}).items():
+                if engine_id in self._engines:
+                    self._sets.setdefault(engine_id, engine_set)
             self._changed.notify_all()
 
-    def registered(self, engine_id: int, uuid: str) -> None:
+    def registered(self, engine_id: int, uuid: str, engine_set: str = "") -> None:
         with self._lock:
             self._engines[engine_id] = uuid
+            if engine_set:
+                self._sets[engine_id] = engine_set
             self._changed.notify_all()
 
     def unregistered(self, engine_ids: Iterable[int]) -> None:
         with self._lock:
             for engine_id in engine_ids:
                 self._engines.pop(engine_id, None)
+                self._sets.pop(engine_id, None)
             self._changed.notify_all()
+
+    def count_by_set(self) -> dict[str, int]:
+        """How many registered engines each engine set has (those that named one)."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for engine_set in self._sets.values():
+                counts[engine_set] = counts.get(engine_set, 0) + 1
+            return counts
 
     def wait_for_change(self, timeout: float) -> None:
         """Sleep until an engine registers or leaves, or ``timeout`` seconds pass."""

@@ -38,6 +38,7 @@ from .launcher import (
     EngineLauncher,
     LauncherError,
     ProcessStateError,
+    parse_announcement,
 )
 
 __all__ = [
@@ -780,10 +781,39 @@ class BatchEngineSetLauncher(BatchSystemLauncher, EngineLauncher):
 
 
 class BatchControllerLauncher(BatchSystemLauncher, ControllerLauncher):
-    """The controller as a one-task batch job."""
+    """The controller as a one-task batch job, on whichever node the scheduler picks.
+
+    It runs with ``--announce``: its connection info is one line of the job's output file,
+    read here once the job runs (on a cluster that file is on the filesystem the login node
+    shares with the compute nodes; a Cluster puts it in the profile's ``security``
+    directory, readable by its owner only).  The Cluster writes the connection files on this
+    side; the job's state is the controller's liveness, and stop() deletes the job.
+    """
+
+    controller_on_this_host = Bool(
+        False,
+        help="The scheduler runs jobs on this machine (a single-node scheduler), so clients "
+        "here can reach a controller listening on loopback.",
+    ).tag(config=True)
+    announce_timeout = Float(
+        60.0,
+        help="Seconds the controller has to announce itself once its job runs (time in the "
+        "queue does not count) before the start counts as failed.",
+    ).tag(config=True)
+
+    runs_elsewhere: ClassVar[bool] = True
 
     def command(self) -> list[str]:
-        return [*self.controller_cmd, *self.controller_args]
+        args = list(self.controller_args)
+        announce = [] if "--announce" in args else ["--announce"]
+        return [*self.controller_cmd, *announce, *args]
+
+    def needs_routable_address(self) -> bool:
+        """The job runs on a compute node: clients here cannot reach its loopback."""
+        return not self.controller_on_this_host
+
+    def announcement(self) -> dict[str, Any] | None:
+        return parse_announcement(self.get_output()) if self.job_id else None
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -21,9 +21,16 @@ from .. import paths
 from .._version import __version__
 from ..error import ClusterError, EngineStartFailed
 from ..progress.terminal import format_seconds
-from . import control, enginesets
+from . import control, enginesets, remotecontroller
 from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
-from .launcher import LauncherError, LocalEngineSetLauncher, find_launcher_class, ipengine_cmd_argv
+from .launcher import (
+    ControllerLauncher,
+    LauncherError,
+    LocalControllerLauncher,
+    LocalEngineSetLauncher,
+    find_launcher_class,
+    ipengine_cmd_argv,
+)
 from .profileconfig import load_profile_config
 
 
@@ -65,7 +72,8 @@ def _running_cluster(args: argparse.Namespace) -> ClusterInfo:
     if info.state != RUNNING:
         raise CommandError(
             f"the cluster in profile {args.profile!r} is {info.state} (controller pid "
-            f"{info.data.get('controller_pid')}); clean up with: ipar stop --profile {args.profile}"
+            f"{remotecontroller.where(info.data)}); clean up with: ipar stop --profile "
+            f"{args.profile}"
         )
     return info
 
@@ -89,7 +97,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         if existing.state != STALE:
             raise CommandError(
                 f"a cluster is already running in profile {args.profile!r} (controller pid "
-                f"{existing.data.get('controller_pid')}, {existing.engines_registered} engines); "
+                f"{remotecontroller.where(existing.data)}, {existing.engines_registered} engines); "
                 f"stop it with: ipar stop --profile {args.profile}"
             )
         if not restore:
@@ -99,6 +107,14 @@ def cmd_start(args: argparse.Namespace) -> int:
         extra.append(f"--{args.db}")
     if restore:
         extra.append("--restore")
+    controller_class = _controller_class(args.controller)
+    if controller_class.runs_elsewhere:
+        if restore:
+            raise CommandError(
+                "--restore replaces a controller of this host; a controller started with "
+                f"--controller {args.controller} cannot be restored: start a new cluster"
+            )
+        return _start_elsewhere(args, extra)
     try:
         cluster, proc = control.start_cluster(
             args.profile,
@@ -153,6 +169,83 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _controller_class(name: str) -> type[ControllerLauncher]:
+    """The controller launcher ``--controller`` names (CommandError for one unknown, or one
+    that neither runs here nor announces itself from elsewhere)."""
+    try:
+        cls = find_launcher_class(name, "Controller")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if issubclass(cls, LocalControllerLauncher) or (
+        issubclass(cls, ControllerLauncher) and cls.runs_elsewhere
+    ):
+        return cls
+    raise CommandError(
+        f"--controller {name}: {cls.__name__} neither runs the controller here nor announces "
+        "it from elsewhere; use local, ssh, slurm (or another batch system)"
+    )
+
+
+def _start_elsewhere(args: argparse.Namespace, extra: list[str]) -> int:
+    """``ipar start --controller ssh|slurm``: the Cluster API starts the controller
+    elsewhere and writes the connection files here; the controller lives on after this
+    command exits (its ssh session is kept by a process of its own, a job by the
+    scheduler), and ``ipar stop`` stops it through the launcher recorded in the cluster
+    file."""
+    from .cluster import Cluster
+
+    try:
+        cluster = Cluster(
+            profile=args.profile,
+            cluster_id=args.cluster_id,
+            n=args.n,
+            controller=args.controller,
+            engines=args.engines,
+            controller_ip=args.ip,
+            controller_args=extra,
+            log_level=args.log_level,
+            engine_timeout=args.engine_timeout,
+            shutdown_atexit=False,
+        )
+    except Exception as exc:  # a trait refused: the message says which and why
+        raise CommandError(str(exc)) from None
+    try:
+        cluster.start_and_connect_sync(args.n).close()
+    except (ClusterError, EngineStartFailed, LauncherError, OSError, ValueError) as exc:
+        cluster.stop_cluster_sync()
+        raise CommandError(f"the cluster did not start: {exc}") from None
+    except BaseException:
+        cluster.stop_cluster_sync()
+        raise
+    data = cluster._data or {}
+    where = f"tcp://{data['location']}:{data['ports']['client']}"
+    cid = f" (cluster id {args.cluster_id!r})" if args.cluster_id else ""
+    print(
+        f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller "
+        f"at {where} (pid {remotecontroller.where(data)}, {args.controller})."
+    )
+    client_args = f"profile={args.profile!r}" + (
+        f", cluster_id={args.cluster_id!r}" if args.cluster_id else ""
+    )
+    print(f"Connect with: rc = ipar_widgets.Client({client_args})")
+    if not args.foreground:
+        return 0
+    print("Running in the foreground; press Ctrl-C to stop the cluster.")
+    stop = {"requested": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop["requested"] and remotecontroller.controller_alive(data, cluster.controller):
+        time.sleep(0.2)
+    print("\nStopping the cluster...")
+    cluster.stop_cluster_sync()
+    print("Cluster stopped.")
+    return 0
+
+
 # -- ipar stop -----------------------------------------------------------------------------------
 def cmd_stop(args: argparse.Namespace) -> int:
     if args.all:
@@ -197,7 +290,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 c.state,
                 f"{c.engines_registered}/{c.engines_requested}" if c.state == RUNNING else "-",
                 c.address,
-                str(c.data.get("controller_pid", "-")),
+                remotecontroller.where(c.data),
                 format_seconds(c.uptime) if c.state == RUNNING else "-",
             )
         )
@@ -362,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="what starts the engines: local (the controller), mpi (mpiexec), or a launcher "
         "class (default: %(default)s)",
+    )
+    p.add_argument(
+        "--controller",
+        default="local",
+        help="what starts the controller: local (a process here), ssh (on the host "
+        "c.SSHControllerLauncher.hostname names), slurm (a Slurm job; also sge, pbs, lsf, "
+        "htcondor), or a launcher class (default: %(default)s). One elsewhere announces its "
+        "connection info to this command, which writes the connection files here",
     )
     p.add_argument(
         "--dry-run",

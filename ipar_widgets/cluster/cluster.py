@@ -44,11 +44,14 @@ from traitlets.config import Config, LoggingConfigurable
 from .. import paths
 from ..error import ClusterError, ClusterNotFound, EngineError
 from ..processes import pid_alive
-from . import control, enginesets
+from . import control, enginesets, remotecontroller
 from .launcher import (
     BaseLauncher,
+    ControllerLauncher,
+    LauncherError,
     LocalControllerLauncher,
     LocalEngineSetLauncher,
+    LocalProcessLauncher,
     find_launcher_class,
 )
 from .localengines import ControllerEngineSet
@@ -194,9 +197,11 @@ class Cluster(LoggingConfigurable):
     ).tag(config=True)
     controller_launcher_class = TraitAny(
         "local",
-        help="What starts the controller: 'local' (a process on this host), a launcher "
-        "class, or its import path; read back, it is the class. Cluster(controller=...) "
-        "sets it.",
+        help="What starts the controller: 'local' (a process on this host), 'ssh' (on "
+        "another host, c.SSHControllerLauncher.hostname), 'slurm' (a Slurm job; also 'sge', "
+        "'pbs', 'lsf', 'htcondor'), a launcher class, or its import path; read back, it is the "
+        "class. Cluster(controller=...) sets it. One elsewhere announces its connection info "
+        "to this process, which writes the connection files here (no shared filesystem).",
     ).tag(config=True)
     restore = Bool(
         False,
@@ -226,10 +231,13 @@ class Cluster(LoggingConfigurable):
     @validate("controller_launcher_class")
     def _resolve_controller_launcher(self, proposal: Any) -> type[BaseLauncher]:
         cls = self._resolve_launcher(proposal["value"], "Controller")
-        if not issubclass(cls, LocalControllerLauncher):
+        elsewhere = issubclass(cls, ControllerLauncher) and cls.runs_elsewhere
+        if not (issubclass(cls, LocalControllerLauncher) or elsewhere):
             raise TraitError(
-                "this version starts the controller on this host only (controller='local'); "
-                f"found {proposal['value']!r}"
+                "a controller launcher must run the controller on this host (a "
+                "LocalControllerLauncher) or elsewhere announcing its connection info (a "
+                "ControllerLauncher with runs_elsewhere, such as 'ssh' or 'slurm'); found "
+                f"{proposal['value']!r}"
             )
         return cls
 
@@ -267,7 +275,7 @@ class Cluster(LoggingConfigurable):
     # set in __init__; here too, so that a Cluster whose arguments were refused still has a repr
     _data: dict[str, Any] | None = None
     _owned = False
-    controller: LocalControllerLauncher | None = None
+    controller: ControllerLauncher | None = None
     engines: dict[str, BaseLauncher] = {}  # noqa: RUF012 (replaced per instance in __init__)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -327,8 +335,24 @@ class Cluster(LoggingConfigurable):
         if self.controller is not None:
             fields.append(f"controller=<{self.controller.state}>")
         if self.engines:
-            fields.append(f"engine_sets={list(self.engines)}")
+            fields.append(f"engine_sets={self._engine_sets_shown()}")
         return f"<{type(self).__name__}({', '.join(fields)})>"
+
+    def _engine_sets_shown(self) -> list[str] | dict[str, str]:
+        """The engine sets as the repr shows them: their ids, as ipyparallel does, when all
+        are local; otherwise each with what its launcher last saw ("PENDING (Resources)",
+        "RUNNING", "FAILED: ...") and, with a client connected, "k/N registered".  Nothing
+        is asked of the scheduler or the controller here."""
+        if all(self._is_local(la) for la in self.engines.values()):
+            return list(self.engines)
+        counts = self._client._engine_set_counts() if self._client is not None else None
+        shown = {}
+        for set_id, launcher in self.engines.items():
+            text = launcher.status_text()
+            if counts is not None:
+                text += f", {counts.get(set_id, 0)}/{getattr(launcher, 'n', '?')} registered"
+            shown[set_id] = text
+        return shown
 
     @property
     def engine_sets(self) -> dict[str, BaseLauncher]:
@@ -392,7 +416,15 @@ class Cluster(LoggingConfigurable):
         )
         cluster._data = data
         pid = data.get("controller_pid")
-        if isinstance(pid, int) and pid_alive(pid):
+        if remotecontroller.is_remote(data):  # elsewhere: watched through its launcher
+            try:
+                attached = remotecontroller.attach(data, parent=cluster)
+            except (ValueError, OSError) as exc:
+                cluster.log.warning("the controller's launcher: %s", exc)
+            else:
+                if isinstance(attached, ControllerLauncher) and attached.state == "running":
+                    cluster.controller = attached
+        elif isinstance(pid, int) and pid_alive(pid):
             cluster.controller = cluster._attached_controller(
                 {"state": "running", "process_pid": pid}
             )
@@ -405,14 +437,14 @@ class Cluster(LoggingConfigurable):
             cluster.engines[set_id] = launcher_class.from_dict(entry)
         return cluster
 
-    def _attached_controller(self, state: dict[str, Any]) -> LocalControllerLauncher:
+    def _attached_controller(self, state: dict[str, Any]) -> ControllerLauncher:
         """A launcher watching a controller another Cluster object started."""
         controller_class = self.controller_launcher_class
         assert isinstance(controller_class, type) and issubclass(
-            controller_class, LocalControllerLauncher
+            controller_class, ControllerLauncher
         )
         launcher = controller_class.from_dict(state, parent=self)
-        assert isinstance(launcher, LocalControllerLauncher)
+        assert isinstance(launcher, ControllerLauncher)
         return launcher
 
     # -- describing it, for another Python process --------------------------------------------------
@@ -473,14 +505,24 @@ class Cluster(LoggingConfigurable):
             return None
 
     def _running(self) -> bool:
-        return self._data is not None and pid_alive(int(self._data["controller_pid"]))
+        if self._data is None:
+            return False
+        if remotecontroller.is_remote(self._data):  # its pid is another host's
+            return remotecontroller.controller_alive(self._data, self.controller)
+        return pid_alive(int(self._data["controller_pid"]))
 
     # -- starting -----------------------------------------------------------------------------------
     def restore_controller_sync(self) -> None:
         """Start a controller in the place of this cluster's controller that died: on its
         ports, with its key and the unfinished tasks of its task database; the engines still
         alive rejoin it with their ids, and connected clients carry on."""
-        process = self.controller.process if self.controller is not None else None
+        cls = self.controller_launcher_class
+        if isinstance(cls, type) and issubclass(cls, ControllerLauncher) and cls.runs_elsewhere:
+            raise ClusterError(
+                f"restore replaces a controller of this host; this cluster's controller is "
+                f"started by {cls.__name__} (elsewhere): start a new cluster instead"
+            )
+        process = getattr(self.controller, "process", None)
         if isinstance(process, ChildProcess) and self._wait_for_exit(process) is None:
             raise ClusterError(
                 f"this cluster's controller (pid {process.pid}) is still running; restore "
@@ -513,16 +555,23 @@ class Cluster(LoggingConfigurable):
         path = paths.cluster_file(self._profile_path, self.cluster_id)
         if path.exists():
             try:
-                pid = paths.read_json(path).get("controller_pid")
+                found = paths.read_json(path)
             except (OSError, ValueError):
-                pid = None
-            if isinstance(pid, int) and pid_alive(pid):
+                found = {}
+            if found and remotecontroller.controller_alive(found):
                 raise ClusterError(
                     f"a cluster with id {self.cluster_id!r} is already running in profile "
-                    f"{self.profile!r} (controller pid {pid})"
+                    f"{self.profile!r} (controller pid {remotecontroller.where(found)}); stop "
+                    f"it first: ipar stop --profile {self.profile}"
                 )
         (self._profile_path / "log").mkdir(parents=True, exist_ok=True)
         controller = self._controller_launcher()
+        if controller.runs_elsewhere:
+            self._start_controller_elsewhere(controller)
+            if n:
+                self.start_engines_sync(n)
+            return
+        assert isinstance(controller, LocalControllerLauncher)
         controller.start()
         process = controller.process
         assert isinstance(process, ChildProcess)
@@ -538,24 +587,69 @@ class Cluster(LoggingConfigurable):
         if n:
             self.start_engines_sync(n)
 
-    def _controller_launcher(self) -> LocalControllerLauncher:
+    def _start_controller_elsewhere(self, controller: ControllerLauncher) -> None:
+        """Start a controller on another host (ssh, a batch job): refused at once if it
+        would listen on loopback there; then wait for its announcement and write the
+        connection files here from it.  Whatever fails, nothing is left running."""
+        try:
+            remotecontroller.check_reachable(controller, self.controller_ip)
+        except LauncherError as exc:
+            raise ClusterError(str(exc)) from None
+        try:
+            controller.start()
+        except (LauncherError, OSError) as exc:
+            raise ClusterError(f"the controller did not start: {exc}") from exc
+        self.controller = controller
+        self._owned = True
+        timeout = float(getattr(controller, "announce_timeout", self.controller_timeout))
+        try:
+            announced = remotecontroller.wait_for_announcement(controller, timeout)
+            self._data = remotecontroller.write_files(
+                self.profile, self._profile_path, self.cluster_id, announced, controller
+            )
+        except BaseException:
+            self.controller = None
+            try:
+                controller.stop()
+            except (LauncherError, OSError) as exc:
+                self.log.warning("the controller's launcher did not stop: %s", exc)
+            raise
+
+    def _controller_launcher(self) -> ControllerLauncher:
         """The launcher that runs this cluster's controller: its command is the launcher's
-        ``controller_cmd``; its arguments the cluster's, then ``controller_args``."""
+        ``controller_cmd``; its arguments the cluster's, then ``controller_args``.  One that
+        runs elsewhere keeps its output (which holds the announced key, for a batch job) in
+        the profile's private ``security`` directory."""
         controller_class = self.controller_launcher_class
         assert isinstance(controller_class, type) and issubclass(
-            controller_class, LocalControllerLauncher
+            controller_class, ControllerLauncher
         )
+        suffix = f"-{self.cluster_id}" if self.cluster_id else ""
+        if issubclass(controller_class, LocalProcessLauncher):  # ssh too: stdout is a pipe
+            where: dict[str, Any] = {
+                "work_dir": self.profile_dir,
+                "output_file": str(
+                    paths.log_file(self._profile_path, "controller", self.cluster_id)
+                ),
+            }
+        else:  # a batch job: its output file holds the announcement
+            security = self._profile_path / "security"
+            security.mkdir(parents=True, exist_ok=True)
+            security.chmod(0o700)
+            where = {"work_dir": str(security), "identifier": f"ipar-controller{suffix}"}
         launcher = controller_class(
-            parent=self,
-            work_dir=self.profile_dir,
-            profile_dir=self.profile_dir,
-            cluster_id=self.cluster_id,
-            output_file=str(paths.log_file(self._profile_path, "controller", self.cluster_id)),
+            parent=self, profile_dir=self.profile_dir, cluster_id=self.cluster_id, **where
         )
         given = self._controller_args()
         ours = control.controller_options(
             self.profile, self._profile_path, self.cluster_id, 0, self.controller_ip, self.log_level
         )
+        profile_dir = launcher.controller_profile_dir(self.profile_dir)
+        ours = [
+            a if not a.startswith("--profile-dir=") else f"--profile-dir={profile_dir}"
+            for a in ours
+            if profile_dir is not None or not a.startswith("--profile-dir=")
+        ]
         launcher.controller_args = [
             *_not_overridden(ours, given),
             *given,
@@ -571,7 +665,11 @@ class Cluster(LoggingConfigurable):
 
     def _controller_args(self) -> list[str]:
         """``controller_args`` configured for the controller launcher, then the Cluster's."""
-        configured = list(LocalControllerLauncher(parent=self).controller_args)
+        controller_class = self.controller_launcher_class
+        assert isinstance(controller_class, type) and issubclass(
+            controller_class, ControllerLauncher
+        )
+        configured = list(controller_class(parent=self).controller_args)
         return configured + list(self.controller_args)
 
     def start_engines_sync(
@@ -605,6 +703,8 @@ class Cluster(LoggingConfigurable):
                 identifier=set_id,
             )
             local.client_file = str(data["client_file"])
+            if remotecontroller.is_remote(data):  # started by the controller, over there
+                local.controller_host = str(data.get("controller_host") or "?")
             local.start()
             self.engines[set_id] = local
             return set_id
@@ -642,11 +742,27 @@ class Cluster(LoggingConfigurable):
 
     def _wait_for_engines(self, rc: Client, n: int, timeout: float) -> None:
         """Wait until ``n`` engines registered: EngineStartFailed at once if an engine set's
-        processes all end first, EnginesNotReady after ``timeout`` seconds."""
+        processes all end first, EnginesNotReady after ``timeout`` seconds.  While engines
+        started elsewhere (a batch job, mpiexec, ssh) are awaited, a line on stderr tells
+        each change: "0/64 engines registered; PENDING (Resources)"."""
         launchers = list(self.engines.values())
         if launchers:
-            enginesets.wait_for_engine_sets(lambda: len(rc.ids), n, launchers, timeout)
+            local = all(self._is_local(la) for la in launchers)
+            enginesets.wait_for_engine_sets(
+                lambda: len(rc.ids),
+                n,
+                launchers,
+                timeout,
+                report=None if local else self._report_progress,
+            )
         rc.wait_for_engines(n, timeout=timeout)
+
+    @staticmethod
+    def _is_local(launcher: BaseLauncher) -> bool:
+        return isinstance(launcher, (ControllerEngineSet, LocalEngineSetLauncher))
+
+    def _report_progress(self, line: str) -> None:
+        print(f"{self.cluster_id or self.profile}: {line}", file=sys.stderr, flush=True)
 
     def check_engine_sets(self) -> None:
         """EngineError if this cluster has engine sets and every one of them has ended: no
@@ -758,7 +874,7 @@ class Cluster(LoggingConfigurable):
             data = self._read_cluster_file()
         if data:
             # the controller, its engines, the recorded engine sets
-            control.stop_cluster(data, live=self.engines)
+            control.stop_cluster(data, live=self.engines, controller=self.controller)
         for launcher in self.engines.values():
             launcher.stop()  # already signalled; this reaps our child
         self.engines.clear()

@@ -25,7 +25,7 @@ from ..error import ClusterError, ControllerRefused, EngineStartFailed, NoAnswer
 from ..processes import group_alive, pid_alive
 from ..protocol.sharedmem import remove_area
 from ..protocol.wire import Message
-from . import enginesets
+from . import enginesets, remotecontroller
 from .launcher import BaseLauncher, LauncherError, LocalEngineSetLauncher, find_launcher_class
 
 __all__ = [
@@ -254,11 +254,20 @@ def stop_cluster(
     cluster: dict[str, Any],
     grace: float = 10.0,
     live: Mapping[str, BaseLauncher] | None = None,
+    controller: BaseLauncher | None = None,
 ) -> list[str]:
     """Stop every process of a cluster: ask the controller, then signal its process group
-    if it does not finish in time.  Returns notes on what had to be forced.  ``live``: the
-    engine sets' launchers when this process started them (see ``stop_engine_sets``)."""
+    if it does not finish in time (a controller elsewhere: stop it through its launcher,
+    ``controller`` if this process started it).  Returns notes on what had to be forced.
+    ``live``: the engine sets' launchers when this process started them (see
+    ``stop_engine_sets``)."""
     notes: list[str] = []
+    if remotecontroller.is_remote(cluster):
+        # elsewhere: its pid and process groups are another host's; its launcher stops it
+        remotecontroller.stop(cluster, notes, grace, controller)
+        enginesets.stop_engine_sets(cluster, notes, live=live)
+        _remove_files(cluster)
+        return notes
     pid = int(cluster.get("controller_pid", 0))
     pgid = int(cluster.get("pgid", pid))
     if pid and pid_alive(pid):
@@ -275,6 +284,12 @@ def stop_cluster(
         _end_group(group, notes)
     # engines that launchers started (mpiexec ...), through their launchers
     enginesets.stop_engine_sets(cluster, notes, live=live)
+    _remove_files(cluster)
+    remove_area(cluster.get("shm"))  # shared-memory files a killed controller left behind
+    return notes
+
+
+def _remove_files(cluster: dict[str, Any]) -> None:
     profile_path = Path(cluster["profile_dir"])
     cid = cluster.get("cluster_id", "")
     paths.remove_quietly(
@@ -282,5 +297,3 @@ def stop_cluster(
         paths.engine_file(profile_path, cid),
         paths.cluster_file(profile_path, cid),
     )
-    remove_area(cluster.get("shm"))  # shared-memory files a killed controller left behind
-    return notes

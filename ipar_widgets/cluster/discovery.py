@@ -10,11 +10,14 @@ from typing import Any
 
 from .. import paths
 from ..processes import pid_alive
+from . import remotecontroller
 from .control import request
 from .enginesets import engine_sets
 
 RUNNING = "running"
-UNRESPONSIVE = "unresponsive"  # the controller process lives but does not answer
+UNRESPONSIVE = (
+    "unresponsive"  # the controller process (elsewhere: its launcher) lives but does not answer
+)
 STALE = "stale"  # files of a cluster whose controller is gone
 
 
@@ -56,6 +59,7 @@ class ClusterInfo:
             "engines_requested": self.engines_requested,
             "address": self.address,
             "controller_pid": self.data.get("controller_pid"),
+            "controller_host": self.data.get("controller_host"),
             "uptime": round(self.uptime, 1),
             "started": self.data.get("started"),
             "status": self.status,
@@ -70,6 +74,8 @@ def read_cluster(
     except (OSError, ValueError):
         return ClusterInfo(profile, cluster_id, path, {}, STALE)
     info = ClusterInfo(data.get("profile", profile), cluster_id, path, data)
+    if remotecontroller.is_remote(data):
+        return _read_remote(info, query, timeout)
     pid = data.get("controller_pid")
     if not isinstance(pid, int) or not pid_alive(pid):
         info.state = STALE
@@ -81,6 +87,21 @@ def read_cluster(
             info.state = RUNNING
         except Exception:
             pass
+    return info
+
+
+def _read_remote(info: ClusterInfo, query: bool, timeout: float) -> ClusterInfo:
+    """A controller elsewhere: running if it answers; else its launcher says whether it
+    lives (the ssh session open, the job queued or running) or the files are stale."""
+    if query:
+        try:
+            info.status = dict(request(info.data, "status_request", timeout=timeout).content)
+            info.state = RUNNING
+            return info
+        except Exception:
+            pass
+    alive = remotecontroller.controller_alive(info.data)
+    info.state = UNRESPONSIVE if alive else STALE
     return info
 
 

@@ -19,6 +19,7 @@ these and the entry points ``ipar_widgets.engine_launchers`` /
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -33,6 +34,7 @@ from typing import Any, ClassVar
 from traitlets import Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import paths
 from ..processes import pid_alive
 from .processhandle import AttachedProcess, ChildProcess
 
@@ -51,6 +53,7 @@ __all__ = [
     "find_launcher_class",
     "ipcontroller_cmd_argv",
     "ipengine_cmd_argv",
+    "parse_announcement",
 ]
 
 SIGKILL = signal.SIGKILL
@@ -231,6 +234,9 @@ class LocalProcessLauncher(BaseLauncher):
         "output_file",
         "cmd_and_args",
     )
+    #: the process's stdout is a pipe (``self.process.stdout``) for the launcher to read, and
+    #: only its stderr goes to ``output_file`` (a controller's announcement carries the key)
+    capture_stdout: ClassVar[bool] = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -264,8 +270,8 @@ class LocalProcessLauncher(BaseLauncher):
             self.process = ChildProcess(
                 args,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.PIPE if self.capture_stdout else out,
+                stderr=out if self.capture_stdout else subprocess.STDOUT,
                 cwd=self.work_dir,
                 env={**os.environ, **self.environment},
                 start_new_session=True,
@@ -358,6 +364,23 @@ class LocalProcessLauncher(BaseLauncher):
         return launcher
 
 
+def parse_announcement(text: str) -> dict[str, Any] | None:
+    """The connection info a controller started with ``--announce`` printed (the last such
+    line of ``text``): ``{"client": ..., "engine": ..., "cluster": ...}``, or None."""
+    for line in reversed(text.splitlines()):
+        if not line.startswith(paths.ANNOUNCE_PREFIX):
+            continue
+        try:
+            payload = json.loads(line[len(paths.ANNOUNCE_PREFIX) :])
+        except ValueError:
+            continue  # cut short (the output file is still being written): the next look
+        if isinstance(payload, dict) and all(
+            isinstance(payload.get(part), dict) for part in ("client", "engine", "cluster")
+        ):
+            return payload
+    return None
+
+
 class ControllerLauncher(BaseLauncher):
     """What launches the controller: its command and extra arguments."""
 
@@ -367,6 +390,22 @@ class ControllerLauncher(BaseLauncher):
     controller_args = List(Unicode(), help="Extra command-line arguments for the controller.").tag(
         config=True
     )
+
+    #: the controller runs elsewhere (another host, a batch job): it is started with
+    #: ``--announce`` and :meth:`announcement` returns what it printed; the connection files
+    #: are then written on this side (remotecontroller.py), and its liveness is this
+    #: launcher's state, never a pid of this host
+    runs_elsewhere: ClassVar[bool] = False
+
+    def announcement(self) -> dict[str, Any] | None:
+        """The connection info the controller announced so far (None: not yet, or a
+        controller of this host, which writes its files itself)."""
+        return None
+
+    def controller_profile_dir(self, local: str) -> str | None:
+        """The ``--profile-dir`` the controller gets (None: none, it uses its host's
+        profile of the cluster's name); this host's profile directory by default."""
+        return local
 
 
 class EngineLauncher(BaseLauncher):
@@ -417,6 +456,7 @@ _LAUNCHERS: dict[str, dict[str, str]] = {
     "Controller": {
         "local": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
         "ipar": "ipar_widgets.cluster.launcher.LocalControllerLauncher",
+        "ssh": "ipar_widgets.cluster.sshlauncher.SSHControllerLauncher",
         **{s.lower(): f"{_BATCH}.{s}ControllerLauncher" for s in _BATCH_SYSTEMS},
     },
 }
@@ -432,7 +472,8 @@ _ELSEWHERE = {
     "MPILauncher": "ipar_widgets.cluster.mpilauncher",
     "MPIEngineSetLauncher": "ipar_widgets.cluster.mpilauncher",
     **{
-        name: "ipar_widgets.cluster.sshlauncher" for name in ("SSHLauncher", "SSHEngineSetLauncher")
+        name: "ipar_widgets.cluster.sshlauncher"
+        for name in ("SSHLauncher", "SSHEngineSetLauncher", "SSHControllerLauncher")
     },
     **{
         f"{system}{role}": _BATCH

@@ -5,6 +5,10 @@ The controller starts local engines itself (it is their parent and watches them)
 knows their pids and log files.  That is what ``cluster.engines[set_id]`` holds, as
 ipyparallel's engine-set launchers: it reports the set's state (``on_stop`` once every
 engine of it has exited), signals and stops its engines, and returns their output.
+
+When the controller runs on another host (``controller_host``), its engines run there too:
+their pids are that host's, so the set asks the controller which of them are registered
+instead of looking at pids, and stops them by asking it, never by a signal from here.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class ControllerEngineSet(LocalEngineSetLauncher):
         "n",
         "processes",
         "client_file",
+        "controller_host",
     )
 
     #: seconds between checks whether the set's engines still run
@@ -44,6 +49,8 @@ class ControllerEngineSet(LocalEngineSetLauncher):
         self.client_file = ""
         #: one entry per engine process: ``seq``, ``uuid``, ``pid``, ``log`` (its log file)
         self.processes: list[dict[str, Any]] = []
+        #: the controller's host when it is not this one (then so are the engines)
+        self.controller_host = ""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} n={self.n} {self.status_text()}>"
@@ -70,7 +77,10 @@ class ControllerEngineSet(LocalEngineSetLauncher):
         threading.Thread(target=self._watch, name="watch-engine-set", daemon=True).start()
 
     def _watch(self) -> None:
-        """Report the set stopped once none of its engine processes runs any more."""
+        """Report the set stopped once none of its engine processes runs any more (on
+        another host: once stop() asked the controller to stop them)."""
+        if self.controller_host:
+            return
         while self.alive_pids():
             time.sleep(self.watch_interval)
         self.notify_stop({"exit_code": None, "pids": self.pids})
@@ -80,7 +90,10 @@ class ControllerEngineSet(LocalEngineSetLauncher):
         return [int(p["pid"]) for p in self.processes]
 
     def alive_pids(self) -> list[int]:
-        """The pids of the set's engines that still run."""
+        """The pids of the set's engines that still run (on another host: all of them while
+        the set runs; only the controller there knows more)."""
+        if self.controller_host:
+            return self.pids if self.state == "running" else []
         return [pid for pid in self.pids if pid_alive(pid)]
 
     def status_text(self) -> str:
@@ -98,6 +111,12 @@ class ControllerEngineSet(LocalEngineSetLauncher):
             sig = int(signal.Signals[sig if sig.startswith("SIG") else "SIG" + sig])
         if self.state != "running":
             raise ProcessStateError(f"cannot signal an engine set that is {self.state!r}")
+        if self.controller_host:
+            raise ProcessStateError(
+                f"this set's engines run on {self.controller_host}, the controller's host: "
+                "signal them through the controller, with rc.send_signal(sig, targets=ids) or "
+                "cluster.signal_engines_sync(sig, ids)"
+            )
         for pid in self.alive_pids():
             try:
                 os.kill(pid, sig)
@@ -127,6 +146,9 @@ class ControllerEngineSet(LocalEngineSetLauncher):
                     )
             except (ClusterError, OSError, ValueError) as exc:
                 self.log.debug("engine set: the controller did not stop its engines: %s", exc)
+        if self.controller_host:  # the controller there stops (or kills) them
+            self.notify_stop({"exit_code": None, "pids": self.pids})
+            return
         for sig in (signal.SIGTERM, signal.SIGKILL):
             deadline = time.monotonic() + self.stop_timeout
             while self.alive_pids() and time.monotonic() < deadline:

@@ -1,6 +1,9 @@
-"""The far end of an ssh engine launcher: starts N engines on its host and watches the session.
+"""The far end of an ssh launcher: starts N engines (or a controller) on its host and watches
+the session.
 
-``ssh HOST python3 -m ipar_widgets.cluster.sshhost N [engine arguments]`` runs this.  Its
+``ssh HOST python3 -m ipar_widgets.cluster.sshhost N [engine arguments]`` runs this for
+engines, ``... sshhost --controller [controller arguments]`` for a controller (whose
+``--announce`` line reaches the launcher on the session's output).  Its
 first line of input is a JSON object of environment variables for the engines (the
 controller's connection info, :data:`~ipar_widgets.paths.CONNECTION_INFO_VARIABLE`), so no file
 is copied to the host and the key never shows in a process listing.  Later lines are
@@ -27,15 +30,20 @@ __all__ = ["main"]
 
 #: seconds engines get between SIGTERM and SIGKILL
 GRACE = 5.0
+#: seconds a controller gets: it stops its own engines first (their grace is 5 s)
+CONTROLLER_GRACE = 15.0
 
 
 class EngineGroup:
     """The engines of one host and the ways they end."""
 
-    def __init__(self, n: int, command: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, n: int, command: list[str], env: dict[str, str], grace: float = GRACE
+    ) -> None:
         self.procs = [
             subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env) for _ in range(n)
         ]
+        self.grace = grace
         self.stopping = threading.Event()
 
     def signal(self, signum: int) -> None:
@@ -47,10 +55,10 @@ class EngineGroup:
                     pass
 
     def stop(self) -> None:
-        """SIGTERM to every engine; SIGKILL to those still there after GRACE seconds."""
+        """SIGTERM to every process; SIGKILL to those still there after ``grace`` seconds."""
         self.stopping.set()
         self.signal(signal.SIGTERM)
-        deadline = time.monotonic() + GRACE
+        deadline = time.monotonic() + self.grace
         for proc in self.procs:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
@@ -80,12 +88,13 @@ def _follow_commands(group: EngineGroup) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if not args or not args[0].isdigit():
+    controller = args[:1] == ["--controller"]
+    if not args or not (args[0].isdigit() or controller):
         sys.exit(
-            "usage: python -m ipar_widgets.cluster.sshhost N [engine arguments], with a JSON "
-            "object of environment variables on the first line of input"
+            "usage: python -m ipar_widgets.cluster.sshhost N [engine arguments] (or "
+            "--controller [controller arguments]), with a JSON object of environment variables "
+            "on the first line of input"
         )
-    n, engine_args = int(args[0]), args[1:]
     first = sys.stdin.readline()
     try:
         extra = json.loads(first) if first.strip() else {}
@@ -95,9 +104,16 @@ def main(argv: list[str] | None = None) -> None:
             f"variables, found {first[:80]!r}"
         )
     env = {**os.environ, **{str(k): str(v) for k, v in extra.items()}}
-    group = EngineGroup(n, [sys.executable, "-m", "ipar_widgets.engine", *engine_args], env)
+    if controller:
+        command = [sys.executable, "-m", "ipar_widgets.controller", *args[1:]]
+        group = EngineGroup(1, command, env, CONTROLLER_GRACE)
+        what = "the controller"
+    else:
+        n = int(args[0])
+        group = EngineGroup(n, [sys.executable, "-m", "ipar_widgets.engine", *args[1:]], env)
+        what = f"{n} engine(s)"
     print(
-        f"ipar sshhost: started {n} engine(s) on {os.uname().nodename}: "
+        f"ipar sshhost: started {what} on {os.uname().nodename}: "
         + " ".join(str(p.pid) for p in group.procs),
         file=sys.stderr,
         flush=True,

@@ -1,4 +1,5 @@
-"""Engines started over ssh: one ssh session per host, starting that host's N engines.
+"""Engines (and a controller) started over ssh: one ssh session per host, starting that host's
+N engines; ``SSHControllerLauncher`` runs the controller in a session of its own.
 
 ``SSHEngineSetLauncher.engines = {"node1": 4, "user@node2:2222": 8}`` opens one ssh session
 per host (``sshlink.py`` on this side, ``sshhost.py`` on the far side), never one per engine.
@@ -17,15 +18,30 @@ from __future__ import annotations
 import ipaddress
 import shlex
 import sys
+import threading
 import time
 from typing import Any, ClassVar
 
-from traitlets import Dict, Float, List, Unicode
+from traitlets import Dict, Float, List, Unicode, default, observe
 
-from .launcher import EngineLauncher, LauncherError, LocalProcessLauncher
+from .launcher import (
+    ControllerLauncher,
+    EngineLauncher,
+    LauncherError,
+    LocalProcessLauncher,
+    parse_announcement,
+)
+from .processhandle import ChildProcess
 from .sshlink import FORWARD_VARIABLE
 
-__all__ = ["SSHEngineSetLauncher", "SSHHostLauncher", "SSHLauncher", "is_loopback", "parse_host"]
+__all__ = [
+    "SSHControllerLauncher",
+    "SSHEngineSetLauncher",
+    "SSHHostLauncher",
+    "SSHLauncher",
+    "is_loopback",
+    "parse_host",
+]
 
 
 def parse_host(spec: str) -> tuple[str, str, int | None]:
@@ -132,6 +148,101 @@ class SSHHostLauncher(SSHLauncher, EngineLauncher):
             str(self.n),
             *self.engine_args,
         ]
+
+
+class SSHControllerLauncher(SSHLauncher, ControllerLauncher):
+    """The controller on another host, in one ssh session that is its lifeline.
+
+    The far end (``sshhost.py --controller``) runs ``remote_python -m ipar_widgets.controller
+    --announce``; the controller's one line of connection info comes back on the session's
+    stdout, which this launcher reads from a pipe (never from a file: it carries the key),
+    and the Cluster writes the connection files here.  The session's end (stop(), the
+    keeper or ssh killed) stops the controller, which stops its engines.
+    """
+
+    location = Unicode(
+        help="'[user@]host[:port]' in one setting (ipyparallel's name); setting it sets "
+        "hostname, user and port. Read back, it is the host as those give it."
+    ).tag(config=True)
+    remote_profile_dir = Unicode(
+        "",
+        help="The profile directory on the host, where the controller keeps its log, task "
+        "database and the engine file its own engines read. Default: the host's own profile "
+        "of the cluster's name ($IPYTHONDIR/profile_<name> there, ~/.ipython by default).",
+    ).tag(config=True)
+    announce_timeout = Float(
+        60.0,
+        help="Seconds the controller has to announce itself after the session opened (ssh "
+        "login, Python start-up, binding its ports) before the start counts as failed.",
+    ).tag(config=True)
+
+    runs_elsewhere: ClassVar[bool] = True
+    capture_stdout: ClassVar[bool] = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._announced: dict[str, Any] | None = None
+
+    @default("location")
+    def _default_location(self) -> str:
+        who = f"{self.user}@" if self.user else ""
+        return f"{who}{self.hostname}{':' + self.port if self.port else ''}"
+
+    @observe("location")
+    def _split_location(self, change: Any) -> None:
+        user, host, port = parse_host(str(change["new"]))
+        if host:
+            self.hostname = host
+        if user:
+            self.user = user
+        if port is not None:
+            self.port = str(port)
+
+    def controller_profile_dir(self, local: str) -> str | None:
+        return self.remote_profile_dir or None
+
+    def remote_command(self) -> list[str]:
+        args = list(self.controller_args)
+        if "--announce" not in args:
+            args.append("--announce")
+        return [self.remote_python, "-m", "ipar_widgets.cluster.sshhost", "--controller", *args]
+
+    def needs_routable_address(self) -> bool:
+        """A controller on another host cannot be reached here on its loopback; one on this
+        machine's loopback (ssh to localhost) can."""
+        return not is_loopback(self.hostname)
+
+    def start(self) -> None:
+        super().start()
+        process = self.process
+        assert isinstance(process, ChildProcess) and process.stdout is not None
+        threading.Thread(
+            target=self._read_stdout,
+            args=(process.stdout,),
+            name=f"announce-{process.pid}",
+            daemon=True,
+        ).start()
+
+    def _read_stdout(self, stream: Any) -> None:
+        """Take the announcement from the session's stdout; anything else it says goes to
+        the output file (after the announcement the controller's stdout is its stderr)."""
+        with stream, open(self.output_file, "ab") as log:
+            for line in stream:
+                if self._announced is None:
+                    found = parse_announcement(line.decode(errors="replace"))
+                    if found is not None:
+                        self._announced = found
+                        continue
+                log.write(line)
+                log.flush()
+
+    def announcement(self) -> dict[str, Any] | None:
+        return self._announced
+
+    def status_text(self) -> str:
+        if self.state == "running":
+            return f"running on {self.location} (ssh session, keeper pid {self.process_pid})"
+        return super().status_text()
 
 
 class SSHEngineSetLauncher(EngineLauncher):

@@ -6,9 +6,11 @@ Run as ``python -m ipar_widgets.controller --profile-dir=... [--n=4]``; ``ipar s
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
@@ -130,6 +132,14 @@ class ControllerApp(Application):
         "its key, with the unfinished tasks of its task database; its engines rejoin with their "
         "ids (ipyparallel's --restore).  Needs the SQLite task store.",
     ).tag(config=True)
+    announce = Bool(
+        False,
+        help="Print the connection info (the client and engine files' contents, this host and "
+        "pid) as one JSON line on stdout, for a launcher that starts the controller on another "
+        "host (ssh, a batch job) and writes the connection files on its own side, so no shared "
+        "filesystem is needed.  The controller then writes only the engine file here (its own "
+        "engines read it); stdout goes to stderr afterwards.",
+    ).tag(config=True)
     rejoin_timeout = Float(
         10.0,
         help="Seconds a restored controller waits for its engines to rejoin; load balancing "
@@ -167,6 +177,10 @@ class ControllerApp(Application):
         "nodb": (
             {"ControllerApp": {"db_class": "NoDB"}},
             "Keep task records only while their task is pending (ipyparallel's --nodb).",
+        ),
+        "announce": (
+            {"ControllerApp": {"announce": True}},
+            "Print the connection info as one JSON line on stdout (see ControllerApp.announce).",
         ),
         "restore": (
             {"ControllerApp": {"restore": True}},
@@ -256,12 +270,11 @@ class ControllerApp(Application):
             info["location"] = self.location
         if area_info is not None:
             info["shm"] = area_info
-        paths.write_private_json(
-            client_path, {**info, "ports": {k: ports[k] for k in ("client", "notify")}}
-        )
-        paths.write_private_json(
-            engine_path, {**info, "ports": {k: ports[k] for k in ("engine", "iopub")}}
-        )
+        client_info = {**info, "ports": {k: ports[k] for k in ("client", "notify")}}
+        engine_info = {**info, "ports": {k: ports[k] for k in ("engine", "iopub")}}
+        if not self.announce:
+            paths.write_private_json(client_path, client_info)
+        paths.write_private_json(engine_path, engine_info)
         cluster: dict[str, Any] = {
             "version": __version__,
             "profile": self.profile,
@@ -281,7 +294,13 @@ class ControllerApp(Application):
             # process groups of engines a dead predecessor started: ipar stop ends them too
             "engine_pgids": previous.pgids if previous else [],
         }
-        paths.write_private_json(cluster_path, cluster)
+        if self.announce:
+            # the launcher writes the files on its side; here only our own engines need one
+            self._announce(client_info, engine_info, cluster)
+            written = [engine_path]
+        else:
+            paths.write_private_json(cluster_path, cluster)
+            written = [client_path, engine_path, cluster_path]
         log.info("controller %s listening on %s, ports %s", __version__, info["ip"], ports)
         log.info("task records: %s", controller.tasks.describe())
         controller.install_signal_handlers()
@@ -296,7 +315,7 @@ class ControllerApp(Application):
             controller.run()
         finally:
             # files go first: whoever waits for the cluster to stop watches them and the pid
-            paths.remove_quietly(client_path, engine_path, cluster_path)
+            paths.remove_quietly(*written)
             controller.tasks.close()  # saves what is noted (reading segments), frees the file
             controller.segments.close()
             log.info("controller stopped")
@@ -329,6 +348,21 @@ class ControllerApp(Application):
             shm_info=engine_info.get("shm"),
             pgids=sorted(set(pgids)),
         )
+
+    @staticmethod
+    def _announce(client: dict[str, Any], engine: dict[str, Any], cluster: dict[str, Any]) -> None:
+        """The connection info, as one line on stdout: the launcher that started us on
+        another host reads it there (an ssh session's output is private to it; a batch job's
+        output file is readable by its owner only).  Afterwards stdout is stderr, so nothing
+        else is ever written to a channel that carries the key."""
+        payload = {
+            "client": client,
+            "engine": engine,
+            "cluster": {**cluster, "controller_host": socket.gethostname()},
+        }
+        sys.stdout.write(paths.ANNOUNCE_PREFIX + json.dumps(payload) + "\n")
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 class Previous(NamedTuple):

@@ -110,6 +110,7 @@ class Lifecycle:
                     "uuid": uuid,
                     "pid": engine.pid,
                     "hostname": engine.hostname,
+                    "engine_set": engine.engine_set,
                 },
             )
         _, frames = self.wire.build(

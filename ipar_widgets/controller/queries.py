@@ -104,7 +104,12 @@ def _connection(
     ctl.reply(
         client,
         "connection_reply",
-        {"status": "ok", "engines": {str(e.id): e.uuid for e in ctl.engines}},
+        {
+            "status": "ok",
+            "engines": {str(e.id): e.uuid for e in ctl.engines},
+            # which engine set (launcher) each engine came from: Cluster's repr counts them
+            "engine_sets": {str(e.id): e.engine_set for e in ctl.engines if e.engine_set},
+        },
         header,
     )
 

@@ -253,23 +253,21 @@ class EngineApp(IPKernelApp):
         if rank is not None:
             content["id"] = rank  # given when no other engine has it
         deadline = time.monotonic() + self.registration_timeout
+        unreachable = (
+            f"cannot reach controller at {self._url('engine')} from host "
+            f"{socketlib.gethostname()} (tried for {self.registration_timeout:g} s): the "
+            "controller must listen on an address this host can reach (ipar start "
+            "--ip ADDRESS, Cluster(controller_ip=...)) and the port must not be blocked"
+        )
         # heartbeats must be able to flow before the controller starts counting silence
         if not self.heartbeat_echo.connected.wait(self.registration_timeout):
-            raise RegistrationFailed(
-                f"the heartbeat socket did not connect to {self._url('engine')} within "
-                f"{self.registration_timeout:g} s; check that this host reaches the controller"
-            )
+            raise RegistrationFailed(unreachable + " (the heartbeat connection never came up)")
         _, frames = wire.build("registration_request", content)
         self.shell_socket.send_multipart(frames)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.shell_socket.poll(remaining * 1000):
-                raise RegistrationFailed(
-                    f"cannot reach controller at {self._url('engine')} from host "
-                    f"{socketlib.gethostname()} (tried for {self.registration_timeout:g} s): the "
-                    "controller must listen on an address this host can reach (ipar start "
-                    "--ip ADDRESS, Cluster(controller_ip=...)) and the port must not be blocked"
-                )
+                raise RegistrationFailed(unreachable)
             msg = wire.decode(self.shell_socket.recv_multipart())
             if msg.msg_type == "registration_reply":
                 break
