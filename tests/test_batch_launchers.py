@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import ipar, wait_until
+from traitlets.config import Config
 
 from ipar_widgets import paths
 from ipar_widgets.cluster import batch
@@ -727,3 +728,24 @@ def test_ipar_start_dry_run_prints_the_job_script_and_the_walltime_warning(profi
     refused = ipar("start", "--dry-run", "--engines", "slurm", "--profile", profile, check=False)
     assert refused.returncode == 1
     assert "cannot reach a controller listening on the loopback address" in refused.stderr
+
+
+def test_cluster_job_script_shows_what_start_engines_would_submit(profile: str) -> None:
+    import ipar_widgets as ipp
+
+    config = Config()
+    config.SlurmEngineSetLauncher.timelimit = "1:00:00"
+    config.SlurmEngineSetLauncher.account = "proj"
+    cluster = ipp.Cluster(
+        n=64, engines="slurm", controller_ip="*", profile=profile, cluster_id="", config=config
+    )
+    script = cluster.job_script(16, queue="short")  # as start_engines_sync(16, queue=...)
+    assert script.startswith("#!/bin/bash\n#SBATCH --job-name=ipar-engineset-")
+    for line in ("--ntasks=16", "--partition=short", "--account=proj", "--time=1:00:00"):
+        assert f"#SBATCH {line}\n" in script
+    assert "export IPP_CONNECTION_INFO='<the controller" in script  # not running: unknown
+    assert "#SBATCH --ntasks=64\n" in cluster.job_script()  # default: the cluster's n
+    assert not paths.cluster_file(paths.profile_dir(profile)).exists()  # nothing started
+    local = ipp.Cluster(n=2, profile=profile, cluster_id="")
+    with pytest.raises(ValueError, match="local engines are started by the controller"):
+        local.job_script()

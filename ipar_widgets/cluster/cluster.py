@@ -764,6 +764,35 @@ class Cluster(LoggingConfigurable):
     def _report_progress(self, line: str) -> None:
         print(f"{self.cluster_id or self.profile}: {line}", file=sys.stderr, flush=True)
 
+    def job_script(self, n: int | None = None, **launcher_args: Any) -> str:
+        """What the engine launcher would run for ``n`` more engines (default: ``self.n``),
+        starting nothing: a batch launcher's job script, the ``mpiexec`` line, one ssh line
+        per host (``ipar start --dry-run`` prints the same).  ``launcher_args`` as for
+        :meth:`start_engines_sync`.  The connection info is the engine file's while the
+        controller runs, a placeholder before."""
+        launcher_class = self.engine_launcher_class
+        assert isinstance(launcher_class, type)
+        if self._local_engines:
+            raise ValueError(
+                "local engines are started by the controller: there is no job script "
+                "(choose a launcher: Cluster(engines='slurm'), 'sge', 'mpi', 'ssh', ...)"
+            )
+        where = {
+            "profile_dir": self.profile_dir,
+            "cluster_id": self.cluster_id,
+            "ip": self.controller_ip,
+        }
+        running = self._data is not None and self._running()
+        _, launcher = enginesets.prepare_engine_set(
+            self._data if running and self._data is not None else where,
+            launcher_class,
+            self._engine_count(n),
+            parent=self,
+            connection=None if running else enginesets.CONNECTION_PLACEHOLDER,
+            **launcher_args,
+        )
+        return launcher.preview()
+
     def check_engine_sets(self) -> None:
         """EngineError if this cluster has engine sets and every one of them has ended: no
         engine can register any more (``Client.wait_for_engines`` then stops waiting)."""
