@@ -11,8 +11,8 @@ import logging
 import shlex
 import signal
 import sys
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from traitlets.config import Config, Configurable
@@ -144,22 +144,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller "
             f"at {where} (pid {cluster['controller_pid']})."
         )
-    client_args = f"profile={args.profile!r}" + (
-        f", cluster_id={args.cluster_id!r}" if args.cluster_id else ""
-    )
-    print(f"Connect with: rc = ipar_widgets.Client({client_args})")
-    if not args.foreground:
+    if not _connect_hint_and_stay(args, lambda: proc.poll() is None):
         return 0
-    print("Running in the foreground; press Ctrl-C to stop the cluster.")
-    stop = {"requested": False}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["requested"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop["requested"] and proc.poll() is None:
-        time.sleep(0.1)
     if proc.poll() is None:
         print("\nStopping the cluster...")
         for note in control.stop_cluster(cluster):
@@ -167,6 +153,29 @@ def cmd_start(args: argparse.Namespace) -> int:
         proc.wait(10)
     print("Cluster stopped.")
     return 0
+
+
+def _connect_hint_and_stay(args: argparse.Namespace, running: Callable[[], bool]) -> bool:
+    """Print how to connect; with ``--foreground``, stay until Ctrl-C, SIGTERM or the
+    controller's end (``running()`` false).  Returns whether it stayed (then the caller
+    stops what is left)."""
+    client_args = f"profile={args.profile!r}" + (
+        f", cluster_id={args.cluster_id!r}" if args.cluster_id else ""
+    )
+    print(f"Connect with: rc = ipar_widgets.Client({client_args})")
+    if not args.foreground:
+        return False
+    print("Running in the foreground; press Ctrl-C to stop the cluster.")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.is_set() and running():
+        stop.wait(0.1)
+    return True
 
 
 def _controller_class(name: str) -> type[ControllerLauncher]:
@@ -224,22 +233,10 @@ def _start_elsewhere(args: argparse.Namespace, extra: list[str]) -> int:
         f"Cluster started in profile {args.profile!r}{cid}: {args.n} engine(s), controller "
         f"at {where} (pid {remotecontroller.where(data)}, {args.controller})."
     )
-    client_args = f"profile={args.profile!r}" + (
-        f", cluster_id={args.cluster_id!r}" if args.cluster_id else ""
-    )
-    print(f"Connect with: rc = ipar_widgets.Client({client_args})")
-    if not args.foreground:
+    if not _connect_hint_and_stay(
+        args, lambda: remotecontroller.controller_alive(data, cluster.controller)
+    ):
         return 0
-    print("Running in the foreground; press Ctrl-C to stop the cluster.")
-    stop = {"requested": False}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["requested"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop["requested"] and remotecontroller.controller_alive(data, cluster.controller):
-        time.sleep(0.2)
     print("\nStopping the cluster...")
     cluster.stop_cluster_sync()
     print("Cluster stopped.")
