@@ -592,7 +592,7 @@ class Cluster(LoggingConfigurable):
         would listen on loopback there; then wait for its announcement and write the
         connection files here from it.  Whatever fails, nothing is left running."""
         try:
-            remotecontroller.check_reachable(controller, self.controller_ip)
+            enginesets.check_reachable(controller, self.controller_ip)
         except LauncherError as exc:
             raise ClusterError(str(exc)) from None
         try:

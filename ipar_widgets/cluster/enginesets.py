@@ -25,7 +25,7 @@ from traitlets.config import Configurable
 
 from .. import paths
 from ..error import EnginesNotReady, EngineStartFailed
-from .launcher import BaseLauncher, LauncherError, find_launcher_class
+from .launcher import BaseLauncher, ControllerLauncher, LauncherError, find_launcher_class
 
 __all__ = [
     "attach",
@@ -91,15 +91,26 @@ def _is_loopback(ip: str) -> bool:
 
 
 def check_reachable(launcher: BaseLauncher, ip: str) -> None:
-    """Refuse a launcher whose engines run on other hosts when the controller listens on
-    loopback (``ip``): they could never reach it, and would only time out."""
-    if launcher.needs_routable_address() and _is_loopback(ip):
-        raise LauncherError(
-            f"{type(launcher).__name__} starts engines on other hosts, which cannot reach a "
-            f"controller listening on the loopback address {ip}: give the controller an "
-            "address they can reach (ipar start --ip '*' for every interface, or --ip "
-            "ADDRESS; in Python Cluster(controller_ip='*'))"
+    """Refuse a launcher that starts engines, or the controller, on other hosts when the
+    controller listens on loopback (``ip``): engines could never reach it, nor clients of
+    this host a controller elsewhere; they would only time out."""
+    if not (launcher.needs_routable_address() and _is_loopback(ip)):
+        return
+    name = type(launcher).__name__
+    if isinstance(launcher, ControllerLauncher):
+        problem = (
+            f"{name} starts the controller on another host, where clients of this host "
+            f"cannot reach it on the loopback address {ip}: give it an address"
         )
+    else:
+        problem = (
+            f"{name} starts engines on other hosts, which cannot reach a controller "
+            f"listening on the loopback address {ip}: give the controller an address"
+        )
+    raise LauncherError(
+        f"{problem} they can reach (ipar start --ip '*' for every interface, or --ip "
+        "ADDRESS; in Python Cluster(controller_ip='*'))"
+    )
 
 
 #: what a preview (``ipar start --dry-run``) shows for the connection info, unknown until the

@@ -22,13 +22,12 @@ from .. import paths
 from ..client.controlplane import ask_once
 from ..error import ClusterError, ControllerRefused, NoAnswer
 from ..processes import pid_alive
-from .enginesets import _is_loopback, launcher_path
+from .enginesets import launcher_path
 from .launcher import BaseLauncher, ControllerLauncher, LauncherError, find_launcher_class
 
 __all__ = [
     "LAUNCHER_ENTRY",
     "attach",
-    "check_reachable",
     "controller_alive",
     "is_remote",
     "stop",
@@ -51,18 +50,6 @@ def where(cluster: dict[str, Any]) -> str:
     """The controller's pid as ``ipar list`` shows it: ``123``, or ``123@node7`` elsewhere."""
     pid = cluster.get("controller_pid", "-")
     return f"{pid}@{cluster.get('controller_host', '?')}" if is_remote(cluster) else str(pid)
-
-
-def check_reachable(launcher: BaseLauncher, ip: str) -> None:
-    """Refuse to start a controller elsewhere that would listen on loopback there: no client
-    of this host could reach it."""
-    if launcher.needs_routable_address() and _is_loopback(ip):
-        raise LauncherError(
-            f"{type(launcher).__name__} starts the controller on another host, where clients "
-            f"of this host cannot reach it on the loopback address {ip}: give it an address "
-            "they can reach (ipar start --ip '*' for every interface, or --ip ADDRESS; in "
-            "Python Cluster(controller_ip='*'))"
-        )
 
 
 def wait_for_announcement(launcher: ControllerLauncher, timeout: float) -> dict[str, Any]:
