@@ -42,6 +42,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .enginedeath import EngineDeath
+
 __all__ = [
     "IPythonError",
     "KernelError",
@@ -93,7 +95,41 @@ class KernelError(IPythonError):
 
 
 class EngineError(KernelError):
-    """An engine died or stopped answering while it held a task."""
+    """An engine died or stopped answering while it held a task.
+
+    ``death`` is the controller's record of how (an
+    :class:`~ipar_widgets.enginedeath.EngineDeath`: exit code or signal, OOM evidence, peak
+    memory, the task it ran, its last output), None when there is none (an engine that was
+    stopped, or one the controller never knew).  ``exit_code``, ``signal``, ``oom``,
+    ``peak_rss`` and ``output_tail`` read the same facts.
+    """
+
+    death: EngineDeath | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The engine process's exit code (None: killed by a signal, or not known)."""
+        return self.death.exit_code if self.death is not None else None
+
+    @property
+    def signal(self) -> str | None:
+        """The name of the signal that killed it (``"SIGKILL"``), None if none did."""
+        return self.death.signal if self.death is not None else None
+
+    @property
+    def oom(self) -> bool:
+        """Whether the evidence says the kernel's OOM killer killed it."""
+        return self.death.oom if self.death is not None else False
+
+    @property
+    def peak_rss(self) -> int | None:
+        """Its peak resident memory in bytes, where known."""
+        return self.death.peak_rss if self.death is not None else None
+
+    @property
+    def output_tail(self) -> tuple[str, ...]:
+        """The last lines the task it ran printed."""
+        return self.death.output_tail if self.death is not None else ()
 
 
 class NoEnginesRegistered(KernelError):
@@ -441,9 +477,16 @@ _CLUSTER_KINDS: tuple[type[KernelError], ...] = (
 
 
 def _rebuild_task_failure(
-    ename: str, evalue: str, traceback: str, engine_info: dict[str, Any]
+    ename: str,
+    evalue: str,
+    traceback: str,
+    engine_info: dict[str, Any],
+    death: EngineDeath | None = None,
 ) -> RemoteError:
-    return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+    failure = _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+    if death is not None and isinstance(failure, EngineError):
+        failure.death = death
+    return failure
 
 
 def _task_failure_class(kind: type[KernelError]) -> type[RemoteError]:
@@ -457,7 +500,11 @@ def _task_failure_class(kind: type[KernelError]) -> type[RemoteError]:
 
     def reduce(self: RemoteError) -> tuple[Any, ...]:
         # the class has its kind's name, which the module maps to the kind itself
-        return (_rebuild_task_failure, (self.ename, self.evalue, self.traceback, self.engine_info))
+        death = getattr(self, "death", None)  # an EngineError's record of its engine's death
+        return (
+            _rebuild_task_failure,
+            (self.ename, self.evalue, self.traceback, self.engine_info, death),
+        )
 
     namespace = {"__module__": __name__, "__doc__": kind.__doc__, "__reduce__": reduce}
     return type(kind.__name__, (kind, RemoteError), namespace)
@@ -484,5 +531,9 @@ def unwrap_exception(content: Mapping[str, Any]) -> Exception:
     if content.get("origin") == "cluster" and ename == "KeyError":
         return NoSuchTask(evalue)
     if content.get("origin") == "cluster" and ename in _TASK_FAILURES:
-        return _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+        failure = _TASK_FAILURES[ename](ename, evalue, traceback, engine_info)
+        death = content.get("death")
+        if isinstance(failure, EngineError) and isinstance(death, Mapping):
+            failure.death = EngineDeath.from_json(dict(death))
+        return failure
     return RemoteError(ename, evalue, traceback, engine_info)

@@ -38,6 +38,7 @@ SOURCES = [
     "rspack.config.js",
     "src",
     "style",
+    "schema",
 ]
 
 

@@ -81,7 +81,9 @@ class Lab:
             return status, raw
 
 
-def start_lab(base: Path) -> Lab:
+def start_lab(base: Path, app: str = "jupyterlab") -> Lab:
+    """Start JupyterLab, or with ``app="notebook"`` Notebook 7 (the same server options,
+    its own app's settings), and wait until it answers."""
     root = base / "root"
     settings = base / "settings"
     for d in (root, settings / "@jupyterlab" / "apputils-extension", base / "ws"):
@@ -105,7 +107,7 @@ def start_lab(base: Path) -> Lab:
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        app,
         "--no-browser",
         "--allow-root",
         f"--IdentityProvider.token={token}",
@@ -113,13 +115,22 @@ def start_lab(base: Path) -> Lab:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.workspaces_dir={base / 'ws'}",
-        f"--LabApp.user_settings_dir={settings}",
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.expose_app_in_browser=True",
     ]
+    if app == "jupyterlab":
+        cmd += [
+            f"--LabApp.workspaces_dir={base / 'ws'}",
+            f"--LabApp.user_settings_dir={settings}",
+            "--LabApp.extension_manager=readonly",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.expose_app_in_browser=True",
+        ]
+    else:
+        cmd += [
+            f"--JupyterNotebookApp.workspaces_dir={base / 'ws'}",
+            f"--JupyterNotebookApp.user_settings_dir={settings}",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
+        ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -209,6 +220,8 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 def open_lab(page: Any, lab: Lab, theme: str | None = None) -> None:
     """Load JupyterLab with an empty workspace and wait until its commands are ready."""
     page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+    # the splash may not be attached yet when the page has loaded: wait for the app first
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=90_000)
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=90_000)
     page.evaluate("() => window.jupyterapp.restored")
     page.wait_for_function(

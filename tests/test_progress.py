@@ -67,9 +67,9 @@ def test_failures_and_speedup_in_the_summary(rc) -> None:  # type: ignore[no-unt
     ar = rc[:].map(lambda x: 1 / x, [1, 0, 2, 4, 0, 5, 6, 7])
     out = io.StringIO()
     wait_interactive(ar, timeout=30, widget=False, stream=out)
-    assert (
-        out.getvalue().splitlines()[-1].startswith("<lambda>: 8/8 tasks done (4 failed); serial ")
-    )
+    *_, summary, failures = out.getvalue().splitlines()
+    assert summary.startswith("<lambda>: 8/8 tasks done (4 failed); serial ")
+    assert failures == "failed: ZeroDivisionError: division by zero ×2"
     snap = ProgressTracker(ar).snapshot()
     assert (snap.done, snap.failed, snap.failed_tasks) == (4, 4, 2)
     assert snap.first_error is not None and snap.first_error.ename == "ZeroDivisionError"

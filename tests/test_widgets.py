@@ -61,9 +61,20 @@ def test_final_state_of_a_direct_map_with_a_failure(rc) -> None:  # type: ignore
     assert "15/20 items done" in view.body.value
     assert '<span class="ipar-failed">5 failed in 1 task</span>' in view.body.value
     assert view.failure is not None and view.failure in view.box.children
-    assert view.failure.titles == ("First failure: ValueError on engine 2: bad item 13",)
+    assert view.failure.titles == ("ValueError: bad item <n> ×1",)  # the failure groups
     traceback = view.failure.children[0].value
+    assert "first on engine 2: ValueError: bad item 13" in traceback
     assert "ValueError" in traceback and "\x1b[" not in traceback
+    # the group's arguments come (a fetch started by showing it), then nothing is left
+    deadline = time.monotonic() + 10
+    while any(not g.args for g in view.tracker.snapshot().failure_groups):
+        assert time.monotonic() < deadline, "the failed task's arguments did not come"
+        time.sleep(0.02)
+    for widget, traits in view.changes(final=True):
+        with widget.hold_sync():
+            for name, value in traits.items():
+                setattr(widget, name, value)
+    assert "<code>[10, 11, 12, 13, 14]</code>" in view.failure.children[0].value
     assert view.changes(final=True) == []  # nothing left to send
 
     bundle = view.bundle()
@@ -82,12 +93,12 @@ def test_final_state_of_a_direct_map_with_a_failure(rc) -> None:  # type: ignore
         "output",
     ]
     assert lines[4].split()[:4] == ["2", "0", "0", "5"]
-    assert lines[-1] == "First failure: ValueError on engine 2: bad item 13"
+    assert lines[-1] == "failed: ValueError: bad item <n> ×1"
     assert bundle["text/html"].startswith("<style>")
     assert "<details" in bundle["text/html"] and 'class="ipar-table"' in bundle["text/html"]
 
 
-def test_the_first_failure_counts_the_others(rc) -> None:  # type: ignore[no-untyped-def]
+def test_failures_of_one_kind_are_one_group(rc) -> None:  # type: ignore[no-untyped-def]
     ar = rc.load_balanced_view().map(fails_on_13, [13, 1, 13, 2, 13])
     ar.wait(timeout=30)
     view = ProgressView(ar, loop=UpdateLoop())
@@ -96,10 +107,8 @@ def test_the_first_failure_counts_the_others(rc) -> None:  # type: ignore[no-unt
             for name, value in traits.items():
                 setattr(widget, name, value)
     assert view.failure is not None
-    [title] = view.failure.titles
-    assert re.fullmatch(
-        r"First failure: ValueError on engine \d: bad item 13 \(and 2 others failed\)", title
-    ), title
+    assert view.failure.titles == ("ValueError: bad item <n> ×3",)
+    assert re.search(r"first on engine \d: ValueError: bad item 13", view.failure.children[0].value)
     assert "2/5 items done" in view.body.value and "3 failed" in view.body.value
 
 

@@ -152,6 +152,12 @@ def test_live_progress_notebook_runs(tmp_path) -> None:  # type: ignore[no-untyp
         for o in c.outputs
         if WIDGET_VIEW in o.get("data", {})
     ]
+    # first the wait for the cluster's engines (its own widget, unless they had registered
+    # before it began), then one per job
+    waits = [line for line in finals if line.startswith("engines: ")]
+    finals = finals[len(waits) :]
+    assert len(waits) <= 1, waits
+    assert all(re.fullmatch(r"engines: (\d+)/\1 registered, .*\(.+\)", w) for w in waits), waits
     names = [line.split(":")[0] for line in finals]
     assert names == [
         "simulate",

@@ -8,7 +8,11 @@ How joblib drives a backend: ``configure`` at the start of a ``Parallel`` call s
 batches may run at once; ``submit`` sends one batch (a callable joblib builds from several
 ``delayed`` calls) and arranges for joblib's callback to run when it ends; the callback
 collects the result through ``retrieve_result_callback`` and dispatches the next batch;
-``abort_everything`` follows the first error; ``terminate`` ends the call.
+``abort_everything`` follows the first error; ``stop_call`` and ``terminate`` end the call.
+
+The batches of one call form one job (:class:`~ipar_widgets.client.paralleljob.
+ParallelCallJob`), which one progress display follows: the live widget in a notebook (by
+default), the text line in a terminal (``progress=True``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from joblib.parallel import (  # type: ignore[import-untyped]
     register_parallel_backend,
 )
 
-from ..error import NoEnginesRegistered
+from ..error import NoEnginesRegistered, TaskAborted
+from . import frontend
 from .job import unfinished
+from .paralleljob import ParallelCallJob, batch_name, batch_size
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
@@ -62,15 +68,33 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
     ``view=None`` connects to the cluster of the default profile (``connect`` overrides how;
     ``ipar_widgets.register_joblib_backend()`` starts a cluster when none runs), and closes
     that connection when the call ends.
+
+    ``progress`` shows one progress display per ``Parallel`` call, over all its batches
+    (counts in joblib tasks, the per-engine table, failures, Cancel): None (the default) the
+    live widget in a notebook and nothing elsewhere, True also the text line on stderr
+    outside a notebook, False nothing.  Set it with ``parallel_config(backend="ipyparallel",
+    progress=False)`` or here.  Cancel aborts the batches that have not started, and those
+    joblib dispatches after it are not sent; the call then raises TaskAborted saying so.
     """
 
     supports_retrieve_callback = True  # results are collected as they come: generators too
     default_n_jobs = -1  # Parallel() without n_jobs uses every engine
 
     def __init__(
-        self, view: View | None = None, *, connect: Connect | None = None, **kwargs: Any
+        self,
+        view: View | None = None,
+        *,
+        connect: Connect | None = None,
+        progress: bool | None = None,
+        **kwargs: Any,
     ) -> None:
+        if progress not in (None, True, False):
+            raise ValueError(
+                "progress must be None (a widget in notebooks only), True (also a text line in "
+                f"a terminal) or False (no display), found {progress!r}"
+            )
         super().__init__(**kwargs)
+        self.progress = progress
         #: how to connect again after terminate() closed our own connection (None: the view
         #: was given, and is the caller's to close)
         self._connect: Connect | None = None
@@ -86,6 +110,11 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
         self._callbacks: ThreadPoolExecutor | None = None
         #: bounds the batches running at once when n_jobs asks for fewer than every engine
         self._slots: threading.BoundedSemaphore | None = None
+        #: the current (or latest) Parallel call's batches as one job: what its display shows
+        self.call_job: ParallelCallJob | None = None
+        self._shown = False  # the current call's display is up
+        self._aborted = False  # the current call aborted (an error, Ctrl-C, Cancel)
+        self._line_done: Callable[[float], None] | None = None
 
     @property
     def view(self) -> View:
@@ -147,9 +176,41 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
         return n
 
     def start_call(self) -> None:
-        """A new ``Parallel`` call: ``jobs`` starts empty."""
+        """A new ``Parallel`` call: ``jobs`` starts empty, and so does its job (shown once its
+        first batch is sent, so that the display has the function's name)."""
         with self._jobs_lock:
             self.jobs = []
+            self.call_job = ParallelCallJob(self._view.client)
+            self._shown = False
+            self._aborted = False
+            self._line_done = None
+
+    def stop_call(self) -> None:
+        """The ``Parallel`` call ended (returned or raised): its job is over once the
+        batches still counted have finished; after an abort at once (joblib drops the
+        results of batches still running), so the display's final state is the call's."""
+        job = self.call_job
+        if job is None:
+            return
+        job.close(abandon=self._aborted)
+        line_done, self._line_done = self._line_done, None
+        if line_done is not None:
+            line_done(2.0)  # the text display's last line, before the caller goes on
+
+    def _call_job(self) -> ParallelCallJob:
+        """The current call's job (joblib before 1.3 has no start_call: one per backend)."""
+        with self._jobs_lock:
+            if self.call_job is None:
+                self.call_job = ParallelCallJob(self._view.client)
+            return self.call_job
+
+    def _show(self, job: ParallelCallJob) -> None:
+        """Show the call's display once, at its first batch (in the caller's thread, so a
+        notebook shows it in the cell that made the call)."""
+        if self._shown or self.progress is False:
+            return
+        self._shown = True
+        self._line_done = frontend.follow_progress(job, terminal=bool(self.progress))
 
     def _submitting_view(self) -> View:
         """Where batches go: the view itself, or for a DirectView a load-balanced view over
@@ -173,6 +234,17 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
         slots = self._slots
         if slots is not None:
             slots.acquire()
+        job = self._call_job()
+        runner = self._callbacks
+        if job.cancelled:
+            # Cancel was clicked: what joblib sends after it is not sent; retrieving it
+            # raises the cancellation, which ends the call
+            if slots is not None:
+                slots.release()
+            unsent = _NotSent()
+            if callback is not None and runner is not None:
+                runner.submit(callback, unsent)
+            return unsent
         try:
             ar = self._submitting_view().apply_async(func)
         except BaseException:
@@ -181,7 +253,8 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
             raise
         with self._jobs_lock:
             self.jobs.append(ar)
-        runner = self._callbacks
+        job.add(ar, batch_size(func), batch_name(func))
+        self._show(job)
 
         def done(_: Any) -> None:
             if slots is not None:
@@ -197,12 +270,33 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
 
     def retrieve_result_callback(self, out: AsyncResult) -> Any:
         """The batch's list of results; a failed call raises its RemoteError (with the
-        engine's traceback)."""
-        return out.result()
+        engine's traceback), a cancelled call a TaskAborted that says so."""
+        job = self.call_job
+        if isinstance(out, _NotSent):
+            raise self._cancelled(job)
+        try:
+            return out.result()
+        except TaskAborted as exc:
+            if job is None or not job.cancelled:
+                raise
+            raise self._cancelled(job) from exc
+
+    @staticmethod
+    def _cancelled(job: ParallelCallJob | None) -> TaskAborted:
+        """The error a cancelled call raises, saying how far it got."""
+        if job is None:
+            return TaskAborted("the Parallel call was cancelled")
+        done, sent = job.batches()
+        return TaskAborted(
+            f"{job.name} was cancelled (Cancel in its progress display, or client.abort): "
+            f"{done} of the {sent} batches sent had finished; those not started were "
+            "aborted, and joblib's later batches were not sent"
+        )
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """After an error (or Ctrl-C): abort the batches of this call that have not started.
         Those running finish on their engines; their results are dropped."""
+        self._aborted = True
         with self._jobs_lock:
             pending = [m for ar in self.jobs for m in unfinished(ar)]
         if pending and not self._view.client.closed:
@@ -214,9 +308,19 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
             self._callbacks.shutdown(wait=False)
             self._callbacks = None
         self.reset_batch_stats()
+        if self.call_job is not None:
+            self.call_job.close(abandon=True)  # no batch reports once the connection closes
         if self._close is not None:
             close, self._close = self._close, None
             close()
+
+
+class _NotSent:
+    """A batch joblib dispatched after Cancel: never sent.  joblib hands it back to
+    ``retrieve_result_callback``, which raises the cancellation."""
+
+    def ready(self) -> bool:
+        return True
 
 
 def register_view(view: View, name: str, make_default: bool) -> None:

@@ -24,13 +24,15 @@ import zmq
 from ..error import CompositeError, RemoteError, TaskAborted
 from ..protocol.wire import utcnow
 from . import frontend
-from .job import ArrivalLog, JobClient, ReturnWhen, condition_for
+from .job import ArrivalLog, JobClient, ReturnWhen, condition_for, unfinished
 from .metadata import METADATA_KEYS, Metadata
 from .waiting import timeout_of, wait_until
 
 if TYPE_CHECKING:
     from ..widgets.timeline import Timeline
     from .client import Client
+    from .retry import RetryOutcome
+    from .stacks import Stacks
 
 __all__ = ["AsyncResult", "AsyncMapResult", "AsyncHubResult"]
 
@@ -88,6 +90,11 @@ class AsyncResult(ArrivalLog, Future[Any]):
         #: the socket its replies come to, when the thread that sent it waits for them there
         self._waiter: zmq.Socket[bytes] | None = None
         self._waiter_thread: threading.Thread | None = None
+        #: retry_failed: the results of the tasks it replaced, by msg_id (still in the
+        #: arrival log the displays read), and the replacements (old, new) in order
+        self._superseded: dict[str, Any] = {}
+        self._replacements: list[tuple[str, str]] = []
+        self._retry_callbacks: list[Callable[[AsyncResult], object]] = []
         ledger = client._ledger
         self._metadata = [ledger.metadata_for(m) for m in self.msg_ids]
         ledger.track(self)
@@ -482,6 +489,89 @@ class AsyncResult(ArrivalLog, Future[Any]):
     def __len__(self) -> int:
         return len(self.msg_ids)
 
+    # -- retrying (see retry.py) ----------------------------------------------------------------------
+    def retry_failed(self, block: bool = False, timeout: float | None = -1) -> RetryOutcome:
+        """Run the failed tasks again, on other engines where their engine died; this
+        result (and its widget) then follows the new tasks, and ``get()`` returns every
+        result in the original order.  Aborted tasks are not retried.  With ``block``, wait
+        (up to ``timeout`` s) for the retried tasks.  Returns what was done: a falsy
+        :class:`~ipar_widgets.client.retry.RetryOutcome` saying so when nothing had failed."""
+        from .retry import retry_failed
+
+        outcome = retry_failed(self)
+        if block and outcome:
+            self.wait(timeout)
+        return outcome
+
+    def add_retry_callback(self, fn: Callable[[AsyncResult], object]) -> None:
+        """Call ``fn(ar)`` after each :meth:`retry_failed` that resubmitted tasks (in the
+        thread that retried): a display shown before the retry follows the new tasks."""
+        with self._cond:
+            self._retry_callbacks.append(fn)
+
+    @property
+    def retried(self) -> dict[str, str]:
+        """Each msg_id a retry replaced -> the msg_id of the task that replaced it (a task
+        retried twice has two entries: original -> first retry -> second retry)."""
+        with self._cond:
+            return dict(self._replacements)
+
+    @property
+    def original_msg_ids(self) -> list[str]:
+        """The msg_ids as first submitted (``msg_ids`` holds the retried tasks' new ones)."""
+        with self._cond:
+            back = {new: old for old, new in self._replacements}
+            current = list(self.msg_ids)
+        out = []
+        for msg_id in current:
+            while msg_id in back:
+                msg_id = back[msg_id]
+            out.append(msg_id)
+        return out
+
+    def replaced_since(self, count: int) -> list[tuple[str, str]]:
+        """``(old, new)`` msg_ids of the replacements after the first ``count`` (the Job
+        seam's RetriedTasks: the displays un-count the old and wait for the new)."""
+        with self._cond:
+            return self._replacements[count:]
+
+    def arrived_since(self, count: int) -> list[tuple[str, Any]]:
+        """``(msg_id, result)`` of the results that arrived after the first ``count``
+        (a retried task's failure stays in the log, under its old msg_id)."""
+        with self._cond:
+            results, old = self._results, self._superseded
+            return [(m, results[m] if m in results else old[m]) for m in self._arrival[count:]]
+
+    def _replace(self, new_ids: dict[int, str]) -> None:
+        """Put the tasks ``new_ids`` (position -> msg_id) in the places of finished ones:
+        their results are set aside, the Future is pending again, and the ledger delivers
+        the new tasks' results here."""
+        ledger = self._client._ledger
+        metadata = {i: ledger.metadata_for(m) for i, m in new_ids.items()}
+        with self._cond:
+            for i, new in new_ids.items():
+                old = self.msg_ids[i]
+                value = self._results.pop(old)
+                self._superseded[old] = value
+                if isinstance(value, BaseException):
+                    self._n_errors -= 1
+                self.msg_ids[i] = new
+                self._metadata[i] = metadata[i]
+                self._replacements.append((old, new))
+                self._task_replaced(old, new)
+            if self.done():
+                # concurrent.futures has no way back from done; these are the attributes its
+                # set_result/set_exception set (CPython 3.9-3.13).  Done callbacks run again
+                # when the retried tasks finish.
+                self._state = "PENDING"
+                self._result = None
+                self._exception = None
+            self._cond.notify_all()
+        ledger.track(self, list(new_ids.values()))
+
+    def _task_replaced(self, old: str, new: str) -> None:
+        """Move what a subclass keeps per task to the new msg_id (called under the lock)."""
+
     # -- splitting and joining ----------------------------------------------------------------------
     #: whether each part of :meth:`split` is one task's value (True), or a list of the one
     #: task's result (False: a map's part is its chunk, so the part's get() is [chunk])
@@ -544,6 +634,13 @@ class AsyncResult(ArrivalLog, Future[Any]):
             raise AssertionError("Can't abort, I am already done!")
         pending = [m for m in self.msg_ids if m not in self._results]
         self._client.abort(pending)
+
+    # -- where its tasks are -----------------------------------------------------------------------
+    def stacks(self, timeout: float = 5.0) -> Stacks:
+        """Where is it stuck?  The Python stack of each of this result's tasks running now,
+        by engine, the longest-running first (see ``Client.stacks``); empty when none runs.
+        Not in ipyparallel."""
+        return self._client.stacks(timeout=timeout, tasks=unfinished(self))
 
     # -- outputs ----------------------------------------------------------------------------------
     def wait_for_output(self, timeout: float | None = -1) -> bool:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from .. import error
+from ..enginedeath import EngineDeath
 from ..error import NoAnswer
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Message, Wire
@@ -39,13 +40,15 @@ from .ledger import TaskLedger
 from .metadata import Metadata
 from .reconnect import Reconnection
 from .rpc import Requests
+from .stacks import Stacks, gather_stacks
 from .submission import Submitter
 from .targets import EngineTable, Targets, resolve_targets
 from .transport import Transport
 from .waiting import deadline_of
+from .waitprogress import EngineWaitReport
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping, Sequence
 
     from ..cluster.cluster import Cluster
     from .executor import ViewExecutor
@@ -158,6 +161,12 @@ class Client:
         controller's notices: no request).  For the Cluster's repr."""
         return self._engines.count_by_set()
 
+    def _engine_uuids(self) -> set[str]:
+        """The registered engines' uuids, as this client knows (no request): how a wait
+        counts the engines of a set the controller started (they name no set; their set
+        knows their uuids)."""
+        return {u for i in self._engines.ids if (u := self._engines.uuid_of(i)) is not None}
+
     @property
     def connection_note(self) -> str:
         """What displays say about the connection to the controller ('' while it is fine;
@@ -169,6 +178,14 @@ class Client:
     def ids(self) -> list[int]:
         """Ids of the registered engines, kept current by the controller's notices."""
         return self._engines.ids
+
+    @property
+    def engine_deaths(self) -> Mapping[int, EngineDeath]:
+        """How each engine that died since this client connected died: a read-only mapping
+        of engine id -> :class:`~ipar_widgets.enginedeath.EngineDeath` (cause, exit code or
+        signal, OOM evidence, peak memory, the task it ran, its last output, its
+        replacement), kept current by the controller's notices."""
+        return self._dispatch.deaths
 
     def __len__(self) -> int:
         return len(self._engines)
@@ -243,6 +260,13 @@ class Client:
         EngineStartFailed (an EngineError) at once if an engine the controller started exits
         before registering, or EngineError once every engine set of this client's Cluster
         has stopped.  ``block=False`` returns a Future instead.
+
+        While it waits it shows engines registered of those asked for, per engine set (with
+        the batch job's state where the set's launcher has one): a live widget in a notebook
+        (``widget=`` overrides the detection), a line on stderr in a terminal.
+        ``interactive=False`` shows nothing; unset, the line is shown only when stderr is a
+        TTY (a log gets nothing), True shows it anyway.  A wait already satisfied shows
+        nothing.
         """
         if not block:
             future: Future[None] = Future()
@@ -252,7 +276,7 @@ class Client:
 
             def run() -> None:
                 try:
-                    self.wait_for_engines(n, timeout, block=True)
+                    self.wait_for_engines(n, timeout, block=True, interactive=False)
                 except BaseException as exc:
                     future.set_exception(exc)
                 else:
@@ -270,11 +294,27 @@ class Client:
             wanted = int(current.get("engines_requested") or 0) if n is None else n
             failed = bool(current.get("launch_failures"))  # EngineStartFailed says more
             if self.cluster is not None and len(self._engines) < wanted and not failed:
-                self.cluster.check_engine_sets()  # no engine can come any more: EngineError
+                try:
+                    self.cluster.check_engine_sets()  # no engine can come any more: EngineError
+                except error.EngineError:
+                    # the set's processes are gone, but the controller notes an engine that
+                    # exited before registering only at its next process check (every
+                    # 0.2 s): ask once more, so that its launch failure, with the log, wins
+                    time.sleep(0.3)
+                    current = self.status()
+                    if not current.get("launch_failures"):
+                        raise
+            report.update(len(self._engines), wanted)
             # what rc.ids will say: the notices may have told of engines the status had not
             return {**current, "engines_registered": len(self._engines)}
 
-        wait_for_engines(status, n, timeout, self._engines.wait_for_change)
+        report = EngineWaitReport(self, interactive, widget)
+        try:
+            wait_for_engines(status, n, timeout, self._engines.wait_for_change)
+        except BaseException as exc:
+            report.finish(exc)
+            raise
+        report.finish(None)
         return None
 
     # -- bookkeeping --------------------------------------------------------------------------------
@@ -389,6 +429,22 @@ class Client:
             self._build_targets(targets), "signal_request", {"signum": int(sig)}
         )
 
+    def stacks(
+        self, targets: Targets = None, timeout: float = 5.0, *, tasks: Jobs = None
+    ) -> Stacks:
+        """Where is it stuck?  The Python stack of the task each target engine (default:
+        all) runs now, asked of its control channel while the task holds the shell: engine
+        id -> :class:`~ipar_widgets.client.stacks.EngineStack`, the longest-running task
+        first, idle engines after.
+
+        ``tasks`` (msg_ids or AsyncResults) keeps only the engines running one of those.
+        Returns within ``timeout`` seconds: an engine that does not answer by then (its task
+        holds the GIL in C code) gets a result that says so.  Not in ipyparallel.
+        """
+        ids = self._build_targets(targets)
+        wanted = None if tasks is None else self._controller_ids(self._jobs(tasks))
+        return gather_stacks(self._requests, ids, timeout, tasks=wanted)
+
     def shutdown(
         self,
         targets: Targets = "all",
@@ -438,6 +494,14 @@ class Client:
         but ``buffers`` and ``result_buffers``.  Dates are timezone-aware datetimes.
         """
         return self._records.db_query(query, keys)
+
+    def task_arguments(self, msg_ids: Sequence[str], timeout: float = 5.0) -> dict[str, str | None]:
+        """Short reprs (at most 200 characters) of tasks' arguments, read from the
+        controller's records (None for a task whose record does not hold them); NoAnswer
+        after ``timeout`` seconds.  What the failure groups of the progress widget show."""
+        from .taskargs import task_arguments
+
+        return task_arguments(self._requests.ask, msg_ids, timeout)
 
     def hub_history(self) -> list[str]:
         """Every msg_id the controller holds a record of, ordered by submission time."""

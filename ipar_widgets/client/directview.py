@@ -20,6 +20,7 @@ from .imports import SynchronizedImports
 from .ledger import Submitted
 from .mapresult import AsyncMapResult
 from .targets import Targets
+from .transfer import frames_size, wait_showing_transfer
 
 __all__ = ["DirectView"]
 
@@ -89,11 +90,16 @@ class DirectView(View):
         kwargs: dict[str, Any],
         targets: Targets = None,
         track: bool | None = None,
+        sizes: list[int] | None = None,
     ) -> AsyncResult:
+        """``sizes`` (push, scatter) gets each engine's message size, for a transfer's
+        progress display."""
         ids, single = self._target_list(targets)
         content, buffers = serialize.pack_apply(
             serialize.pack_function(f), args, kwargs, getname(f)
         )
+        if sizes is not None:
+            sizes.extend([frames_size(buffers)] * len(ids))
         return self._send_to_engines(
             ids,
             "apply_request",
@@ -236,7 +242,13 @@ class DirectView(View):
                 raise TypeError(
                     f"push takes names (str) as keys, found {key!r} ({type(key).__name__})"
                 )
-        return self._finish(lambda: self._apply(engine_side.push, (ns,), {}, targets, track), block)
+        sizes: list[int] = []
+        return self._moved(
+            "push",
+            lambda: self._apply(engine_side.push, (ns,), {}, targets, track, sizes),
+            block,
+            sizes,
+        )
 
     def pull(
         self,
@@ -247,7 +259,9 @@ class DirectView(View):
         """The value(s) of ``names`` in each engine's namespace."""
         if not isinstance(names, (str, list, tuple)):
             raise TypeError(f"pull takes a name or a list of names, found {type(names).__name__}")
-        return self._finish(lambda: self._apply(engine_side.pull, (names,), {}, targets), block)
+        return self._moved(
+            "pull", lambda: self._apply(engine_side.pull, (names,), {}, targets), block, None
+        )
 
     def update(self, ns: dict[str, Any]) -> Any:
         return self.push(ns, block=self.block)
@@ -282,13 +296,14 @@ class DirectView(View):
         ids, _ = self._target_list(targets)
         seq = mapping.as_sequence(seq)
         ars = []
+        sizes: list[int] = []
         for p, engine_id in enumerate(ids):
             part = mapping.partition(seq, p, len(ids))
             if flatten and len(part) == 1:
                 part = part[0]
-            ars.append(self._apply(engine_side.push, ({key: part},), {}, engine_id, track))
+            ars.append(self._apply(engine_side.push, ({key: part},), {}, engine_id, track, sizes))
         ar = AsyncResult.join(*ars) if len(ars) > 1 else ars[0]
-        return self._finish(ar, block)
+        return self._moved("scatter", ar, block, sizes)
 
     def gather(
         self, key: str, dist: str = "b", targets: Targets = None, block: bool | None = None
@@ -312,7 +327,21 @@ class DirectView(View):
                 client, msg_ids, [1] * len(msg_ids), "gather", joiner=join_parts, targets=ids
             ),
         )
-        return self._finish(ar, block)
+        return self._moved("gather", ar, block, None)
+
+    def _moved(
+        self,
+        what: str,
+        submit: AsyncResult | Callable[[], AsyncResult],
+        block: bool | None,
+        sizes: list[int] | None,
+    ) -> Any:
+        """``_finish`` for data moved: blocking, the wait shows the bytes moved when they
+        are many (``client/transfer.py`` says when); ``sizes`` is filled by ``submit``."""
+        if not (self.block if block is None else block):
+            return self._finish(submit, block)
+        ar = submit if isinstance(submit, AsyncResult) else self._submit_claimed(submit)
+        return wait_showing_transfer(ar, what, sizes, self.client._dispatch.reply_sizes)
 
     @property
     def importer(self) -> SynchronizedImports:

@@ -25,10 +25,12 @@ from ..protocol.routing import (
 )
 from ..protocol.sharedmem import SharedArea, SharedMemoryError
 from ..protocol.wire import Frame, InvalidMessage, Message, Wire, as_bytes, parse_date, utcnow
+from .deaths import DeathBook
 from .executereply import ExecuteReply
 from .ledger import TaskLedger
 from .metadata import Metadata
 from .targets import EngineTable
+from .transfer import ReplySizes
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -56,6 +58,10 @@ class Inbound:
         #: msg_id of a request -> the future its answer settles
         self.queries: dict[str, Future[Message]] = {}
         self.output_listeners: list[OutputListener] = []
+        #: how the engines that died died (the notices' records): Client.engine_deaths
+        self.deaths = DeathBook()
+        #: sizes of the latest large replies: what a pull's progress display counts
+        self.reply_sizes = ReplySizes()
 
     # -- the reply socket ---------------------------------------------------------------------------
     def on_reply(self, frames: list[Frame]) -> str | None:
@@ -101,7 +107,9 @@ class Inbound:
                 result: Any = ExecuteReply(msg_id, content, md)
             else:
                 try:
-                    result = serialize.loads(self._result_buffers(msg_id, msg))
+                    buffers = self._result_buffers(msg_id, msg)
+                    self.reply_sizes.note(msg_id, buffers)
+                    result = serialize.loads(buffers)
                 except Exception as exc:
                     result = RemoteError(
                         type(exc).__name__,
@@ -111,6 +119,8 @@ class Inbound:
                     )
         else:
             result = unwrap_exception(content)
+            if "death" in content:  # its engine died: the record may beat the notice here
+                self.deaths.died(content)
             if msg.msg_type == "execute_reply" and md["error"] is None:
                 md["error"] = content
         if self.ledger.hold_for_outputs(msg_id, result, int(rmd.get("outputs") or 0)):
@@ -240,7 +250,10 @@ class Inbound:
                 str(content.get("uuid", "")),
                 str(content.get("engine_set") or ""),
             )
+            if isinstance(content.get("replaces"), int):
+                self.deaths.replaced(content["replaces"], int(content["engine_id"]))
         elif msg.msg_type == "engine_unregistered":
+            self.deaths.died(content)  # before the table: a reader of rc.ids finds it there
             self.engines.unregistered([int(content["engine_id"])])
         self._tell_listeners(None, None, msg.msg_type, content)
 

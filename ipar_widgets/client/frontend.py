@@ -3,22 +3,28 @@
 The client sits below the progress displays, the widgets and the magics, and imports none
 of them, with three exceptions a user expects of it: a Client made inside IPython activates
 ``%px``, ``ar.wait_interactive()`` / ``ar.display()`` / ``ar.timeline()`` show a job, and
-notebooks draw clients and results with their HTML reprs.  Those calls come through here,
-each importing the layer above only when it is called (so ``import ipar_widgets`` loads no
-widget code), and the layering check (``pyproject.toml``, ``[tool.importlinter]``) allows this
+notebooks draw clients, results and engines' stacks with their reprs.  Those calls come
+through here, each importing the layer above only when it is called (so ``import
+ipar_widgets`` loads no widget code), and the layering check (``pyproject.toml``, ``[tool.importlinter]``) allows this
 module, and no other one below them, to import upward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..progress.enginewait import EngineWaitTracker
     from ..widgets.timeline import Timeline
     from .baseview import View
     from .client import Client
     from .job import Job
+    from .stacks import EngineStack
+    from .transfer import TransferDisplay
 
 from .job import ReturnWhen
 
@@ -27,7 +33,12 @@ __all__ = [
     "client_activated",
     "client_html",
     "display_progress",
+    "engine_wait_display",
+    "follow_progress",
+    "transfer_display",
     "job_html",
+    "stacks_html",
+    "stacks_text",
     "timeline",
     "wait_interactive",
 ]
@@ -82,6 +93,87 @@ def display_progress(job: Job) -> None:
     show(job)
 
 
+def follow_progress(
+    job: Job, *, terminal: bool = False, stream: IO[str] | None = None
+) -> Callable[[float], None] | None:
+    """Show ``job``'s progress while the caller goes on (a joblib call's batches are sent by
+    joblib, not waited for by us): the live widget in a Jupyter kernel, and elsewhere, with
+    ``terminal``, the text display (``stream``, default ``sys.stderr``) in a thread of its
+    own.  Returns what waits, up to a number of seconds, for the text display's last line
+    (None when there is nothing to wait for: the widget's update loop sends its final state)."""
+    from ..progress import wait_in_terminal, widgets_wanted
+
+    if widgets_wanted(None):
+        display_progress(job)
+        return None
+    if not terminal:
+        return None
+    import sys
+    import threading
+
+    out = stream if stream is not None else sys.stderr
+    thread = threading.Thread(
+        target=wait_in_terminal, args=(job,), kwargs={"stream": out}, daemon=True
+    )
+    thread.name = "ipar-progress-line"
+    thread.start()
+    return thread.join
+
+
+def engine_wait_display(
+    interactive: bool | None, widget: bool | None, stream: IO[str] | None = None
+) -> EngineWaitTracker | None:
+    """Where a wait for engines shows its progress: the live widget in a Jupyter kernel
+    (``widget`` overrides the detection); else the text line on ``stream`` (default
+    ``sys.stderr``) when ``interactive`` is True, or when it is unset and the stream is a
+    terminal.  None (no display) for ``interactive=False``, and for a log that did not ask."""
+    import sys
+
+    from ..progress import widgets_wanted
+    from ..progress.enginewait import EngineWaitTerminal, EngineWaitTracker
+
+    if interactive is False:
+        return None
+    if widgets_wanted(widget):
+        from ..widgets.engines_wait import EngineWaitView
+
+        view = EngineWaitView()
+        return EngineWaitTracker(view.update, view.finish)
+    out = stream if stream is not None else sys.stderr
+    if interactive is None and not _isatty(out):
+        return None
+    line = EngineWaitTerminal(out)
+    return EngineWaitTracker(line.update, line.finish)
+
+
+def transfer_display(stream: IO[str] | None = None) -> TransferDisplay | None:
+    """Where a large push/pull shows the bytes moved: the live widget in a Jupyter kernel,
+    else a line on ``stream`` (default ``sys.stderr``) when it is a terminal; None (nothing)
+    in a log."""
+    import sys
+
+    from ..progress import widgets_wanted
+    from ..progress.transfer import TransferTerminal, TransferTracker
+
+    if widgets_wanted(None):
+        from ..widgets.transfer import TransferView
+
+        view = TransferView()
+        return TransferTracker(view.update, view.finish)
+    out = stream if stream is not None else sys.stderr
+    if not _isatty(out):
+        return None
+    line = TransferTerminal(out)
+    return TransferTracker(line.update, line.finish)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def timeline(job: Job) -> Timeline:
     """A Gantt-style chart of ``job``'s tasks (inline SVG)."""
     from ..widgets.timeline import timeline as chart
@@ -94,6 +186,20 @@ def job_html(job: Job) -> str:
     from ..widgets.html import job_html as render
 
     return render(job)
+
+
+def stacks_text(stacks: Sequence[EngineStack]) -> str:
+    """The text of engines' stacks (``print(rc.stacks())``), in the order given."""
+    from ..widgets.stacks import stacks_text as render
+
+    return render(stacks)
+
+
+def stacks_html(stacks: Sequence[EngineStack]) -> str:
+    """The HTML of engines' stacks (``rc.stacks()`` in a notebook), in the order given."""
+    from ..widgets.stacks import stacks_html as render
+
+    return render(stacks)
 
 
 def client_html(client: Client) -> str:

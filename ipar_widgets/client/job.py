@@ -15,10 +15,11 @@ the Cancel and Interrupt buttons (``abort``, ``send_signal``) and where tasks ru
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
+from ..enginedeath import EngineDeath
 from .metadata import Metadata
 
 if TYPE_CHECKING:
@@ -28,7 +29,16 @@ if TYPE_CHECKING:
 #: a concurrent.futures constant: ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION
 ReturnWhen: TypeAlias = str | None
 
-__all__ = ["Job", "JobClient", "ArrivalLog", "condition_for", "unfinished"]
+__all__ = [
+    "Job",
+    "JobClient",
+    "RetriedTasks",
+    "DeathRecords",
+    "TaskArguments",
+    "ArrivalLog",
+    "condition_for",
+    "unfinished",
+]
 
 
 class JobClient(Protocol):
@@ -116,6 +126,48 @@ class Job(Protocol):
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         """Call ``fn(job)`` once the job is over (at once if it is)."""
+        ...
+
+
+@runtime_checkable
+class RetriedTasks(Protocol):
+    """A job whose failed tasks can be run again in their places (an AsyncResult's
+    ``retry_failed``): the displays un-count a replaced task and wait for its replacement."""
+
+    def replaced_since(self, count: int) -> list[tuple[str, str]]:
+        """``(old msg_id, new msg_id)`` of the replacements after the first ``count``, in
+        the order they were made (a task retried twice appears twice)."""
+        ...
+
+    def retry_failed(self, block: bool = False, timeout: float | None = -1) -> object:
+        """Resubmit the failed tasks; what it returns says what was done (``str()``)."""
+        ...
+
+    def add_retry_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(job)`` after each retry that resubmitted tasks (from the thread that
+        retried)."""
+        ...
+
+
+@runtime_checkable
+class DeathRecords(Protocol):
+    """A client that keeps how its engines died (``Client.engine_deaths``), for the rows of
+    dead engines."""
+
+    @property
+    def engine_deaths(self) -> Mapping[int, EngineDeath]:
+        """Engine id -> how that engine died."""
+        ...
+
+
+@runtime_checkable
+class TaskArguments(Protocol):
+    """A client that can say what tasks were called with (their arguments' short reprs),
+    for the failure groups' details."""
+
+    def task_arguments(self, msg_ids: Sequence[str], timeout: float) -> dict[str, str | None]:
+        """Each task's arguments' repr, None where they are not available; raises when the
+        controller does not answer within ``timeout`` seconds."""
         ...
 
 

@@ -154,11 +154,12 @@ class TaskLedger:
         with self.lock:
             return all(m in self._trackers or self.known_result(m)[0] for m in msg_ids)
 
-    def track(self, ar: AsyncResult) -> None:
-        """Register an AsyncResult for its msg_ids; results already here are delivered now."""
+    def track(self, ar: AsyncResult, msg_ids: list[str] | None = None) -> None:
+        """Register an AsyncResult for its msg_ids (or only ``msg_ids``: tasks a retry put
+        in it); results already here are delivered now."""
         ready = []
         with self.lock:
-            for msg_id in ar.msg_ids:
+            for msg_id in ar.msg_ids if msg_ids is None else msg_ids:
                 known, value = self.known_result(msg_id)
                 if known:
                     ready.append((msg_id, value))
@@ -166,7 +167,7 @@ class TaskLedger:
                     self._trackers.setdefault(msg_id, []).append(ar)
         for msg_id, value in ready:
             ar._deliver(msg_id, value)
-        if not ar.msg_ids:  # nothing to wait for (a map over an empty sequence)
+        if msg_ids is None and not ar.msg_ids:  # nothing to wait for (an empty map)
             ar._finalize()
 
     # -- results ----------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncMapResult"]
 
+#: a msg_id in the arrival log whose result a retry set aside
+_REPLACED = object()
+
 
 class AsyncMapResult(AsyncResult):
     """The result of a map: one message per chunk, results flattened back into one list.
@@ -68,15 +71,23 @@ class AsyncMapResult(AsyncResult):
         def more_than(n: int) -> Callable[[], bool]:
             return lambda: len(self._arrival) > n
 
-        for seen in range(len(self.msg_ids)):
+        seen = taken = 0
+        while taken < len(self.msg_ids):
             wait_until(self, more_than(seen))
             with self._cond:
                 msg_id = self._arrival[seen]
-                value = self._results[msg_id]
+                value = self._results.get(msg_id, _REPLACED)
+            seen += 1
+            if value is _REPLACED:
+                continue  # a failure that retry_failed replaced: its new task comes later
+            taken += 1
             yield from self._items_of(msg_id, value)
 
     def __len__(self) -> int:
         return sum(self._chunk_sizes.values())
+
+    def _task_replaced(self, old: str, new: str) -> None:
+        self._chunk_sizes[new] = self._chunk_sizes.pop(old)
 
     def task_size(self, msg_id: str) -> int:
         """Items in one chunk."""

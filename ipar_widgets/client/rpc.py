@@ -83,3 +83,34 @@ class Requests:
         for msg in replies.values():
             check_answer(msg, msg_type)
         return replies
+
+    def ask_each_engine(
+        self,
+        engine_ids: Iterable[int],
+        msg_type: str,
+        content: dict[str, Any],
+        timeout: float,
+    ) -> dict[int, Message | None]:
+        """Send a control message to each engine; each one's answer (an error answer too,
+        unchecked), or None where none came within ``timeout`` seconds of the sending.  One
+        engine that cannot answer (its task holds the GIL) does not hide the others'."""
+        if self.transport.closed:
+            raise ClientClosed(f"send {msg_type} to engines")
+        futures: dict[int, tuple[str, Future[Message]]] = {}
+        for engine_id in engine_ids:
+            msg_id, frames = build_request(
+                self.wire, msg_type, content, route=control_route(engine_id)
+            )
+            future: Future[Message] = Future()
+            self.queries[msg_id] = future
+            futures[engine_id] = (msg_id, future)
+            self.transport.send(frames)
+        answers: dict[int, Message | None] = {}
+        deadline = time.monotonic() + timeout
+        for engine_id, (msg_id, future) in futures.items():
+            try:
+                answers[engine_id] = future.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                self.queries.pop(msg_id, None)  # a late answer is dropped (dispatch.py)
+                answers[engine_id] = None
+        return answers

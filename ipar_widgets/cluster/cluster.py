@@ -203,6 +203,17 @@ class Cluster(LoggingConfigurable):
         "class. Cluster(controller=...) sets it. One elsewhere announces its connection info "
         "to this process, which writes the connection files here (no shared filesystem).",
     ).tag(config=True)
+    replace_dead_engines = Bool(
+        False,
+        help="Start a new engine in place of a local engine that died (not one stopped on "
+        "purpose), up to max_engine_restarts times; the progress widget's row of the dead "
+        "engine says 'replaced by engine <id>'. Cluster(restart_engines=True) sets it (the "
+        "name restart_engines is taken by the method that restarts engine sets).",
+    ).tag(config=True)
+    max_engine_restarts = Integer(
+        3,
+        help="Most dead engines replace_dead_engines replaces over the cluster's life.",
+    ).tag(config=True)
     restore = Bool(
         False,
         help="Start the controller in the place of this profile's controller that died (its "
@@ -221,6 +232,15 @@ class Cluster(LoggingConfigurable):
                 f"or number (logging.DEBUG == 10, ...), found {value!r}"
             )
         return name
+
+    @validate("max_engine_restarts")
+    def _check_max_engine_restarts(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(
+                "Cluster.max_engine_restarts: expected a number of restarts (0 or more), "
+                f"found {proposal['value']!r}"
+            )
+        return int(proposal["value"])
 
     @validate("engine_launcher_class")
     def _resolve_engine_launcher(self, proposal: Any) -> type[BaseLauncher]:
@@ -279,6 +299,14 @@ class Cluster(LoggingConfigurable):
     engines: dict[str, BaseLauncher] = {}  # noqa: RUF012 (replaced per instance in __init__)
 
     def __init__(self, **kwargs: Any) -> None:
+        if "restart_engines" in kwargs:  # the method keeps the name: the trait has another
+            wanted = kwargs.pop("restart_engines")
+            if not isinstance(wanted, bool):
+                raise TraitError(
+                    "Cluster(restart_engines=...): expected True or False (replace local "
+                    f"engines that die), found {wanted!r}"
+                )
+            kwargs["replace_dead_engines"] = wanted
         for key in ("engines", "controller"):
             chosen = kwargs.pop(key, None)
             if chosen is not None:
@@ -655,6 +683,14 @@ class Cluster(LoggingConfigurable):
             *given,
             *(f"--ControllerApp.engine_args={a}" for a in self._engine_args()),
             *(["--restore"] if self.restore or self._restoring else []),
+            *(
+                [
+                    "--ControllerApp.replace_dead_engines=True",
+                    f"--ControllerApp.max_engine_restarts={self.max_engine_restarts}",
+                ]
+                if self.replace_dead_engines
+                else []
+            ),
         ]
         return launcher
 
@@ -744,18 +780,29 @@ class Cluster(LoggingConfigurable):
         """Wait until ``n`` engines registered: EngineStartFailed at once if an engine set's
         processes all end first, EnginesNotReady after ``timeout`` seconds.  While engines
         started elsewhere (a batch job, mpiexec, ssh) are awaited, a line on stderr tells
-        each change: "0/64 engines registered; PENDING (Resources)"."""
+        each change: "0/64 engines registered; PENDING (Resources)".  In a notebook, or on a
+        terminal, the wait's display shows it instead (per engine set: registered of those
+        asked for, and the job state; see ``Client.wait_for_engines``)."""
         launchers = list(self.engines.values())
         if launchers:
+            from ..client.waitprogress import EngineWaitReport
+
             local = all(self._is_local(la) for la in launchers)
-            enginesets.wait_for_engine_sets(
-                lambda: len(rc.ids),
-                n,
-                launchers,
-                timeout,
-                report=None if local else self._report_progress,
-            )
-        rc.wait_for_engines(n, timeout=timeout)
+            display = EngineWaitReport(rc, None, None)
+
+            def report(line: str) -> None:
+                if not display.update(len(rc.ids), n) and not local:
+                    self._report_progress(line)
+
+            try:
+                enginesets.wait_for_engine_sets(
+                    lambda: len(rc.ids), n, launchers, timeout, report=report
+                )
+            except BaseException as exc:
+                display.finish(exc)
+                raise
+            display.finish(None)
+        rc.wait_for_engines(n, timeout=timeout, interactive=False)
 
     @staticmethod
     def _is_local(launcher: BaseLauncher) -> bool:

@@ -147,6 +147,18 @@ class ControllerApp(Application):
         "not back by then is lost: its tasks are retried elsewhere if they allow it, else failed.",
     ).tag(config=True)
 
+    replace_dead_engines = Bool(
+        False,
+        help="Start a new engine in place of a local engine (one this controller started) "
+        "that died without being asked to stop, up to max_engine_restarts times. "
+        "Cluster(restart_engines=True) sets it.",
+    ).tag(config=True)
+    max_engine_restarts = Integer(
+        3,
+        help="Most replacements replace_dead_engines starts over the controller's life (a "
+        "task that kills every engine it runs on must not restart them forever).",
+    ).tag(config=True)
+
     aliases = {
         "profile": "ControllerApp.profile",
         "profile-dir": "ControllerApp.profile_dir",
@@ -202,6 +214,15 @@ class ControllerApp(Application):
             if change["new"] <= 0:
                 raise TraitError(f"--ping: expected a positive number of ms, found {change['new']}")
             self.heartbeat_period = change["new"] / 1000
+
+    @validate("max_engine_restarts")
+    def _check_max_engine_restarts(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(
+                "ControllerApp.max_engine_restarts: expected a number of restarts (0 or "
+                f"more), found {proposal['value']!r}"
+            )
+        return int(proposal["value"])
 
     @default("profile_dir")
     def _default_profile_dir(self) -> str:
@@ -263,6 +284,8 @@ class ControllerApp(Application):
             launcher=launcher,
             shared_area=area,
             task_store=store,
+            restart_engines=self.replace_dead_engines,
+            max_engine_restarts=self.max_engine_restarts,
         )
         ports = controller.bind(previous.ports if previous else None)
         info: dict[str, Any] = controller.connection_info()

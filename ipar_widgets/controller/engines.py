@@ -13,7 +13,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..protocol.routing import control_identity, heartbeat_identity, shell_identity
+from ..protocol.routing import (
+    control_identity,
+    heartbeat_identity,
+    shell_identity,
+    usage_identity,
+)
 
 
 class EngineState:
@@ -25,6 +30,7 @@ class EngineState:
         "shell",
         "control",
         "heartbeat",
+        "usage",
         "pid",
         "hostname",
         "registered_at",
@@ -42,6 +48,8 @@ class EngineState:
         "held",
         "unconfirmed",
         "sync_id",
+        "sample",
+        "peak_rss",
     )
 
     def __init__(self, engine_id: int, uuid: str, pid: int, hostname: str, local: bool) -> None:
@@ -50,6 +58,7 @@ class EngineState:
         self.shell = shell_identity(uuid)
         self.control = control_identity(uuid)
         self.heartbeat = heartbeat_identity(uuid)
+        self.usage = usage_identity(uuid)
         self.pid = pid
         self.hostname = hostname
         self.registered_at = time.time()
@@ -77,6 +86,30 @@ class EngineState:
         #: still unanswered when the marker's answer comes were lost on the way
         self.unconfirmed: set[str] = set()
         self.sync_id: str | None = None
+        #: the engine's latest usage report (engine/usage.py: cpu, rss, peak_rss,
+        #: gpu_memory, task, function), None before the first; and the highest peak_rss seen
+        self.sample: dict[str, Any] | None = None
+        self.peak_rss: int | None = None
+
+    def note_sample(self, content: dict[str, Any]) -> None:
+        """Keep a usage report (numbers that are not numbers become None)."""
+        sample = {
+            "cpu": _number(content.get("cpu")),
+            "rss": _number(content.get("rss")),
+            "peak_rss": _number(content.get("peak_rss")),
+            "gpu_memory": _number(content.get("gpu_memory")),
+            "task": content.get("task") if isinstance(content.get("task"), str) else None,
+            "function": content.get("function")
+            if isinstance(content.get("function"), str)
+            else None,
+            # its memory cgroup and that cgroup's OOM kills then (deaths.py compares)
+            "cgroup": content.get("cgroup") if isinstance(content.get("cgroup"), str) else None,
+            "oom_kills": _number(content.get("oom_kills")),
+        }
+        self.sample = sample
+        peak = sample["peak_rss"] if sample["peak_rss"] is not None else sample["rss"]
+        if peak is not None and (self.peak_rss is None or peak > self.peak_rss):
+            self.peak_rss = int(peak)
 
     @property
     def load(self) -> int:
@@ -96,6 +129,11 @@ class EngineState:
             "local": self.local,
             "shm": self.shm,  # whether it maps the controller's shared memory (same host)
             "engine_set": self.engine_set,
+            # its latest usage report (None before the first, or with reports turned off)
+            "cpu": sample["cpu"] if (sample := self.sample) else None,
+            "rss": sample["rss"] if sample else None,
+            "peak_rss": self.peak_rss,
+            "gpu_memory": sample["gpu_memory"] if sample else None,
         }
 
 
@@ -136,7 +174,7 @@ class EngineRegistry:
         self.by_id[engine.id] = engine
         self.by_uuid[uuid] = engine
         self._uuids[engine.id] = uuid
-        for ident in (engine.shell, engine.control, engine.heartbeat):
+        for ident in (engine.shell, engine.control, engine.heartbeat, engine.usage):
             self.by_ident[ident] = engine
         if self.on_register is not None:
             self.on_register(engine)
@@ -148,16 +186,57 @@ class EngineRegistry:
         self._uuids.setdefault(engine_id, uuid)
         self._next_id = max(self._next_id, engine_id + 1)
 
+    def death_of(self, engine_id: int) -> dict[str, Any] | None:
+        """The death record (JSON) of a recently lost engine, None when there is none."""
+        for entry in reversed(self.unregistered):
+            if entry["id"] == engine_id:
+                death = entry.get("death")
+                return death if isinstance(death, dict) else None
+        return None
+
     def uuid_of(self, engine_id: int | None) -> str | None:
         """The uuid of engine ``engine_id``, also after it left (None: no such engine)."""
         return None if engine_id is None else self._uuids.get(engine_id)
 
-    def unregister(self, engine: EngineState, reason: str) -> None:
+    def unregister(
+        self, engine: EngineState, reason: str, death: dict[str, Any] | None = None
+    ) -> None:
+        """Forget an engine that left; ``death`` is the record of how it died (enginedeath.py,
+        as JSON), kept with the entry ``status()`` lists."""
         self.by_id.pop(engine.id, None)
         self.by_uuid.pop(engine.uuid, None)
-        for ident in (engine.shell, engine.control, engine.heartbeat):
+        for ident in (engine.shell, engine.control, engine.heartbeat, engine.usage):
             self.by_ident.pop(ident, None)
-        self.unregistered.append({"id": engine.id, "reason": reason, "at": time.time()})
+        entry: dict[str, Any] = {"id": engine.id, "reason": reason, "at": time.time()}
+        if death is not None:
+            entry["death"] = death
+        self.unregistered.append(entry)
         del self.unregistered[:-100]
         if self.on_unregister is not None:
             self.on_unregister(engine, reason)
+
+
+def _number(value: object) -> float | int | None:
+    """A usage report's number, or None (a bool or anything else is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def cost_totals(engines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cluster's total of the engines' usage (``info()`` dicts): CPU percent of one core,
+    bytes of resident memory, peak and GPU memory summed over the engines that reported
+    them; ``reporting`` counts those."""
+    totals: dict[str, Any] = {"cpu": None, "rss": None, "peak_rss": None, "gpu_memory": None}
+    reporting = 0
+    for info in engines:
+        if info.get("rss") is not None or info.get("cpu") is not None:
+            reporting += 1
+        for key in totals:
+            value = info.get(key)
+            if value is not None:
+                totals[key] = (totals[key] or 0) + value
+    if totals["cpu"] is not None:
+        totals["cpu"] = round(totals["cpu"], 1)
+    totals["reporting"] = reporting
+    return totals

@@ -41,12 +41,13 @@ import zmq
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Frame, Wire
 from . import queries
-from .engines import EngineRegistry, EngineState
+from .engines import EngineRegistry, EngineState, cost_totals
 from .launcher import LocalLauncher
 from .lifecycle import Lifecycle
 from .liveness import Liveness
 from .reactor import Reactor
 from .records import ERROR, RecordStore, TaskRecord
+from .restarts import EngineRestarts
 from .restore import RestorableStore, Restorer
 from .router import Router
 from .scheduler import LoadBalancer
@@ -96,6 +97,8 @@ class Controller:
         launcher: LocalLauncher | None = None,
         shared_area: SharedArea | None = None,
         task_store: TaskStore | None = None,
+        restart_engines: bool = False,
+        max_engine_restarts: int = 3,
     ) -> None:
         self.key = key
         self.ip = ip
@@ -181,6 +184,11 @@ class Controller:
         )
         self.lifecycle.restorer = self.restorer
         self.liveness.restorer = self.restorer
+        #: replaces local engines that died, when asked to (restarts.py)
+        self.restarts = EngineRestarts(
+            launcher, self.engines, enabled=restart_engines, max_restarts=max_engine_restarts
+        )
+        self.lifecycle.restarts = self.liveness.restarts = self.restarts
         self.router.connect(
             self.balancer,
             register_engine=self.lifecycle.register,
@@ -356,6 +364,7 @@ class Controller:
             "engines_requested": self.requested_engines,
             "engines_starting": self.launcher.pending() if self.launcher else 0,
             "engines": engines,
+            "costs": cost_totals(engines),  # CPU and memory of all engines (engine/usage.py)
             "launch_failures": self.launcher.failures[-10:] if self.launcher else [],
             "unregistered": self.engines.unregistered[-20:],
             "tasks": {

@@ -16,6 +16,9 @@ import time
 import uuid
 from pathlib import Path
 
+from ..memorylimits import own_memory_cgroup, rlimits
+from .deaths import ProcessEnd
+
 log = logging.getLogger("ipar_widgets.controller")
 
 
@@ -43,6 +46,10 @@ class LocalEngine:
         self.started = time.monotonic()
         self.engine_id: int | None = None
         self.stop_requested: float | None = None
+        #: the memory cgroup it started in (ours) and its oom_kill count then (deaths.py)
+        self.start_cgroup: tuple[str, int | None] | None = None
+        #: the id of the dead engine it replaces (Controller restart_engines), if any
+        self.replaces: int | None = None
 
     @property
     def pid(self) -> int:
@@ -97,6 +104,7 @@ class LocalLauncher:
                     close_fds=True,
                 )
             engine = LocalEngine(seq, engine_uuid, popen, log_path)
+            engine.start_cgroup = own_memory_cgroup()  # the child is in our cgroup
             self.engines[engine_uuid] = engine
             started.append(engine)
             log.info("started engine process %d (pid %d), log %s", seq, popen.pid, log_path)
@@ -109,14 +117,14 @@ class LocalLauncher:
             return []
         return [f"--log-level={self.log_level}"]
 
-    def reap(self) -> list[tuple[LocalEngine, int]]:
-        """Engines whose process exited since the last call, with their exit codes."""
+    def reap(self) -> list[tuple[LocalEngine, ProcessEnd]]:
+        """Engines whose process exited since the last call, with how they ended."""
         gone = []
         for engine in list(self.engines.values()):
-            code = engine.popen.poll()
-            if code is not None:
-                del self.engines[engine.uuid]
-                gone.append((engine, code))
+            end = self.reap_one(engine)
+            if end is not None:
+                code = end.returncode
+                gone.append((engine, end))
                 if engine.engine_id is None and engine.stop_requested is None:
                     self.failures.append(
                         {
@@ -128,6 +136,42 @@ class LocalLauncher:
                         }
                     )
         return gone
+
+    def reap_one(self, engine: LocalEngine, wait: float = 0.0) -> ProcessEnd | None:
+        """How ``engine``'s process ended, if it has (waiting up to ``wait`` seconds); it is
+        reaped and forgotten then.  Its memory limits are read from /proc while it is a
+        zombie (its rlimits), its exact peak memory comes from ``os.wait4``."""
+        if engine.popen.returncode is not None:  # reaped elsewhere (Popen.wait)
+            self.engines.pop(engine.uuid, None)
+            return ProcessEnd(engine.popen.returncode)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                exited = os.waitid(os.P_PID, engine.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                exited = None
+                code = engine.popen.poll()
+                if code is None:
+                    return None
+                self.engines.pop(engine.uuid, None)
+                return ProcessEnd(code)
+            if exited is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        if exited is None:
+            return None
+        rlimit_as, rlimit_data = rlimits(engine.pid)  # a zombie's /proc still shows them
+        try:
+            _, status, usage = os.wait4(engine.pid, 0)
+        except ChildProcessError:
+            self.engines.pop(engine.uuid, None)
+            return ProcessEnd(engine.popen.poll() or 0)
+        code = os.waitstatus_to_exitcode(status)
+        engine.popen.returncode = code  # reaped here: Popen must not wait for it again
+        self.engines.pop(engine.uuid, None)
+        # ru_maxrss: kilobytes on Linux, bytes on macOS
+        peak = int(usage.ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
+        return ProcessEnd(code, peak, rlimit_as, rlimit_data)
 
     def signal(self, engine: LocalEngine, sig: int) -> None:
         try:

@@ -25,6 +25,7 @@ from .engines import EngineRegistry, EngineState
 from .launcher import LocalLauncher
 from .reactor import Reactor
 from .records import ABORTED, RecordStore
+from .restarts import EngineRestarts
 from .restore import Restorer
 from .router import Router
 from .scheduler import LoadBalancer
@@ -66,6 +67,8 @@ class Lifecycle:
         self.sockets = sockets
         #: takes engines back after a lost connection or a restore (set by the Controller)
         self.restorer: Restorer
+        #: replaces local engines that died (set by the Controller)
+        self.restarts: EngineRestarts | None = None
         #: engines asked for (``ipar start --n``, ``Cluster.start_engines``) minus those stopped
         self.requested_engines = 0
         self._stopping_since: float | None = None
@@ -100,19 +103,22 @@ class Lifecycle:
             )
             engine.shm = content.get("shm") is True and self.segments.area is not None
             engine.engine_set = str(content.get("engine_set") or "")
+            replaces = None
             if local is not None:
                 local.engine_id = engine.id
+                if self.restarts is not None:
+                    replaces = self.restarts.registered(local, engine)
             log.info("engine %d registered (pid %s on %s)", engine.id, engine.pid, engine.hostname)
-            self.router.publish(
-                "engine_registered",
-                {
-                    "engine_id": engine.id,
-                    "uuid": uuid,
-                    "pid": engine.pid,
-                    "hostname": engine.hostname,
-                    "engine_set": engine.engine_set,
-                },
-            )
+            notice: dict[str, Any] = {
+                "engine_id": engine.id,
+                "uuid": uuid,
+                "pid": engine.pid,
+                "hostname": engine.hostname,
+                "engine_set": engine.engine_set,
+            }
+            if replaces is not None:  # started in place of a dead engine (restarts.py)
+                notice["replaces"] = replaces
+            self.router.publish("engine_registered", notice)
         _, frames = self.wire.build(
             "registration_reply",
             {"status": "ok", "id": engine.id, "heartbeat_period": self.heartbeat_period},

@@ -16,15 +16,24 @@ import signal
 import time
 
 from ..protocol.routing import HEARTBEAT_PING
+from .deaths import ProcessEnd, death_of
 from .engines import EngineRegistry, EngineState
-from .launcher import LocalLauncher
+from .launcher import LocalEngine, LocalLauncher, tail
 from .lifecycle import Lifecycle
 from .records import RecordStore
+from .restarts import EngineRestarts
 from .restore import Restorer
 from .router import Router
 from .scheduler import LoadBalancer
 
 log = logging.getLogger("ipar_widgets.controller")
+
+#: seconds a lost local engine's process gets to be seen exiting: its connection closes a
+#: moment before the process is gone, and only its exit says how it died.  The heartbeat
+#: leaves a local engine whose connection closed to the process watch this long; an engine
+#: lost otherwise (its socket unreachable for a task) waits LOCAL_EXIT_WAIT, blocking
+LOCAL_EXIT_GRACE = 2.0
+LOCAL_EXIT_WAIT = 0.1
 
 
 class Liveness:
@@ -52,31 +61,46 @@ class Liveness:
         self.shutdown_grace = shutdown_grace
         #: told when an engine it awaits is lost (set by the Controller)
         self.restorer: Restorer
+        #: replaces local engines that died (set by the Controller)
+        self.restarts: EngineRestarts | None = None
+        #: when each engine's heartbeat connection was found closed (controller clock)
+        self._closed_since: dict[int, float] = {}
 
     def heartbeat(self) -> None:
         """Ping every engine; declare lost those silent too long or no longer connected."""
         now = time.monotonic()
+        for gone in [i for i in self._closed_since if i not in self.engines.by_id]:
+            del self._closed_since[gone]  # stopped on purpose meanwhile
         for engine in list(self.engines):
             if now - engine.last_pong > self.heartbeat_timeout:
                 self.engine_lost(
-                    engine, f"it did not answer heartbeats for {now - engine.last_pong:.1f} s"
+                    engine,
+                    f"it did not answer heartbeats for {now - engine.last_pong:.1f} s",
+                    how="heartbeat",
                 )
             elif (
                 not self.router.send_to_engine([engine.heartbeat, HEARTBEAT_PING])
                 and engine.answered
             ):
-                self.engine_lost(engine, "its connection closed (the process died)")
+                closed = self._closed_since.setdefault(engine.id, now)
+                # a local engine's exit is seen by watch_processes, which knows how it died;
+                # one whose process outlives its connection for long is lost all the same
+                if not engine.local or now - closed > LOCAL_EXIT_GRACE:
+                    self.engine_lost(engine, "its connection closed (the process died)")
 
     def watch_processes(self) -> None:
         """Reap local engine processes that exited, kill those that overstay a stop, and
         finish a shutdown once they are all gone."""
         if self.launcher is None:
             return
-        for local, code in self.launcher.reap():
+        for local, end in self.launcher.reap():
+            code = end.returncode
             if local.engine_id is not None and local.engine_id in self.engines.by_id:
                 self.engine_lost(
                     self.engines.by_id[local.engine_id],
-                    f"its process (pid {local.pid}) exited with code {code}",
+                    f"its process (pid {local.pid}) {end.words()}",
+                    end=end,
+                    local=local,
                 )
             elif local.engine_id is None and local.stop_requested is None:
                 log.error(
@@ -90,13 +114,44 @@ class Liveness:
         if self.lifecycle.stopping:
             self.lifecycle.finish_shutdown_if_done()
 
-    def engine_lost(self, engine: EngineState, reason: str) -> None:
-        """An engine left without being asked: retry or fail its tasks, kill a local one's
-        process (it may only be hung), and tell every client."""
+    def engine_lost(
+        self,
+        engine: EngineState,
+        reason: str,
+        *,
+        how: str = "connection",
+        end: ProcessEnd | None = None,
+        local: LocalEngine | None = None,
+    ) -> None:
+        """An engine left without being asked: write down how (deaths.py), retry or fail
+        its tasks, kill a local one's process (it may only be hung), tell every client, and
+        start a replacement when asked to (restarts.py)."""
         if engine.id not in self.engines.by_id:
             return
-        log.warning("engine %d lost: %s", engine.id, reason)
-        self.engines.unregister(engine, reason)
+        self._closed_since.pop(engine.id, None)
+        if local is None and self.launcher is not None:
+            local = self.launcher.by_engine_id(engine.id)
+            if local is not None and end is None:
+                end = self.launcher.reap_one(local, wait=LOCAL_EXIT_WAIT)
+                if end is not None:
+                    reason = f"its process (pid {local.pid}) {end.words()}"
+        running = next(iter(engine.outstanding), None)
+        rec = self.records.get(running) if running is not None else None
+        death = death_of(
+            engine,
+            reason,
+            how=how,
+            end=end,
+            start_cgroup=local.start_cgroup if local is not None else None,
+            task_outputs=rec.outputs if rec is not None else None,
+            log_path=local.log_path if local is not None else None,
+            log_tail=tail(local.log_path, 10) if local is not None else "",
+        )
+        if self.restarts is not None:
+            death = self.restarts.replace(death, local, self.lifecycle.stopping)
+        record = death.to_json()
+        log.warning("engine %d lost: %s", engine.id, death.cause)
+        self.engines.unregister(engine, reason, record)
         for msg_id in list(engine.outstanding):
             rec = self.records.get(msg_id)
             if rec is None or rec.finished:
@@ -106,13 +161,13 @@ class Liveness:
                 self.balancer.resubmit(rec, engine.id)
                 continue
             self.router.fail_task(
-                rec, "EngineError", f"engine {engine.id} died while it held task {msg_id}: {reason}"
+                rec, "EngineError", death.describe(msg_id), extra={"death": record}
             )
         engine.outstanding.clear()
-        if self.launcher is not None:
-            local = self.launcher.by_engine_id(engine.id)
-            if local is not None:
-                self.launcher.signal(local, signal.SIGKILL)
-        self.router.publish("engine_unregistered", {"engine_id": engine.id, "reason": reason})
+        if self.launcher is not None and local is not None and end is None:
+            self.launcher.signal(local, signal.SIGKILL)  # alive, but lost: hung, or cut off
+        self.router.publish(
+            "engine_unregistered", {"engine_id": engine.id, "reason": reason, "death": record}
+        )
         self.restorer.engine_gone()
         self.balancer.dispatch()

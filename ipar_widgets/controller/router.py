@@ -320,13 +320,20 @@ class Router:
         engine = self.engines.by_id.get(engine_id)
         if engine is None or not self.send(self.engine, [engine.control, client, *signed]):
             reply_type = header["msg_type"].replace("_request", "_reply")
+            # a listed engine whose socket is gone: its process ended, the heartbeat has not
+            # said so yet
+            reason = (
+                self.unknown_engine(engine_id)
+                if engine is None
+                else f"engine {engine_id}'s control connection is closed"
+            )
             self.reply(
                 client,
                 reply_type,
                 {
                     "status": "error",
                     "ename": "EngineError",
-                    "evalue": self.unknown_engine(engine_id),
+                    "evalue": reason,
                     "engine_info": {"engine_id": engine_id},
                 },
                 header,
@@ -349,9 +356,15 @@ class Router:
             raise InvalidMessage("expected [identity, (client,) <IDS|MSG>, ...] from an engine")
         if not self.wire.verify(frames, delim + 1):
             raise InvalidMessage("missing or invalid HMAC signature")
-        if delim == 1:  # from the engine itself: a registration, or a rejoin (control socket)
+        if delim == 1:  # from the engine itself: a registration, a rejoin, a usage report
             header = unpack(frames[delim + 2])
-            if header.get("msg_type") == "registration_request" and (
+            msg_type = header.get("msg_type")
+            if msg_type == "engine_usage":
+                # its CPU and memory (engine/usage.py); one from an engine that left is dropped
+                if engine is not None and ident == engine.usage:
+                    engine.note_sample(unpack(frames[delim + 5]))
+                return
+            if msg_type == "registration_request" and (
                 ident.startswith(SHELL_PREFIX) or ident.startswith(CONTROL_PREFIX)
             ):
                 self.register_engine(ident, header, unpack(frames[delim + 5]), frames[delim + 6 :])
@@ -477,8 +490,17 @@ class Router:
             return True
         return False
 
-    def fail_task(self, rec: TaskRecord, ename: str, evalue: str, status: str = ERROR) -> None:
-        """Finish a task with an error the cluster produced (dead engine, abort, timeout...)."""
+    def fail_task(
+        self,
+        rec: TaskRecord,
+        ename: str,
+        evalue: str,
+        status: str = ERROR,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Finish a task with an error the cluster produced (dead engine, abort, timeout...);
+        ``extra`` goes into the error's content (a dead engine's ``death`` record)."""
         if rec.finished:
             return
         parent: dict[str, Any] = {"msg_id": rec.msg_id, "msg_type": rec.msg_type}
@@ -497,6 +519,8 @@ class Router:
             "engine_info": {"engine_id": rec.engine_id, "method": method},
             "origin": "cluster",
         }
+        if extra:
+            content.update(extra)
         metadata = {
             "engine_id": rec.engine_id,
             "status": status,

@@ -20,7 +20,7 @@ import zmq
 from ipykernel.control import ControlThread
 from ipykernel.iostream import IOPubThread
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
 
 from ..paths import CONNECTION_INFO_VARIABLE, ENGINE_SET_VARIABLE
 from ..protocol.routing import (
@@ -28,6 +28,7 @@ from ..protocol.routing import (
     engine_topic,
     heartbeat_identity,
     shell_identity,
+    usage_identity,
 )
 from ..protocol.sharedmem import SharedArea
 from ..protocol.wire import Wire
@@ -36,6 +37,7 @@ from .kernel import EngineKernel, ShellStream
 from .mpienv import mpi_namespace, mpi_rank
 from .rejoin import ReplyJournal, rejoin_message
 from .session import CountingSession
+from .usage import MIN_INTERVAL, UsageReporter
 
 log = logging.getLogger("ipar_widgets.engine")
 
@@ -83,6 +85,14 @@ class EngineApp(IPKernelApp):
         "Results staged in shared memory count only their frames.",
     ).tag(config=True)
 
+    usage_interval = Float(
+        1.0,
+        help="Seconds between two reports of this engine's CPU use and memory to the "
+        "controller (rc.status(), the progress widget's table, the JupyterLab panel); at "
+        f"least {MIN_INTERVAL:g} s, 0 turns them off. They are sent from a thread of their "
+        "own, off the task path.",
+    ).tag(config=True)
+
     rank_as_id = Bool(
         False,
         help="Started by mpiexec or srun: ask the controller for the MPI rank (from the "
@@ -108,8 +118,19 @@ class EngineApp(IPKernelApp):
         "parent-pid": "EngineApp.parent_pid",
         "registration-timeout": "EngineApp.registration_timeout",
         "controller-timeout": "EngineApp.controller_timeout",
+        "usage-interval": "EngineApp.usage_interval",
         "log-level": "Application.log_level",
     }
+
+    @validate("usage_interval")
+    def _check_usage_interval(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value != 0 and not value >= MIN_INTERVAL:
+            raise TraitError(
+                f"EngineApp.usage_interval: expected 0 (no usage reports) or at least "
+                f"{MIN_INTERVAL:g} seconds, found {proposal['value']!r}"
+            )
+        return value
 
     @default("uuid")
     def _default_uuid(self) -> str:
@@ -303,6 +324,29 @@ class EngineApp(IPKernelApp):
             if hasattr(stream, "topic"):
                 stream.topic = engine_topic(self.engine_id, "stream." + stream.name)
         self.displayhook.topic = engine_topic(self.engine_id, "execute_result")
+        self.start_usage_reports(kernel)
+
+    def start_usage_reports(self, kernel: EngineKernel) -> None:
+        """Report CPU and memory to the controller from a thread of its own (usage.py)."""
+        context = self.context
+        if context is None:
+            raise RuntimeError("the engine's sockets are not set up yet (init_sockets)")
+        self.usage_reporter = UsageReporter(
+            context,
+            self._url("engine"),
+            usage_identity(self.uuid),
+            Wire(self.session.key, session=self.session.session),
+            self.usage_interval,
+            lambda: (kernel.current_task, kernel.current_function),
+        )
+        self.usage_reporter.start()
+
+    def close(self) -> None:
+        """Stop the usage reports first: terminating the zmq context waits for their socket."""
+        reporter = getattr(self, "usage_reporter", None)
+        if reporter is not None:
+            reporter.stop()
+        super().close()  # type: ignore[no-untyped-call]
 
     def init_shell(self) -> None:
         super().init_shell()  # type: ignore[no-untyped-call]

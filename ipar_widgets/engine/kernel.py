@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from functools import partial
@@ -44,6 +45,7 @@ from ..protocol.wire import (
 )
 from .rejoin import ReplyJournal
 from .session import CountingSession
+from .stacks import ShellTask, stack_reply
 
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
@@ -119,6 +121,7 @@ class EngineKernel(IPythonKernel):
         "abort_request",
         "clear_request",
         "signal_request",
+        "stack_request",
         "registration_reply",  # the answer to a rejoin, sent on the control socket
     ]
 
@@ -141,6 +144,10 @@ class EngineKernel(IPythonKernel):
         self.journal: ReplyJournal | None = None
         #: msg_id of the task running now, told to a restored controller when rejoining
         self.current_task: str | None = None
+        #: the name of the function the running apply task calls (usage reports name it)
+        self.current_function: str | None = None
+        #: time.monotonic() when the shell took the running task (stack_request reports it)
+        self.task_began = 0.0
 
     # -- message topics carry the engine id, so clients know who published -------------------------
     def _topic(self, topic: str) -> bytes:
@@ -159,6 +166,10 @@ class EngineKernel(IPythonKernel):
         return BaseComm(*args, **kwargs)
 
     def start(self) -> None:
+        #: the thread that runs tasks (no subshells: the main thread's event loop), whose
+        #: stack a stack_request reads from the control thread (set first: the control
+        #: thread may serve a request as soon as super().start() listens)
+        self.shell_thread_id = threading.get_ident()
         super().start()  # type: ignore[no-untyped-call]
         comm.create_comm = self._create_comm
         # Take the shell socket's messages ourselves: apply requests run right here, in the
@@ -251,10 +262,12 @@ class EngineKernel(IPythonKernel):
             return
         if msg_type == "execute_request":
             self.current_task = header.get("msg_id")
+            self.task_began = time.monotonic()
         if msg_type == "execute_request" and self._take_aborted(header.get("msg_id", "")):
             if not self.wire.verify(msg, delim + 1):
                 self.log.error("dropped an execute_request with an invalid signature")
                 return
+            self.current_task = None  # it never runs: the engine stays idle
             self._reply_aborted(idents, header, "execute_reply")
             return
         await super().dispatch_shell(msg, subshell_id, concurrent=concurrent)
@@ -388,12 +401,14 @@ class EngineKernel(IPythonKernel):
         result_frames: list[Frame] = []
         segments: list[Segment] = []
         self.current_task = msg_id
+        self.task_began = time.monotonic()
         self._apply_running = True
         try:
             buffers: Sequence[Frame] = frames[delim + 6 :]
             if "shm" in request_md:
                 buffers = self._attach(buffers, request_md["shm"])
             f, args, kwargs = unpack_apply(content, buffers, shell.user_ns)
+            self.current_function = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)
             result = list(map(f, *args)) if content.get("map") else f(*args, **kwargs)
             result_frames = dumps(result, f"the result of {getattr(f, '__name__', 'the task')}()")
             if self.shared is not None:
@@ -403,7 +418,7 @@ class EngineKernel(IPythonKernel):
             reply = self._error_content("apply")
         finally:
             self._apply_running = False
-            self.current_task = None
+            self.current_task = self.current_function = None
         for stream in (sys.stdout, sys.stderr):
             # flushing hands off to the IOPub thread and waits: only worth it with output pending
             if getattr(stream, "_buffers", True):
@@ -523,3 +538,21 @@ class EngineKernel(IPythonKernel):
             stream, "signal_reply", {"status": "ok", "signum": int(sig)}, parent, ident
         )
         os.kill(os.getpid(), sig)
+
+    def stack_request(self, stream: Any, ident: list[bytes], parent: dict[str, Any]) -> None:
+        """Where the running task is (``Client.stacks``): its Python frames, read from this
+        (control) thread while the task holds the shell (engine/stacks.py)."""
+        msg_id, applying = self.current_task, self._apply_running
+        task = None
+        if msg_id is not None:
+            method = "apply" if applying else "execute"
+            task = ShellTask(msg_id, self.task_began, method, self.current_function)
+        frame = sys._current_frames().get(self.shell_thread_id)
+        shell = self.shell
+        callers = [EngineKernel._apply.__code__]
+        if shell is not None:
+            callers.append(type(shell).run_code.__code__)  # execute_request's cells
+        content = stack_reply(
+            self.engine_id, task, frame, callers, parent["content"].get("max_frames")
+        )
+        self.counting_session.send(stream, "stack_reply", dict(content), parent, ident)

@@ -14,6 +14,7 @@ from ..client.job import Job
 from ..client.targets import resolve_targets
 from ..client.view import DirectView
 from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RemoteError
+from ..progress import widgets_wanted
 from . import autopx
 from .kernel import KernelOutputs, KernelProgress
 from .live import LiveOutputs, OutputFeed, unfinished_engines, wait_for_cell
@@ -33,6 +34,7 @@ from .options import (
 )
 from .terminal import TerminalOutputs, TerminalProgress
 from .text import as_remote_error, interrupt_text
+from .widgetprogress import WidgetProgress
 
 #: seconds an interrupted execution waits for the engines it signalled to stop (it returns
 #: anyway after that; ``--no-stream`` output is shown only if they stopped)
@@ -42,6 +44,12 @@ INTERRUPTED_WAIT = 1.0
 def _in_kernel(shell: Any) -> bool:
     """Whether the frontend behind ``shell`` can update outputs in place (a Jupyter kernel)."""
     return getattr(shell, "kernel", None) is not None
+
+
+def _kernel_progress(shell: Any, job: Job) -> WidgetProgress | KernelProgress:
+    """A blocking cell's progress in a kernel: the live progress widget (bar and per-engine
+    table), or the text line where widgets are not wanted (``IPAR_NONINTERACTIVE=1``)."""
+    return WidgetProgress(job) if widgets_wanted(None) else KernelProgress(shell)
 
 
 class ParallelMagics:
@@ -278,7 +286,7 @@ class ParallelMagics:
         kernel = _in_kernel(self.shell)
         outputs: LiveOutputs = KernelOutputs(self.shell) if kernel else TerminalOutputs()
         # a terminal's progress line would tangle with the printed output: only in a kernel
-        progress = KernelProgress(self.shell) if kernel else None
+        progress = _kernel_progress(self.shell, ar) if kernel else None
         wait_for_cell(
             ar,
             feed,
@@ -302,7 +310,9 @@ class ParallelMagics:
     ) -> None:
         if not ar.ready():
             feed = feed or OutputFeed(self.view.client, outputs=False)
-            progress = KernelProgress(self.shell) if _in_kernel(self.shell) else TerminalProgress()
+            progress: Any = (
+                _kernel_progress(self.shell, ar) if _in_kernel(self.shell) else TerminalProgress()
+            )
             wait_for_cell(
                 ar,
                 feed,

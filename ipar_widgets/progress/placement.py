@@ -2,6 +2,7 @@
 
 The client learns where a load-balanced task ran only from its reply (or its first output),
 so a live display asks the controller, which knows: one ``status_request`` per refresh.
+The same answer carries each engine's CPU and memory (progress/costs.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from ..client.job import JobClient
+from .costs import EngineCost
 from .snapshot import Placement
 
 log = logging.getLogger("ipar_widgets.progress")
@@ -25,8 +27,14 @@ def query_placement(client: JobClient, timeout: float = 2.0) -> Placement | None
         return None
     running: dict[int, str | None] = {}
     busy_for: dict[int, float | None] = {}
+    costs: dict[int, EngineCost] = {}
     for engine in status.get("engines", []):
         engine_id = int(engine["id"])
         running[engine_id] = engine.get("running")
         busy_for[engine_id] = engine.get("busy_for")
-    return Placement(running, busy_for)
+        cost = EngineCost.from_status(engine)  # its usage report, in the same answer
+        if cost is not None:
+            costs[engine_id] = cost
+    totals = status.get("costs")
+    total = EngineCost.from_status(totals) if isinstance(totals, dict) else None
+    return Placement(running, busy_for, costs, total)

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import statistics
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..client.job import Job
+from ..client.job import DeathRecords, Job, RetriedTasks, TaskArguments
 from ..error import TaskAborted
 from ..protocol.wire import utcnow
+from .costs import EngineCost
+from .failures import FailureGroup, FailureGroups
 
 __all__ = [
     "Snapshot",
     "EngineRow",
     "FirstError",
+    "FailureGroup",
     "Placement",
     "ProgressTracker",
     "take_snapshot",
@@ -37,6 +41,8 @@ __all__ = [
 STRAGGLER_FACTOR = 3.0
 #: finished tasks needed before an ETA is shown
 ETA_MIN_TASKS = 3
+#: seconds a fetch of failed tasks' arguments may take (ProgressTracker.fetch_arguments)
+ARGS_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class EngineRow:
     current_for: float | None = None  # seconds the task it runs now has run
     straggler: bool = False
     last_stdout: str = ""
+    #: its CPU and memory now (its latest usage report; None: not reported, or it is gone)
+    cost: EngineCost | None = None
+    #: how it died ('' while it lives), e.g. "died: killed by SIGKILL, peak 312 MB,
+    #: replaced by engine 7" (enginedeath.py), and the engine that replaced it
+    death: str = ""
+    replaced_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,13 @@ class Snapshot:
     #: about the connection to the controller: '' while fine, else e.g. "controller
     #: restarted, reconnected" (client/reconnect.py)
     connection: str = ""
+    #: the failed tasks grouped by exception type and message pattern, most frequent first
+    #: (progress/failures.py)
+    failure_groups: tuple[FailureGroup, ...] = ()
+    #: tasks resubmitted by ``retry_failed`` so far (a task retried twice counts twice)
+    retried: int = 0
+    #: the whole cluster's CPU and memory (all engines, not only this job's), while running
+    cost_total: EngineCost | None = None
     taken_at: datetime = field(default_factory=utcnow, compare=False)
 
     @property
@@ -147,6 +166,9 @@ class Placement:
 
     running: dict[int, str | None] = field(default_factory=dict)
     busy_for: dict[int, float | None] = field(default_factory=dict)
+    #: each engine's CPU and memory (progress/costs.py), and the cluster's total
+    costs: dict[int, EngineCost] = field(default_factory=dict)
+    cost_total: EngineCost | None = None
 
 
 def estimate_eta(
@@ -222,6 +244,17 @@ class ProgressTracker:
         self._first_submitted: datetime | None = None
         self._unfinished: list[int] = []
         self._known = 0  # tasks of the job seen so far (a lazy map's grows)
+        self._groups = FailureGroups()
+        #: failed or aborted msg_id -> (which, items, engine id, seconds it ran): what a
+        #: retry un-counts
+        self._failed_folds: dict[str, tuple[str, int, Any, float]] = {}
+        self._first_error_id: str | None = None
+        self._replaceable = job if isinstance(job, RetriedTasks) else None
+        self._replaced = 0  # how many of the job's replacements are applied
+        self._retried = 0
+        #: how the client's engines died (Client.engine_deaths), for the rows of dead ones
+        client = job.client
+        self._deaths = client.engine_deaths if isinstance(client, DeathRecords) else None
 
     # -- folding finished tasks in --------------------------------------------------------------
     def _sync_tasks(self) -> None:
@@ -266,6 +299,7 @@ class ProgressTracker:
                 self._aborted += n
                 if row is not None:
                     row.aborted += n
+                self._failed_folds[msg_id] = ("aborted", n, engine_id, took or 0.0)
             elif isinstance(value, BaseException):
                 self._failed += n
                 self._failed_tasks += 1
@@ -273,12 +307,94 @@ class ProgressTracker:
                     row.failed += n
                 if self._first_error is None:
                     self._first_error = _error_of(value, engine_id)
+                    self._first_error_id = msg_id
+                self._failed_folds[msg_id] = ("failed", n, engine_id, took or 0.0)
+                self._groups.add(msg_id, value, engine_id if isinstance(engine_id, int) else None)
             else:
                 self._done += n
                 if row is not None:
                     row.done += n
             if row is not None and md["stdout"]:
                 row.stdout = _last_line(md["stdout"]) or row.stdout
+
+    # -- retried tasks ------------------------------------------------------------------------
+    def _apply_replacements(self, replaced: list[tuple[str, str]]) -> None:
+        """A retry put new tasks in failed ones' places: un-count the failures and wait for
+        the new tasks.  A replaced task whose failure was not folded yet is never folded (its
+        msg_id has no place any more)."""
+        back: list[int] = []
+        self._retried += len(replaced)
+        for old, new in replaced:
+            i = self._index.pop(old, None)
+            if i is None:  # a tracker made after the retry found the new msg_id in place
+                continue
+            self._index[new] = i
+            if old in self._finished:
+                self._finished.discard(old)
+                self._unfold(old)
+                back.append(i)
+        if back:
+            self._unfinished = sorted(set(self._unfinished).union(back))
+
+    def _unfold(self, msg_id: str) -> None:
+        folded = self._failed_folds.pop(msg_id, None)
+        if folded is None:
+            return
+        which, n, engine_id, took = folded
+        row = self._engines.get(engine_id) if isinstance(engine_id, int) else None
+        self._serial -= took
+        if row is not None:
+            row.busy -= took
+        if which == "aborted":
+            self._aborted -= n
+            if row is not None:
+                row.aborted -= n
+            return
+        self._failed -= n
+        self._failed_tasks -= 1
+        if row is not None:
+            row.failed -= n
+        self._groups.remove(msg_id)
+        if self._first_error_id == msg_id:
+            self._first_error = self._first_error_id = None
+            for other in self._failed_folds:  # the earliest failure left, if any
+                found = self._groups.failure_of(other)
+                if found is not None:
+                    self._first_error = _error_of(found[0], found[1])
+                    self._first_error_id = other
+                    break
+
+    # -- the failed tasks' arguments ----------------------------------------------------------
+    def fetch_arguments(
+        self, on_done: Callable[[], None] | None = None, timeout: float = ARGS_TIMEOUT
+    ) -> bool:
+        """Fetch, in a thread of its own, the arguments of the tasks the failure groups show
+        that have none yet (the first few of each group), from the job's client (which reads
+        them from the controller's records); ``on_done()`` once they are in the groups.
+        Called when a display first shows a group; False if there was nothing to fetch."""
+        with self._lock:
+            wanted = self._groups.wanting_arguments()
+            if not wanted:
+                return False
+            client = self.job.client
+            if not isinstance(client, TaskArguments):
+                self._groups.note_arguments(wanted, "arguments not available from this client")
+                return False
+            self._groups.note_arguments(wanted, "fetching arguments…")
+
+        def fetch() -> None:
+            note = "arguments not available (the controller keeps no record of them)"
+            try:
+                reprs = client.task_arguments(wanted, timeout)
+            except Exception as exc:
+                reprs, note = {}, f"arguments not available: {exc}"
+            with self._lock:
+                self._groups.set_arguments({m: reprs.get(m) for m in wanted}, note)
+            if on_done is not None:
+                on_done()
+
+        threading.Thread(target=fetch, name="ipar-failure-arguments", daemon=True).start()
+        return True
 
     # -- the snapshot -------------------------------------------------------------------------
     def snapshot(self, placement: Placement | None = None, *, per_engine: bool = True) -> Snapshot:
@@ -288,11 +404,16 @@ class ProgressTracker:
         needs none), which makes the snapshot cost independent of the unfinished tasks."""
         job = self.job
         with self._lock:
+            # replacements first: a new task's result read below then has its place
+            replaced = self._replaceable.replaced_since(self._replaced) if self._replaceable else []
             # readiness first: once it is true, the arrivals read after it are all of them
             ready = job.ready()
             arrived = job.arrived_since(self._folded)
             self._sync_tasks()  # after: every task that arrived was listed before it did
             self._folded += len(arrived)
+            if replaced:
+                self._replaced += len(replaced)
+                self._apply_replacements(replaced)
             self._fold(arrived)
             return self._build(placement, ready, per_engine)
 
@@ -345,6 +466,7 @@ class ProgressTracker:
                     and len(self._durations) >= ETA_MIN_TASKS
                     and current > STRAGGLER_FACTOR * median * max(1, slot["running"])
                 )
+                death = self._deaths.get(engine_id) if self._deaths is not None else None
                 rows.append(
                     EngineRow(
                         engine_id=engine_id,
@@ -356,6 +478,9 @@ class ProgressTracker:
                         current_for=current,
                         straggler=straggler,
                         last_stdout=slot["stdout"] or totals.stdout,
+                        cost=placement.costs.get(engine_id) if placement is not None else None,
+                        death=death.summary() if death is not None else "",
+                        replaced_by=death.replaced_by if death is not None else None,
                     )
                 )
         finished = self._done + self._failed + self._aborted
@@ -398,6 +523,9 @@ class ProgressTracker:
             median_task_time=median,
             wall_time=wall,
             connection=job.client.connection_note,
+            failure_groups=self._groups.groups(),
+            retried=self._retried,
+            cost_total=placement.cost_total if placement is not None else None,
             taken_at=now,
         )
 

@@ -12,9 +12,17 @@ import sys
 import time
 from typing import IO
 
+from .failures import groups_line
 from .snapshot import Snapshot
 
-__all__ = ["TerminalDisplay", "format_seconds", "format_eta", "status_line", "summary_line"]
+__all__ = [
+    "TerminalDisplay",
+    "format_seconds",
+    "format_eta",
+    "status_line",
+    "summary_line",
+    "failures_line",
+]
 
 
 def format_seconds(s: float) -> str:
@@ -48,6 +56,8 @@ def status_line(snap: Snapshot) -> str:
         parts.append(f"{snap.failed} failed")
     if snap.aborted:
         parts.append(f"{snap.aborted} aborted")
+    if snap.retried:
+        parts.append(f"{snap.retried} retried")
     parts.append(f"{format_seconds(snap.elapsed)} elapsed")
     if snap.eta is not None and not snap.ready:
         parts.append(f"{format_eta(snap.eta)} left")
@@ -69,6 +79,14 @@ def summary_line(snap: Snapshot) -> str:
     if not snap.ready:
         text += " (stopped waiting before the end)"
     return text
+
+
+def failures_line(snap: Snapshot) -> str:
+    """``failed: ValueError: bad input <n> ×37, MemoryError ×2`` ('' when nothing failed):
+    the failure groups, most frequent first (progress/failures.py)."""
+    if not snap.failure_groups:
+        return ""
+    return "failed: " + groups_line(snap.failure_groups)
 
 
 class TerminalDisplay:
@@ -115,6 +133,10 @@ class TerminalDisplay:
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
         self.stream.write(summary_line(snap) + "\n")
-        self.stream.flush()
         self.lines += 1
+        failures = failures_line(snap)
+        if failures:
+            self.stream.write(failures + "\n")
+            self.lines += 1
+        self.stream.flush()
         self._width = 0

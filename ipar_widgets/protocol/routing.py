@@ -24,6 +24,7 @@ Identities (ZMQ routing ids)::
     s:<uuid>         an engine's shell socket (tasks and their replies)
     c:<uuid>         an engine's control socket
     h:<uuid>         an engine's heartbeat socket (echoes HEARTBEAT_PING)
+    u:<uuid>         an engine's usage reports (``engine_usage``: CPU, memory), once a second
     b"controller"    the requester named in messages the controller itself sends an engine
 
 Topics on the controller's notify socket (clients subscribe by prefix)::
@@ -64,6 +65,7 @@ __all__ = [
     "shell_identity",
     "subscription",
     "topic_for",
+    "usage_identity",
     "waiter_identity",
 ]
 
@@ -197,6 +199,11 @@ def control_identity(uuid: str) -> bytes:
 
 def heartbeat_identity(uuid: str) -> bytes:
     return b"h:" + uuid.encode()
+
+
+def usage_identity(uuid: str) -> bytes:
+    """The identity of an engine's usage reports (CPU, memory: engine/usage.py)."""
+    return b"u:" + uuid.encode()
 
 
 # -- notify topics -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 from .. import paths
 from ..cluster import control, enginesets
 from ..cluster.discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
+from ..enginedeath import EngineDeath
 from ..error import ClusterError, EngineStartFailed
 from ..error import NoAnswer as ControllerSilent
 
@@ -123,7 +124,40 @@ def engine_json(engine: dict[str, Any]) -> dict[str, Any]:
         "queue": engine.get("queue", 0),
         "completed": engine.get("completed", 0),
         "failed": engine.get("failed", 0),
+        # its latest usage report (None: none yet, or reports are off)
+        "cpu": engine.get("cpu"),
+        "rss": engine.get("rss"),
+        "peak_rss": engine.get("peak_rss"),
+        "gpu_memory": engine.get("gpu_memory"),
     }
+
+
+#: the most recent engine deaths the panel lists
+DEATHS_SHOWN = 10
+
+
+def deaths_json(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The engines that died lately, newest first, in the words the widget uses."""
+    out = []
+    for entry in reversed(status.get("unregistered") or []):
+        record = entry.get("death")
+        if not isinstance(record, dict):
+            continue  # stopped on purpose
+        death = EngineDeath.from_json(record)
+        out.append(
+            {
+                "engine_id": death.engine_id,
+                "at": death.at,
+                "cause": death.cause,
+                "summary": death.summary(),
+                "report": death.describe(),
+                "oom": death.oom,
+                "replaced_by": death.replaced_by,
+            }
+        )
+        if len(out) == DEATHS_SHOWN:
+            break
+    return out
 
 
 def activity_json(status: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +165,8 @@ def activity_json(status: dict[str, Any]) -> dict[str, Any]:
     return {
         "tasks": dict(status.get("tasks", {})),
         "engines": [engine_json(e) for e in status.get("engines", [])],
+        "costs": dict(status.get("costs") or {}),  # the engines' usage summed
+        "deaths": deaths_json(status),
         "records": status.get("records", 0),
         "stopping": bool(status.get("stopping", False)),
     }

@@ -12,8 +12,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..client.job import Job
+from ..progress.costs import format_cpu, total_line
+from ..progress.failures import GROUPS_SHOWN, FailureGroup
 from ..progress.snapshot import EngineRow, FirstError, ProgressTracker, Snapshot
-from ..progress.terminal import format_eta, format_seconds, summary_line
+from ..progress.terminal import failures_line, format_eta, format_seconds, summary_line
 from . import templates
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ __all__ = [
     "progress_text",
     "failure_title",
     "traceback_html",
+    "group_details_html",
+    "failure_groups_html",
     "job_html",
     "client_html",
     "strip_ansi",
@@ -63,6 +67,8 @@ def head_html(snap: Snapshot, state: str | None = None) -> str:
         counts.append(f'<span class="ipar-failed">{snap.failed} failed{tasks}</span>')
     if snap.aborted:
         counts.append(f'<span class="ipar-aborted">{snap.aborted} aborted</span>')
+    if snap.retried:
+        counts.append(f"{snap.retried} retried")
     if not snap.ready or snap.running or snap.pending:
         counts.append(f"{snap.running} running")
         counts.append(f"{snap.pending} pending")
@@ -95,7 +101,13 @@ def _columns(snap: Snapshot) -> list[tuple[str, str]]:
     cols = [("engine", ""), ("done", ""), ("running", ""), ("failed", "")]
     if any(r.aborted for r in snap.engines):
         cols.append(("aborted", ""))
-    cols += [("busy", ""), ("current task", ""), ("last output", "ipar-text")]
+    cols += [("busy", "")]
+    if any(r.cost is not None for r in snap.engines):  # the engines' usage reports
+        cols += [("CPU", ""), ("memory", "")]
+    cols += [("current task", "")]
+    if any(r.death for r in snap.engines):
+        cols.append(("died", "ipar-text"))
+    cols.append(("last output", "ipar-text"))
     return cols
 
 
@@ -111,9 +123,18 @@ def _cells(row: EngineRow, cols: list[tuple[str, str]]) -> list[str]:
         "aborted": str(row.aborted),
         "busy": format_seconds(row.busy_time),
         "current task": current,
+        "CPU": format_cpu(row.cost.cpu) if row.cost is not None else "",
+        "memory": row.cost.memory_text if row.cost is not None else "",
+        "died": row.death.removeprefix("died: "),
         "last output": row.last_stdout,
     }
     return [values[name] for name, _ in cols]
+
+
+def costs_html(snap: Snapshot) -> str:
+    """The cluster's total CPU and memory under the table ('' without usage reports)."""
+    line = total_line(snap.cost_total, snap.engines_total)
+    return f'<div class="ipar-costs">{_e(line)}</div>' if line else ""
 
 
 def table_html(snap: Snapshot) -> str:
@@ -126,7 +147,7 @@ def table_html(snap: Snapshot) -> str:
     for row in snap.engines:
         cells = []
         for (name, cls), value in zip(cols, _cells(row, cols), strict=True):
-            if name == "failed" and row.failed:
+            if (name == "failed" and row.failed) or name == "died":
                 cls = (cls + " ipar-failed").strip()
             if name == "last output":
                 cls = "ipar-text ipar-stdout"
@@ -135,9 +156,13 @@ def table_html(snap: Snapshot) -> str:
                 if name == "last output"
                 else f'<td class="{cls}">{_e(value)}</td>'
             )
-        tr_class = ' class="ipar-straggler"' if row.straggler else ""
+        tr_class = (
+            ' class="ipar-straggler"'
+            if row.straggler
+            else (' class="ipar-dead"' if row.death else "")
+        )
         rows.append(f"<tr{tr_class}>{''.join(cells)}</tr>")
-    return templates.TABLE.format(head=head, rows="".join(rows))
+    return templates.TABLE.format(head=head, rows="".join(rows)) + costs_html(snap)
 
 
 def failure_title(snap: Snapshot) -> str:
@@ -159,19 +184,55 @@ def traceback_html(err: FirstError) -> str:
     )
 
 
+def group_details_html(group: FailureGroup) -> str:
+    """What one failure group expands to: where its first task failed, that task's
+    traceback, and the arguments of its first tasks (once fetched)."""
+    where = f" on engine {group.engine_id}" if group.engine_id is not None else ""
+    first = f"first{where}: {group.ename}" + (f": {group.evalue}" if group.evalue else "")
+    if group.args:
+        items = "".join(templates.FAILURE_ARG.format(arg=_e(a)) for a in group.args)
+        args = templates.FAILURE_ARGS.format(
+            title=f"arguments of the first {len(group.args)}" if group.count > 1 else "arguments",
+            items=items,
+        )
+    else:
+        args = f'<div class="ipar-muted">{_e(group.args_note)}</div>' if group.args_note else ""
+    return templates.FAILURE_GROUP_BODY.format(
+        first=_e(first[:300]),
+        traceback=_e(strip_ansi(group.traceback or f"{group.ename}: {group.evalue}")),
+        args=args,
+    )
+
+
+def failure_groups_html(snap: Snapshot) -> str:
+    """The failure groups as collapsed sections, most frequent first ('' if none failed)."""
+    groups = snap.failure_groups
+    if not groups:
+        return ""
+    sections = [
+        templates.FAILURE_GROUP.format(title=_e(g.label), body=group_details_html(g))
+        for g in groups[:GROUPS_SHOWN]
+    ]
+    if len(groups) > GROUPS_SHOWN:
+        rest = sum(g.count for g in groups[GROUPS_SHOWN:])
+        sections.append(
+            f'<div class="ipar-muted">and {len(groups) - GROUPS_SHOWN} more kinds of '
+            f"failure ({rest} tasks)</div>"
+        )
+    return templates.FAILURE_GROUPS.format(sections="".join(sections))
+
+
 def progress_html(
     snap: Snapshot, *, state: str | None = None, style: bool = True, failure: bool = True
 ) -> str:
-    """The whole picture as one HTML fragment: header, table and (collapsed) first failure.
+    """The whole picture as one HTML fragment: header, table and the (collapsed) failure
+    groups.
 
     ``style=False`` leaves out the ``<style>`` block (the live widget sends it once).
     """
     body = head_html(snap, state) + table_html(snap)
-    if failure and snap.first_error is not None:
-        body += templates.FAILURE_DETAILS.format(
-            title=_e(failure_title(snap)),
-            traceback=_e(strip_ansi(snap.first_error.traceback or "")),
-        )
+    if failure:
+        body += failure_groups_html(snap)
     out = templates.BOX.format(body=body)
     return (templates.STYLE_TAG + out) if style else out
 
@@ -188,8 +249,12 @@ def progress_text(snap: Snapshot, state: str | None = None) -> str:
         for row in table:
             cells = [row[i].rjust(widths[i]) for i in range(len(cols) - 1)] + [row[-1][:60]]
             lines.append("  ".join(cells).rstrip())
-    if snap.first_error is not None:
-        lines.append(failure_title(snap))
+        costs = total_line(snap.cost_total, snap.engines_total)
+        if costs:
+            lines.append(costs)
+    failures = failures_line(snap)
+    if failures:
+        lines.append(failures)
     return "\n".join(lines)
 
 

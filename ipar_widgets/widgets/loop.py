@@ -143,6 +143,16 @@ class UpdateLoop:
         with self._cond:
             return self._cond.wait_for(lambda: not self._views, timeout)
 
+    def follow_again(self, view: LiveView) -> None:
+        """Refresh ``view`` again although its job had ended (a retry gave it new tasks): it
+        is registered again if the loop dropped it.  (One whose final update is being sent
+        is kept: the loop drops a view only if it is still done, see _run.)"""
+        with self._cond:
+            if view in self._views:
+                self._cond.notify_all()
+                return
+        self.add(view)
+
     def remove(self, view: LiveView) -> bool:
         with self._cond:
             if view not in self._views:
@@ -211,7 +221,9 @@ class UpdateLoop:
                         view.finished()
                     except Exception:
                         log.exception("final update of a progress widget failed")
-                    self.remove(view)
+                    with self._cond:  # follow_again takes it too: drop it or keep it, not both
+                        if view.done():  # else a retry gave its job new tasks meanwhile
+                            self.remove(view)
                     continue
                 if now < due:
                     wait = min(wait, due - now)

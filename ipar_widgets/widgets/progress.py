@@ -7,7 +7,10 @@ JupyterLab, Notebook 7 and VS Code):
   on), the Cancel button, and the "Interrupt running tasks" button Cancel offers;
 - an ``HTML`` body: counts, times, ETA range, speedup, busy engines, then the per-engine table
   (:func:`~ipar_widgets.widgets.html.progress_html`, the same HTML as the static snapshot);
-- an ``Accordion`` with the first failure's remote traceback, added at the first failure;
+- an ``Accordion`` (dom class ``ipar-failure-groups``) with one section per failure group
+  (``ValueError: bad input <n> ×37``: progress/failures.py), each with its first traceback and
+  its first tasks' arguments, added at the first failure; the "Retry failed" button beside
+  the bar from then on (``job.retry_failed()``; the widget then follows the new tasks);
 - a note line for what Cancel did.
 
 The widgets hold no logic: :meth:`ProgressView.changes` turns a snapshot into the traits
@@ -19,8 +22,10 @@ notebook shows where widgets do not render.
 
 from __future__ import annotations
 
+import html
 import signal
 import threading
+import time
 import uuid
 from concurrent.futures import ALL_COMPLETED
 from typing import Any
@@ -28,15 +33,19 @@ from typing import Any
 import ipywidgets as w
 from IPython.display import display, update_display
 
-from ..client.job import Job, condition_for, unfinished
+from ..client.job import Job, RetriedTasks, condition_for, unfinished
+from ..client.stacks import StacksClient
 from ..client.waiting import wait_until
 from ..progress import widgets_wanted
+from ..progress.failures import GROUPS_SHOWN, FailureGroup
 from ..progress.placement import query_placement
 from ..progress.snapshot import ProgressTracker, Snapshot
 from . import templates
 from .clicks import route_off_main_thread
-from .html import failure_title, progress_html, progress_text, traceback_html
+from .html import group_details_html, progress_html, progress_text
 from .loop import Changes, UpdateLoop, get_loop
+from .notify import job_notice, notify_job_ended
+from .stacks import STACKS_TIMEOUT, area_html, asking_html, failed_html
 
 __all__ = ["ProgressView", "display_progress", "wait_with_widget", "REFRESH_PERIOD"]
 
@@ -73,9 +82,21 @@ class ProgressView:
         self.cancel_requested = False
         self.interrupt_offered = False
         self.clicks_routed = False
+        #: the "Where is it stuck?" area ('' until the button is clicked; widgets/stacks.py)
+        self.stacks_html = ""
+        self.stacks_asking = False
+        #: tell the front end when the job ends (widgets/notify.py): the user is not
+        #: watching a job shown with ar.display(), nor one a wait stopped following
+        self.notify_when_done = False
         self.last_snapshot: Snapshot | None = None
+        self.retrying = False  # a Retry click is being handled
         self._closed = threading.Event()
+        self._publish_lock = threading.Lock()  # the final picture, against a retry
+        self._published_groups: tuple[FailureGroup, ...] = ()
         self._build()
+        # what a retry of an ended job brings back, and where the failure groups go
+        self._live_controls = tuple(self.controls.children)
+        self._base_children = tuple(self.box.children)
 
     # -- the widgets ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -106,26 +127,48 @@ class ProgressView:
         )
         self.cancel_button.on_click(self._on_cancel)
         self.interrupt_button.on_click(self._on_interrupt)
-        self.controls = w.HBox([self.cancel_button, self.interrupt_button])
-        self.bar_row = w.HBox([self.bar, self.controls], layout=w.Layout(align_items="center"))
+        # offered only where the job's client can ask engines for their stacks (a Client)
+        self.stacks_button = w.Button(
+            description="Where is it stuck?",
+            icon="search",
+            tooltip="show the Python stack of each running task, the longest-running first",
+            layout=w.Layout(
+                width="auto",
+                display="" if isinstance(self.job.client, StacksClient) else "none",
+            ),
+        )
+        self.stacks_button.on_click(self._on_stacks)
+        self.stacks_area = w.HTML(
+            value="", layout=w.Layout(display="none"), _dom_classes=("ipar-stacks",)
+        )
+        self.controls = w.HBox([self.cancel_button, self.interrupt_button, self.stacks_button])
+        self.retry_button = w.Button(
+            description="Retry failed",
+            icon="redo",
+            button_style="warning",
+            tooltip="run the failed tasks again (on other engines where their engine died)",
+            layout=w.Layout(width="auto", display="none"),
+        )
+        self.retry_button.on_click(self._on_retry)
+        self.bar_row = w.HBox(
+            [self.bar, self.controls, self.retry_button], layout=w.Layout(align_items="center")
+        )
         self.body = w.HTML(value="")
-        self.failure: w.Accordion | None = None  # made at the first failure
+        self.failure: w.Accordion | None = None  # the failure groups, made at the first failure
+        self._group_panes: list[w.HTML] = []  # the sections' contents, reused as groups change
         self.note_html = w.HTML(value="")
         self.box = w.VBox(
-            [self.style, self.bar_row, self.body, self.note_html],
+            [self.style, self.bar_row, self.body, self.stacks_area, self.note_html],
             layout=w.Layout(width="100%"),
             _dom_classes=("ipar-progress",),
         )
 
-    def _failure_widget(self, snap: Snapshot) -> w.Accordion:
-        """The collapsed first failure.  Made once, complete, so showing it costs one update
-        (the box's children) besides the new widgets' own opening messages."""
-        assert snap.first_error is not None
-        return w.Accordion(
-            children=[w.HTML(value=traceback_html(snap.first_error))],
-            titles=(failure_title(snap)[:200],),
-            selected_index=None,
-        )
+    def _failure_panes(self, groups: tuple[FailureGroup, ...]) -> tuple[w.HTML, ...]:
+        """One section content per shown group; a new one is made complete (its value in
+        its opening message), so a new group costs no update of its own."""
+        for group in groups[len(self._group_panes) :]:
+            self._group_panes.append(w.HTML(value=group_details_html(group)))
+        return tuple(self._group_panes[: len(groups)])
 
     # -- showing --------------------------------------------------------------------------------
     def bundle(self, snap: Snapshot | None = None) -> dict[str, Any]:
@@ -142,18 +185,28 @@ class ProgressView:
         display(self.bundle(), raw=True, display_id=self.display_id)
         self.loop.add(self)
         self.job.add_done_callback(lambda _: self.loop.wake())
+        if isinstance(self.job, RetriedTasks):  # ar.retry_failed() in code, or our button
+            self.job.add_retry_callback(lambda _: self._follow_retried())
 
     def finished(self) -> None:
         """The loop sent the final update: make the output carry the final static picture."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        snap = self.last_snapshot or self.tracker.snapshot()
+        with self._publish_lock:
+            if not self.job.ready():
+                return  # a retry gave the job new tasks: the next final update publishes
+            snap = self.last_snapshot or self.tracker.snapshot()
+            first = not self._closed.is_set()
+            if not first and snap.failure_groups == self._published_groups:
+                return  # published; again only when failed tasks' arguments came since
+            self._closed.set()
+            self._published_groups = snap.failure_groups
         from IPython import get_ipython
 
         if get_ipython() is None:
             return  # nowhere to publish (the widget's model was used without a shell)
         update_display(self.bundle(snap), raw=True, display_id=self.display_id)
+        if first and self.notify_when_done:
+            self.loop.budget.spend(1)  # the notice's one message counts like an update
+            notify_job_ended(self.box, job_notice(snap, self.state_word))
 
     # -- the loop's side --------------------------------------------------------------------------
     def done(self) -> bool:
@@ -187,7 +240,9 @@ class ProgressView:
         if ended:
             wanted.append((self.controls, {"children": ()}))
         else:
+            wanted.append((self.controls, {"children": self._live_controls}))  # after a retry
             wanted.append((self.cancel_button, {"disabled": self.cancel_requested}))
+            wanted.append((self.stacks_button, {"disabled": self.stacks_asking}))
             wanted.append(
                 (
                     self.interrupt_button.layout,
@@ -195,14 +250,52 @@ class ProgressView:
                 )
             )
         wanted.append((self.note_html, {"value": self._note_html()}))
-        if snap.first_error is not None:
-            if self.failure is None:
-                self.failure = self._failure_widget(snap)
-            children = (self.style, self.bar_row, self.body, self.failure, self.note_html)
-            wanted.insert(2, (self.box, {"children": children}))
-            # last: "(and 3 others failed)" may lag a refresh when the budget is short
-            wanted.append((self.failure, {"titles": (failure_title(snap)[:200],)}))
-        return wanted
+        wanted.append((self.stacks_area, {"value": self.stacks_html}))
+        wanted.append((self.stacks_area.layout, {"display": "" if self.stacks_html else "none"}))
+        first, rest = self._failures_wanted(snap)
+        wanted[2:2] = first  # showing the failure area comes right after the bar and body
+        return wanted + rest
+
+    def _failures_wanted(self, snap: Snapshot) -> tuple[Changes, Changes]:
+        """The Retry button and the failure groups (one Accordion section each, after the
+        body), as (what matters most, the rest); a group shown for the first time starts
+        the fetch of its first tasks' arguments."""
+        retriable = isinstance(self.job, RetriedTasks) and snap.failed_tasks > 0
+        first: Changes = []
+        wanted: Changes = [
+            (self.retry_button, {"disabled": self.retrying}),
+            (self.retry_button.layout, {"display": "" if retriable else "none"}),
+        ]
+        groups = snap.failure_groups[:GROUPS_SHOWN]
+        if not groups and self.failure is None:
+            return first, wanted
+        panes = self._failure_panes(groups)
+        titles = tuple(g.label[:200] for g in groups)
+        if self.failure is None:
+            self.failure = w.Accordion(
+                children=panes,
+                titles=titles,
+                selected_index=None,
+                _dom_classes=("ipar-failure-groups",),
+            )
+        children = list(self._base_children)
+        if groups:
+            children.insert(children.index(self.body) + 1, self.failure)
+        first.append((self.box, {"children": tuple(children)}))
+        # last: a count may lag a refresh when the budget is short
+        wanted += [(pane, {"value": group_details_html(g)}) for pane, g in zip(panes, groups)]
+        wanted.append((self.failure, {"children": panes, "titles": titles}))
+        if groups:
+            # the arguments of tasks shown for the first time (a no-op when none is new),
+            # fetched off this thread; a refresh follows when they are in
+            self.tracker.fetch_arguments(on_done=self._arguments_in)
+        return first, wanted
+
+    def _arguments_in(self) -> None:
+        """The failed tasks' arguments came (in the fetching thread): shown at the next
+        refresh; once the job has ended the loop takes the view back for one more final
+        update, and the static picture is published again."""
+        self.loop.follow_again(self)
 
     def changes(self, final: bool = False) -> Changes:
         snap = self.snapshot()
@@ -214,7 +307,8 @@ class ProgressView:
         return out
 
     def _note_html(self) -> str:
-        return f'<div class="ipar-box ipar-muted">{self.note}</div>' if self.note else ""
+        note = html.escape(self.note)  # plain text: an error's message may hold '<'
+        return f'<div class="ipar-box ipar-muted">{note}</div>' if note else ""
 
     # -- the buttons (run in our subshell, or in the main thread once it is free) ------------------
     def _on_cancel(self, _button: Any = None) -> None:
@@ -254,6 +348,54 @@ class ProgressView:
         self.interrupt_offered = False
         self.loop.wake()
 
+    def _on_stacks(self, _button: Any = None) -> None:
+        """Ask the engines running this job's tasks for their stacks and show them; it
+        blocks up to STACKS_TIMEOUT, so its click is routed off the main thread."""
+        client = self.job.client
+        if self.stacks_asking or not isinstance(client, StacksClient):
+            return
+        self.stacks_asking = True
+        self.stacks_html = asking_html()
+        self.loop.wake()
+        try:
+            found = client.stacks(timeout=STACKS_TIMEOUT, tasks=unfinished(self.job))
+        except Exception as exc:
+            self.stacks_html = failed_html(str(exc))
+        else:
+            self.stacks_html = area_html(list(found.values()), time.strftime("%H:%M:%S"))
+        finally:
+            self.stacks_asking = False
+        self.loop.wake()
+
+    def _on_retry(self, _button: Any = None) -> None:
+        """Resubmit the failed tasks; the widget follows the new ones to the end (the update
+        loop takes it back if it had sent its final update)."""
+        job = self.job
+        if self.retrying or not isinstance(job, RetriedTasks):
+            return
+        self.retrying = True
+        self.loop.wake()
+        try:
+            outcome = job.retry_failed()
+        except Exception as exc:
+            self.note = f"Could not retry: {exc}"
+        else:
+            self.note = str(outcome)
+            if outcome:
+                self._follow_retried()
+        finally:
+            self.retrying = False
+        self.loop.wake()
+
+    def _follow_retried(self) -> None:
+        """A retry gave the job new tasks: follow them to the end, as a new run (Cancel is
+        back, the final picture and notice are published again)."""
+        self.state_word = None
+        self.cancel_requested = self.interrupt_offered = False
+        with self._publish_lock:
+            self._closed.clear()
+        self.loop.follow_again(self)
+
     def _running_engines(self) -> list[int]:
         """Engines running one of this job's tasks, per the controller."""
         placement = query_placement(self.job.client)
@@ -281,7 +423,10 @@ def display_progress(job: Job) -> None:
         print(progress_text(ProgressTracker(job).snapshot()))
         return
     view = ProgressView(job)
-    view.clicks_routed = route_off_main_thread(view.cancel_button, view.interrupt_button)
+    view.notify_when_done = True
+    view.clicks_routed = route_off_main_thread(
+        view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
+    )
     view.show()
 
 
@@ -299,11 +444,17 @@ def wait_with_widget(
     """
     period = REFRESH_PERIOD if interval is None else max(REFRESH_PERIOD, float(interval))
     view = ProgressView(job, blocking=True, period=period)
-    view.clicks_routed = route_off_main_thread(view.cancel_button, view.interrupt_button)
+    view.clicks_routed = route_off_main_thread(
+        view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
+    )
     if not view.clicks_routed:
         view.cancel_button.tooltip = (
             "this kernel handles the click once the cell returns; "
             "use ar.display() or interrupt the kernel to stop waiting"
+        )
+        view.stacks_button.tooltip = (
+            "this kernel handles the click once the cell returns; "
+            "use ar.display(), or ar.stacks() in another kernel, to ask while tasks run"
         )
     view.show()
     try:
@@ -312,6 +463,7 @@ def wait_with_widget(
         _stop_waiting(view, "Stopped waiting (the kernel was interrupted); the tasks go on.")
         raise
     if job.ready():
+        view.blocking = False  # the cell returns: a retry or late arguments end it again
         view.loop.finish(view)
     elif finished:
         _stop_waiting(view, "")
@@ -322,8 +474,9 @@ def wait_with_widget(
 
 def _stop_waiting(view: ProgressView, note: str) -> None:
     """The cell stops waiting but the job goes on: the loop keeps the widget live and sends
-    the final update when the job ends."""
+    the final update when the job ends, and the notice (nobody watches it any more)."""
     if note:
         view.note = note
+    view.notify_when_done = True
     view.blocking = False
     view.loop.wake()

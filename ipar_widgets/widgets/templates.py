@@ -29,9 +29,15 @@ table.ipar-table td.ipar-text, table.ipar-table th.ipar-text { text-align: left;
 table.ipar-table td.ipar-stdout { font-family: var(--jp-code-font-family, monospace);
   max-width: 40em; overflow: hidden; text-overflow: ellipsis; color: var(--jp-ui-font-color2, #555); }
 table.ipar-table tr.ipar-straggler td { background: var(--jp-warn-color3, #ffe0b2); }
+table.ipar-table tr.ipar-dead td { color: var(--jp-ui-font-color2, #777); }
+table.ipar-table tr.ipar-dead td.ipar-failed { color: var(--jp-error-color1, #d32f2f); }
+.ipar-costs { color: var(--jp-ui-font-color2, #666); margin: 2px 0 2px 4px; }
 .ipar-tb { font-family: var(--jp-code-font-family, monospace); font-size: var(--jp-code-font-size, 12px);
   white-space: pre; overflow-x: auto; margin: 4px 0; padding: 4px;
   background: var(--jp-rendermime-error-background, #fdd); }
+.ipar-args ul { margin: 2px 0 4px 0; padding-left: 1.5em; }
+.ipar-args code { font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap;
+  word-break: break-all; }
 .ipar-dot { display: inline-block; width: 0.7em; height: 0.7em; border-radius: 50%; margin-right: 4px;
   vertical-align: baseline; }
 .ipar-dot.ipar-busy { background: var(--jp-warn-color1, #f57c00); }
@@ -60,10 +66,15 @@ TABLE = '<table class="ipar-table"><thead><tr>{head}</tr></thead><tbody>{rows}</
 
 TRACEBACK = '<div class="ipar-tb">{traceback}</div>'
 
-FAILURE_DETAILS = (
-    '<details class="ipar-failure"><summary class="ipar-failed">{title}</summary>'
-    + TRACEBACK
-    + "</details>"
+#: the failure groups (widgets/html.py failure_groups_html): one collapsed section each
+FAILURE_GROUPS = '<div class="ipar-failure-groups">{sections}</div>'
+FAILURE_GROUP = (
+    '<details class="ipar-failure"><summary class="ipar-failed">{title}</summary>{body}</details>'
 )
+FAILURE_GROUP_BODY = '<div class="ipar-muted">{first}</div>' + TRACEBACK + "{args}"
+FAILURE_ARGS = (
+    '<div class="ipar-args"><span class="ipar-muted">{title}:</span><ul>{items}</ul></div>'
+)
+FAILURE_ARG = "<li><code>{arg}</code></li>"
 
 BOX = '<div class="ipar-box">{body}</div>'

@@ -31,11 +31,40 @@ export interface IEngine {
   queue: number;
   completed: number;
   failed: number;
+  /** Its latest usage report: CPU in percent of one core, memory in bytes (null: none). */
+  cpu?: number | null;
+  rss?: number | null;
+  peak_rss?: number | null;
+  gpu_memory?: number | null;
+}
+
+/** The engines' usage summed over those that reported (`reporting`). */
+export interface ICosts {
+  cpu: number | null;
+  rss: number | null;
+  peak_rss: number | null;
+  gpu_memory: number | null;
+  reporting: number;
+}
+
+/** How an engine died, in the words of the notebook widget. */
+export interface IEngineDeath {
+  engine_id: number;
+  at: number;
+  cause: string;
+  /** "died: killed by SIGKILL, peak 312 MB, replaced by engine 7" */
+  summary: string;
+  /** The whole report: task, peak memory, OOM evidence, last output. */
+  report: string;
+  oom: boolean;
+  replaced_by: number | null;
 }
 
 export interface IActivity {
   tasks: ITaskCounts;
   engines: IEngine[];
+  costs?: ICosts;
+  deaths?: IEngineDeath[];
   records: number;
   stopping: boolean;
 }

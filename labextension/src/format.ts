@@ -44,3 +44,27 @@ export function shortTaskId(msgId: string | null): string {
 export function plural(n: number, one: string, many = one + 's'): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/** Bytes as the notebook widget writes them: "1.2 GB", "312 MB", "48 kB" ('' if unknown). */
+export function formatBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !isFinite(n)) {
+    return '';
+  }
+  const units: [string, number][] = [
+    ['GB', 1e9],
+    ['MB', 1e6],
+    ['kB', 1e3]
+  ];
+  for (const [unit, size] of units) {
+    if (Math.abs(n) >= size) {
+      const value = n / size;
+      return value < 10 ? `${value.toFixed(1)} ${unit}` : `${Math.round(value)} ${unit}`;
+    }
+  }
+  return `${Math.floor(n)} B`;
+}
+
+/** CPU in percent of one core: "97%" ('' if unknown). */
+export function formatCpu(cpu: number | null | undefined): string {
+  return cpu === null || cpu === undefined ? '' : `${Math.round(cpu)}%`;
+}

@@ -1,5 +1,6 @@
 /**
- * The ipar_widgets JupyterLab extension: the "Parallel Clusters" sidebar and its commands.
+ * The ipar_widgets JupyterLab extension: the "Parallel Clusters" sidebar and its commands,
+ * and the notification when a job shown with `ar.display()` ends (./notify.ts).
  */
 import {
   ILayoutRestorer,
@@ -13,6 +14,7 @@ import { IClusterKey } from './api';
 import { insertClientCode } from './clientcode';
 import { ClustersModel } from './model';
 import { ClustersPanel, PANEL_ID } from './panel';
+import notifyPlugin from './notify';
 
 namespace CommandIDs {
   export const showPanel = 'ipar:show-clusters';
@@ -77,4 +79,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, notifyPlugin];

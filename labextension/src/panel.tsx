@@ -8,7 +8,14 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import * as api from './api';
-import { formatDuration, formatShortDuration, plural, shortTaskId } from './format';
+import {
+  formatBytes,
+  formatCpu,
+  formatDuration,
+  formatShortDuration,
+  plural,
+  shortTaskId
+} from './format';
 import { clustersIcon } from './icon';
 import { ClustersModel, START_FORM } from './model';
 
@@ -310,9 +317,13 @@ function ClusterCard({
       {cluster.activity && (
         <EngineTable
           engines={cluster.activity.engines}
+          costs={cluster.activity.costs ?? null}
           disabled={busy}
           onStop={id => void model.stopEngine(cluster, id)}
         />
+      )}
+      {cluster.activity && (cluster.activity.deaths ?? []).length > 0 && (
+        <EngineDeaths deaths={cluster.activity.deaths ?? []} />
       )}
       {cluster.last_launch_failure && running && (
         <details className="ipar-launch-failure">
@@ -399,27 +410,90 @@ function Activity({ activity }: { activity: api.IActivity }): JSX.Element {
   );
 }
 
+/** The engines that died lately: the cause in a line, the whole report on opening it. */
+function EngineDeaths({ deaths }: { deaths: api.IEngineDeath[] }): JSX.Element {
+  return (
+    <ul className="ipar-deaths" aria-label="Engines that died">
+      {deaths.map(d => (
+        <li
+          key={`${d.engine_id}-${d.at}`}
+          className="ipar-death"
+          data-engine-id={d.engine_id}
+          data-oom={d.oom ? 'true' : 'false'}
+        >
+          <details>
+            <summary>
+              Engine {d.engine_id} {d.summary}
+            </summary>
+            <pre className="ipar-death-report">{d.report}</pre>
+          </details>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** CPU over memory, in one narrow cell (the sidebar is narrow); the peak in the tooltip. */
+function Usage({
+  usage,
+  peaks = 'peak'
+}: {
+  usage: {
+    cpu?: number | null;
+    rss?: number | null;
+    peak_rss?: number | null;
+    gpu_memory?: number | null;
+  };
+  peaks?: string;
+}): JSX.Element {
+  return (
+    <td
+      className="ipar-usage"
+      title={usage.peak_rss ? `${peaks} ${formatBytes(usage.peak_rss)}` : undefined}
+    >
+      <span className="ipar-cpu">{formatCpu(usage.cpu)}</span>
+      <span className="ipar-memory">
+        {formatBytes(usage.rss)}
+        {usage.gpu_memory ? `, GPU ${formatBytes(usage.gpu_memory)}` : ''}
+      </span>
+    </td>
+  );
+}
+
 function EngineTable({
   engines,
+  costs,
   disabled,
   onStop
 }: {
   engines: api.IEngine[];
+  costs: api.ICosts | null;
   disabled: boolean;
   onStop: (id: number) => void;
 }): JSX.Element {
   if (engines.length === 0) {
     return <p className="ipar-note">No engine has registered.</p>;
   }
+  // CPU and memory columns once any engine reported its usage
+  const reported = engines.some(e => e.cpu !== null && e.cpu !== undefined);
   return (
-    <table className="ipar-engines">
+    <table className={reported ? 'ipar-engines ipar-with-usage' : 'ipar-engines'}>
       <caption className="ipar-visually-hidden">Engines</caption>
       <thead>
         <tr>
           <th scope="col">Engine</th>
           <th scope="col">State</th>
           <th scope="col">Task</th>
-          <th scope="col">
+          {reported && (
+            <th
+              scope="col"
+              className="ipar-usage-col"
+              title="CPU (percent of one core) and resident memory"
+            >
+              CPU/mem
+            </th>
+          )}
+          <th scope="col" className="ipar-engine-actions-col">
             <span className="ipar-visually-hidden">Actions</span>
           </th>
         </tr>
@@ -446,6 +520,7 @@ function EngineTable({
               {shortTaskId(e.task)}
               {e.queue > 0 && <span className="ipar-muted"> +{e.queue}</span>}
             </td>
+            {reported && <Usage usage={e} />}
             <td className="ipar-engine-actions">
               <button
                 type="button"
@@ -461,6 +536,17 @@ function EngineTable({
           </tr>
         ))}
       </tbody>
+      {reported && costs && (
+        <tfoot>
+          <tr className="ipar-costs-total">
+            <th scope="row" colSpan={3} title={`${plural(costs.reporting, 'engine')} reporting`}>
+              Cluster total
+            </th>
+            <Usage usage={costs} peaks="engines' peaks" />
+            <td />
+          </tr>
+        </tfoot>
+      )}
     </table>
   );
 }

@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunkipar_widgets=self.rspackChunkipar_widgets||[]).push([[0],{18(r,o,a){var e=a(19),t=a.n(e),i=a(20),n=(a.n(i))()(t());n.push([r.id,`/*
+"use strict";(self.rspackChunkipar_widgets=self.rspackChunkipar_widgets||[]).push([[0],{19(r,o,a){var e=a(20),i=a.n(e),t=a(21),n=(a.n(t))()(i());n.push([r.id,`/*
  * The "Parallel Clusters" sidebar.  Colours, fonts and spacing come from JupyterLab's CSS
  * variables only, so the panel follows the light, dark and any other theme.
  */
@@ -368,8 +368,60 @@
   width: 80px;
 }
 
-.ipar-engines th:nth-child(4) {
+.ipar-engines th.ipar-engine-actions-col {
   width: 24px;
+}
+
+/* With usage reports: narrower first columns make room for CPU over memory. */
+.ipar-engines.ipar-with-usage th:nth-child(1) {
+  width: 40px;
+}
+
+.ipar-engines.ipar-with-usage th:nth-child(2) {
+  width: 54px;
+}
+
+.ipar-engines th.ipar-usage-col {
+  width: 64px;
+  text-align: right;
+}
+
+.ipar-engines td.ipar-usage {
+  text-align: right;
+  font-size: var(--jp-ui-font-size0);
+  line-height: 1.2;
+}
+
+.ipar-usage .ipar-cpu,
+.ipar-usage .ipar-memory {
+  display: block;
+}
+
+.ipar-engines tfoot th,
+.ipar-engines tfoot td {
+  border-bottom: none;
+  color: var(--jp-ui-font-color1);
+  font-weight: 600;
+}
+
+.ipar-deaths {
+  margin: 4px 0;
+  padding: 0;
+  list-style: none;
+  font-size: var(--jp-ui-font-size0);
+}
+
+.ipar-death summary {
+  color: var(--jp-error-color1);
+  cursor: pointer;
+}
+
+.ipar-death-report {
+  margin: 2px 0 4px 12px;
+  overflow-x: auto;
+  font-family: var(--jp-code-font-family);
+  font-size: var(--jp-code-font-size);
+  white-space: pre;
 }
 
 .ipar-engines th,
@@ -465,4 +517,4 @@
 .ipar-engine-set-launcher {
   font-weight: 600;
 }
-`,""]),a.d(o,{},{A:n})},20(r){r.exports=function(r){var o=[];return o.toString=function(){return this.map(function(o){var a="",e=void 0!==o[5];return o[4]&&(a+="@supports (".concat(o[4],") {")),o[2]&&(a+="@media ".concat(o[2]," {")),e&&(a+="@layer".concat(o[5].length>0?" ".concat(o[5]):""," {")),a+=r(o),e&&(a+="}"),o[2]&&(a+="}"),o[4]&&(a+="}"),a}).join("")},o.i=function(r,a,e,t,i){"string"==typeof r&&(r=[[null,r,void 0]]);var n={};if(e)for(var p=0;p<this.length;p++){var l=this[p][0];null!=l&&(n[l]=!0)}for(var s=0;s<r.length;s++){var d=[].concat(r[s]);e&&n[d[0]]||(void 0!==i&&(void 0===d[5]||(d[1]="@layer".concat(d[5].length>0?" ".concat(d[5]):""," {").concat(d[1],"}")),d[5]=i),a&&(d[2]&&(d[1]="@media ".concat(d[2]," {").concat(d[1],"}")),d[2]=a),t&&(d[4]?(d[1]="@supports (".concat(d[4],") {").concat(d[1],"}"),d[4]=t):d[4]="".concat(t)),o.push(d))}},o}},19(r){r.exports=function(r){return r[1]}},12(r){var o=[];function a(r){for(var a=-1,e=0;e<o.length;e++)if(o[e].identifier===r){a=e;break}return a}function e(r,e){for(var t={},i=[],n=0;n<r.length;n++){var p=r[n],l=e.base?p[0]+e.base:p[0],s=t[l]||0,d="".concat(l," ").concat(s);t[l]=s+1;var c=a(d),u={css:p[1],media:p[2],sourceMap:p[3],supports:p[4],layer:p[5]};if(-1!==c)o[c].references++,o[c].updater(u);else{var f=function(r,o){var a=o.domAPI(o);return a.update(r),function(o){o?(o.css!==r.css||o.media!==r.media||o.sourceMap!==r.sourceMap||o.supports!==r.supports||o.layer!==r.layer)&&a.update(r=o):a.remove()}}(u,e);e.byIndex=n,o.splice(n,0,{identifier:d,updater:f,references:1})}i.push(d)}return i}r.exports=function(r,t){var i=e(r=r||[],t=t||{});return function(r){r=r||[];for(var n=0;n<i.length;n++){var p=a(i[n]);o[p].references--}for(var l=e(r,t),s=0;s<i.length;s++){var d=a(i[s]);0===o[d].references&&(o[d].updater(),o.splice(d,1))}i=l}}},14(r){var o={};r.exports=function(r,a){var e=function(r){if(void 0===o[r]){var a=document.querySelector(r);if(window.HTMLIFrameElement&&a instanceof window.HTMLIFrameElement)try{a=a.contentDocument.head}catch(r){a=null}o[r]=a}return o[r]}(r);if(!e)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");e.appendChild(a)}},16(r){r.exports=function(r){var o=document.createElement("style");return r.setAttributes(o,r.attributes),r.insert(o,r.options),o}},15(r,o,a){r.exports=function(r){var o=a.nc;o&&r.setAttribute("nonce",o)}},13(r){r.exports=function(r){if("u"<typeof document)return{update:function(){},remove:function(){}};var o=r.insertStyleElement(r);return{update:function(a){var e,t,i;e="",a.supports&&(e+="@supports (".concat(a.supports,") {")),a.media&&(e+="@media ".concat(a.media," {")),(t=void 0!==a.layer)&&(e+="@layer".concat(a.layer.length>0?" ".concat(a.layer):""," {")),e+=a.css,t&&(e+="}"),a.media&&(e+="}"),a.supports&&(e+="}"),(i=a.sourceMap)&&"u">typeof btoa&&(e+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(i))))," */")),r.styleTagTransform(e,o,r.options)},remove:function(){var r;null===(r=o).parentNode||r.parentNode.removeChild(r)}}}},17(r){r.exports=function(r,o){if(o.styleSheet)o.styleSheet.cssText=r;else{for(;o.firstChild;)o.removeChild(o.firstChild);o.appendChild(document.createTextNode(r))}}},11(r,o,a){var e=a(12),t=a.n(e),i=a(13),n=a.n(i),p=a(14),l=a.n(p),s=a(15),d=a.n(s),c=a(16),u=a.n(c),f=a(17),v=a.n(f),g=a(18),b={};b.styleTagTransform=v(),b.setAttributes=d(),b.insert=l().bind(null,"head"),b.domAPI=n(),b.insertStyleElement=u(),t()(g.A,b),g.A&&g.A.locals&&g.A.locals}}]);
+`,""]),a.d(o,{},{A:n})},21(r){r.exports=function(r){var o=[];return o.toString=function(){return this.map(function(o){var a="",e=void 0!==o[5];return o[4]&&(a+="@supports (".concat(o[4],") {")),o[2]&&(a+="@media ".concat(o[2]," {")),e&&(a+="@layer".concat(o[5].length>0?" ".concat(o[5]):""," {")),a+=r(o),e&&(a+="}"),o[2]&&(a+="}"),o[4]&&(a+="}"),a}).join("")},o.i=function(r,a,e,i,t){"string"==typeof r&&(r=[[null,r,void 0]]);var n={};if(e)for(var p=0;p<this.length;p++){var l=this[p][0];null!=l&&(n[l]=!0)}for(var s=0;s<r.length;s++){var d=[].concat(r[s]);e&&n[d[0]]||(void 0!==t&&(void 0===d[5]||(d[1]="@layer".concat(d[5].length>0?" ".concat(d[5]):""," {").concat(d[1],"}")),d[5]=t),a&&(d[2]&&(d[1]="@media ".concat(d[2]," {").concat(d[1],"}")),d[2]=a),i&&(d[4]?(d[1]="@supports (".concat(d[4],") {").concat(d[1],"}"),d[4]=i):d[4]="".concat(i)),o.push(d))}},o}},20(r){r.exports=function(r){return r[1]}},13(r){var o=[];function a(r){for(var a=-1,e=0;e<o.length;e++)if(o[e].identifier===r){a=e;break}return a}function e(r,e){for(var i={},t=[],n=0;n<r.length;n++){var p=r[n],l=e.base?p[0]+e.base:p[0],s=i[l]||0,d="".concat(l," ").concat(s);i[l]=s+1;var c=a(d),u={css:p[1],media:p[2],sourceMap:p[3],supports:p[4],layer:p[5]};if(-1!==c)o[c].references++,o[c].updater(u);else{var f=function(r,o){var a=o.domAPI(o);return a.update(r),function(o){o?(o.css!==r.css||o.media!==r.media||o.sourceMap!==r.sourceMap||o.supports!==r.supports||o.layer!==r.layer)&&a.update(r=o):a.remove()}}(u,e);e.byIndex=n,o.splice(n,0,{identifier:d,updater:f,references:1})}t.push(d)}return t}r.exports=function(r,i){var t=e(r=r||[],i=i||{});return function(r){r=r||[];for(var n=0;n<t.length;n++){var p=a(t[n]);o[p].references--}for(var l=e(r,i),s=0;s<t.length;s++){var d=a(t[s]);0===o[d].references&&(o[d].updater(),o.splice(d,1))}t=l}}},15(r){var o={};r.exports=function(r,a){var e=function(r){if(void 0===o[r]){var a=document.querySelector(r);if(window.HTMLIFrameElement&&a instanceof window.HTMLIFrameElement)try{a=a.contentDocument.head}catch(r){a=null}o[r]=a}return o[r]}(r);if(!e)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");e.appendChild(a)}},17(r){r.exports=function(r){var o=document.createElement("style");return r.setAttributes(o,r.attributes),r.insert(o,r.options),o}},16(r,o,a){r.exports=function(r){var o=a.nc;o&&r.setAttribute("nonce",o)}},14(r){r.exports=function(r){if("u"<typeof document)return{update:function(){},remove:function(){}};var o=r.insertStyleElement(r);return{update:function(a){var e,i,t;e="",a.supports&&(e+="@supports (".concat(a.supports,") {")),a.media&&(e+="@media ".concat(a.media," {")),(i=void 0!==a.layer)&&(e+="@layer".concat(a.layer.length>0?" ".concat(a.layer):""," {")),e+=a.css,i&&(e+="}"),a.media&&(e+="}"),a.supports&&(e+="}"),(t=a.sourceMap)&&"u">typeof btoa&&(e+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(t))))," */")),r.styleTagTransform(e,o,r.options)},remove:function(){var r;null===(r=o).parentNode||r.parentNode.removeChild(r)}}}},18(r){r.exports=function(r,o){if(o.styleSheet)o.styleSheet.cssText=r;else{for(;o.firstChild;)o.removeChild(o.firstChild);o.appendChild(document.createTextNode(r))}}},12(r,o,a){var e=a(13),i=a.n(e),t=a(14),n=a.n(t),p=a(15),l=a.n(p),s=a(16),d=a.n(s),c=a(17),u=a.n(c),f=a(18),v=a.n(f),g=a(19),h={};h.styleTagTransform=v(),h.setAttributes=d(),h.insert=l().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),i()(g.A,h),g.A&&g.A.locals&&g.A.locals}}]);
