@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from memcgroup import MemoryCgroup, writable_hierarchy
 from traitlets import TraitError
 
 import ipar_widgets as ipp
@@ -23,12 +23,17 @@ from ipar_widgets.server.operations import deaths_json
 from ipar_widgets.widgets.html import progress_html, progress_text
 
 MB = 1_000_000
-CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+#: the memory cgroup hierarchy the OOM tests use (v1 or v2), or why there is none
+MEMORY_CGROUPS, NO_MEMORY_CGROUPS = writable_hierarchy()
+needs_memory_cgroups = pytest.mark.skipif(
+    MEMORY_CGROUPS is None, reason=f"needs a writable memory cgroup hierarchy: {NO_MEMORY_CGROUPS}"
+)
 
 
 @ipp.interactive
-def killed_by_sigkill(nbytes: int) -> None:
-    """Hold ``nbytes``, say so, wait for a usage report to name this task, then die."""
+def killed_by_sigkill(nbytes: int, go: str) -> None:
+    """Hold ``nbytes``, say so, wait for the file ``go`` (the test makes it once a usage
+    report named this function), then die."""
     import os
     import signal
     import sys
@@ -39,7 +44,11 @@ def killed_by_sigkill(nbytes: int) -> None:
         block[i] = 1
     print("holding the memory; about to die")
     sys.stdout.flush()
-    time.sleep(1.6)  # usage reports come every second: one names this function
+    deadline = time.monotonic() + 30
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test did not create {go} within 30 s")
+        time.sleep(0.02)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -51,8 +60,9 @@ def exits_with_3() -> None:
 
 
 @ipp.interactive
-def eats_memory_in_cgroup(cgroup: str, nbytes: int) -> None:
-    """Move into a memory cgroup, wait for a usage report from there, outgrow its limit."""
+def eats_memory_in_cgroup(cgroup: str, nbytes: int, go: str) -> None:
+    """Move into a memory cgroup, wait for the file ``go`` (the test makes it once a usage
+    report came from there), outgrow the cgroup's limit."""
     import os
     import sys
     import time
@@ -61,10 +71,43 @@ def eats_memory_in_cgroup(cgroup: str, nbytes: int) -> None:
         f.write(str(os.getpid()))
     print("in the small cgroup now")
     sys.stdout.flush()
-    time.sleep(1.6)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test did not create {go} within 30 s")
+        time.sleep(0.02)
     block = bytearray(nbytes)
     for i in range(0, nbytes, 4096):
         block[i] = 1
+
+
+def reported(rc: ipp.Client, engine_id: int, **fields: object) -> bool:
+    """Whether the controller's latest usage report of an engine has these values."""
+    [info] = [e for e in rc.status()["engines"] if e["id"] == engine_id]
+    return all(info[key] == value for key, value in fields.items())
+
+
+def go_once_reported(
+    rc: ipp.Client,
+    ar: ipp.AsyncResult,
+    go: Path,
+    output: str | None,
+    engine_id: int = 0,
+    **fields: object,
+) -> None:
+    """Let a task on ``engine_id`` go on (create ``go``) once the controller has what the
+    death report relies on: the task's printed ``output`` (the client got it from the
+    controller, which records it first) and a usage report from the engine with ``fields``
+    (the function it ran, its cgroup, that cgroup's OOM kills)."""
+    if output is not None:
+        wait_until(lambda: output in ar.stdout, 10, 0.02, f"the task's {output!r}")
+    wait_until(
+        lambda: reported(rc, engine_id, **fields),
+        10,
+        0.05,
+        f"a usage report of engine {engine_id} with {fields}",
+    )
+    go.touch()
 
 
 def engine_error_of(ar: ipp.AsyncResult) -> ipp.EngineError:
@@ -73,10 +116,12 @@ def engine_error_of(ar: ipp.AsyncResult) -> ipp.EngineError:
     return info.value
 
 
-def test_sigkill_report_in_error_client_widget_and_panel(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_report_in_error_client_widget_and_panel(make_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     rc = make_cluster(n=2).rc
     rc.wait_for_engines(2, timeout=30)
-    ar = rc[0].apply_async(killed_by_sigkill, 150 * 1024 * 1024)
+    go = tmp_path / "go"
+    ar = rc[0].apply_async(killed_by_sigkill, 150 * 1024 * 1024, str(go))
+    go_once_reported(rc, ar, go, "holding the memory; about to die", function="killed_by_sigkill")
     err = engine_error_of(ar)
     msg_id = ar.msg_ids[0]
     text = str(err)
@@ -126,29 +171,18 @@ def test_exit_code_is_reported(make_cluster) -> None:  # type: ignore[no-untyped
     assert err.death is not None and err.death.how == "exit"
 
 
-def _writable_memory_cgroups() -> bool:
-    probe = CGROUP_V1_MEMORY / f"ipar-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        probe.mkdir()
-    except OSError:
-        return False
-    probe.rmdir()
-    return True
-
-
-@pytest.mark.skipif(
-    not _writable_memory_cgroups(), reason="needs a writable cgroup v1 memory hierarchy (root)"
-)
-def test_the_kernels_oom_killer_is_named(make_cluster) -> None:  # type: ignore[no-untyped-def]
+@needs_memory_cgroups
+def test_the_kernels_oom_killer_is_named(make_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A real OOM kill: the engine moves into a memory cgroup limited to 150 MiB and
     allocates 400 MiB; the kernel kills it, and the cgroup's oom_kill count rises."""
-    cgroup = CGROUP_V1_MEMORY / f"ipar-test-{uuid.uuid4().hex[:8]}"
-    cgroup.mkdir()
-    try:
-        (cgroup / "memory.limit_in_bytes").write_text(str(150 << 20))
+    assert MEMORY_CGROUPS is not None
+    with MemoryCgroup(MEMORY_CGROUPS, 150 << 20) as memory:
+        cgroup = memory.path
         rc = make_cluster(n=1).rc
         rc.wait_for_engines(1, timeout=30)
-        ar = rc[0].apply_async(eats_memory_in_cgroup, str(cgroup), 400 << 20)
+        go = tmp_path / "go"
+        ar = rc[0].apply_async(eats_memory_in_cgroup, str(cgroup), 400 << 20, str(go))
+        go_once_reported(rc, ar, go, "in the small cgroup now", cgroup=str(cgroup), oom_kills=0)
         err = engine_error_of(ar)
         text = str(err)
         assert "killed by the kernel's OOM killer (SIGKILL)" in text
@@ -157,11 +191,9 @@ def test_the_kernels_oom_killer_is_named(make_cluster) -> None:  # type: ignore[
         assert f"limit {format_bytes(150 << 20)} (the memory limit of its cgroup {cgroup})" in text
         assert "in the small cgroup now" in text
         assert err.oom and err.signal == "SIGKILL"
+        assert memory.oom_kills() == 1
         wait_until(lambda: 0 in rc.engine_deaths, 5, what="the death notice")
         assert rc.engine_deaths[0].cause == "killed by the kernel's OOM killer (SIGKILL)"
-    finally:
-        wait_until(lambda: not (cgroup / "tasks").read_text().strip(), 10, what="empty cgroup")
-        cgroup.rmdir()
 
 
 def test_restart_engines_replaces_dead_local_engines_up_to_the_limit(make_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -266,7 +298,7 @@ def hold_memory(nbytes: int) -> int:
 
 @pytest.mark.browser
 @pytest.mark.timeout(240)
-def test_the_lab_panel_shows_costs_and_deaths(make_cluster, page, lab, profile) -> None:  # type: ignore[no-untyped-def]
+def test_the_lab_panel_shows_costs_and_deaths(make_cluster, page, lab, profile, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """In JupyterLab's "Parallel Clusters" panel: CPU and memory per engine with the
     cluster's total, and the engine that died with its report (light and dark)."""
     from lab import open_lab, save_screenshot
@@ -274,7 +306,9 @@ def test_the_lab_panel_shows_costs_and_deaths(make_cluster, page, lab, profile) 
     rc = make_cluster(n=2).rc
     rc.wait_for_engines(2, timeout=30)
     rc[1].apply_sync(hold_memory, 200 * 1024 * 1024)
-    ar = rc[0].apply_async(killed_by_sigkill, 50 * 1024 * 1024)
+    go = tmp_path / "go"
+    ar = rc[0].apply_async(killed_by_sigkill, 50 * 1024 * 1024, str(go))
+    go_once_reported(rc, ar, go, "holding the memory; about to die", function="killed_by_sigkill")
     err = engine_error_of(ar)
     assert err.death is not None
     wait_until(lambda: rc.ids == [1], 5, what="engine 0 gone")
@@ -303,19 +337,30 @@ def test_the_lab_panel_shows_costs_and_deaths(make_cluster, page, lab, profile) 
     report = death.locator("pre.ipar-death-report").inner_text()
     assert report == err.death.describe()
     assert f"task {ar.msg_ids[0]} (running killed_by_sigkill): killed by SIGKILL" in report
+    # the card's background is the theme's --jp-layout-color0: white, then Dark's #111
+    background = """sel => {
+        const card = document.querySelector(sel);
+        return card === null ? null : getComputedStyle(card).backgroundColor;
+    }"""
+    selector = f'#ipar-clusters li.ipar-cluster[data-profile="{profile}"]'
+    assert page.evaluate(background, selector) == "rgb(255, 255, 255)"
     save_screenshot(page, "panel-engine-costs-and-death-light")
     page.evaluate(
         "() => window.jupyterapp.commands.execute('apputils:change-theme', "
         "{theme: 'JupyterLab Dark'})"
     )
     page.wait_for_selector('body[data-jp-theme-name="JupyterLab Dark"]', state="attached")
-    page.wait_for_timeout(300)  # the theme's CSS applies after the attribute changes
+    # the attribute changes before the theme's CSS applies: wait for the colour itself
+    page.wait_for_function(
+        f"sel => ({background})(sel) === 'rgb(17, 17, 17)'", arg=selector, timeout=15_000
+    )
     save_screenshot(page, "panel-engine-costs-and-death-dark")
 
 
 @ipp.interactive
-def killed_near_the_cgroup_limit(cgroup: str, nbytes: int) -> None:
-    """Move into a memory cgroup, fill most of its limit (not beyond), then die by SIGKILL."""
+def killed_near_the_cgroup_limit(cgroup: str, nbytes: int, go: str) -> None:
+    """Move into a memory cgroup, fill most of its limit (not beyond), wait for the file
+    ``go`` (the test makes it once a usage report named the cgroup), then die by SIGKILL."""
     import os
     import signal
     import time
@@ -325,30 +370,32 @@ def killed_near_the_cgroup_limit(cgroup: str, nbytes: int) -> None:
     block = bytearray(nbytes)
     for i in range(0, nbytes, 4096):
         block[i] = 1
-    time.sleep(1.6)  # a usage report names the cgroup (and its oom_kill count, 0)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test did not create {go} within 30 s")
+        time.sleep(0.02)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-@pytest.mark.skipif(
-    not _writable_memory_cgroups(), reason="needs a writable cgroup v1 memory hierarchy (root)"
-)
-def test_a_sigkill_near_the_memory_limit_counts_as_oom_evidence(make_cluster) -> None:  # type: ignore[no-untyped-def]
+@needs_memory_cgroups
+def test_a_sigkill_near_the_memory_limit_counts_as_oom_evidence(make_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The other evidence path: no OOM kill is counted, but the engine was SIGKILLed with its
     peak memory (wait4) at 90% or more of its cgroup's limit.  (This is the heuristic: a
     deliberate SIGKILL that close to the limit is reported as the OOM killer's too.)"""
-    cgroup = CGROUP_V1_MEMORY / f"ipar-test-{uuid.uuid4().hex[:8]}"
-    cgroup.mkdir()
-    try:
-        limit = 300 << 20
-        (cgroup / "memory.limit_in_bytes").write_text(str(limit))
+    assert MEMORY_CGROUPS is not None
+    limit = 300 << 20
+    with MemoryCgroup(MEMORY_CGROUPS, limit) as memory:
+        cgroup = memory.path
         rc = make_cluster(n=1).rc
         rc.wait_for_engines(1, timeout=30)
-        err = engine_error_of(
-            rc[0].apply_async(killed_near_the_cgroup_limit, str(cgroup), 250 << 20)
-        )
+        go = tmp_path / "go"
+        ar = rc[0].apply_async(killed_near_the_cgroup_limit, str(cgroup), 250 << 20, str(go))
+        go_once_reported(rc, ar, go, None, cgroup=str(cgroup), oom_kills=0)
+        err = engine_error_of(ar)
         death = err.death
         assert death is not None and death.oom and err.signal == "SIGKILL"
-        assert (cgroup / "memory.oom_control").read_text().split("oom_kill ")[1].strip() == "0"
+        assert memory.oom_kills() == 0
         assert death.peak_rss is not None and death.peak_rss >= 0.9 * limit
         assert death.oom_evidence == (
             f"its peak memory {format_bytes(death.peak_rss)} reached "
@@ -356,6 +403,3 @@ def test_a_sigkill_near_the_memory_limit_counts_as_oom_evidence(make_cluster) ->
             f"{format_bytes(limit)}"
         )
         assert pickle.loads(pickle.dumps(err)).death == death  # the record survives pickling
-    finally:
-        wait_until(lambda: not (cgroup / "tasks").read_text().strip(), 10, what="empty cgroup")
-        cgroup.rmdir()

@@ -38,6 +38,10 @@ from ipar_widgets.widgets.progress import ProgressView
         ("task 3f2a1b2c-1111-2222-3333-444455556666 lost", "task <uuid> lost"),
         ("float64 and x2 stay, 12 goes", "float64 and x2 stay, <n> goes"),
         ("id 12345678", "id <n>"),
+        (
+            "engine 3 died while it held task 5f3ca2b14e1f_17: killed by SIGKILL",
+            "engine <n> died while it held task <msg_id>: killed by SIGKILL",
+        ),
         ("first line 1\n  detail 2", "first line <n>"),
         ("  spaced\t  out  ", "spaced out"),
         ("", ""),

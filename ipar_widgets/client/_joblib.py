@@ -195,7 +195,7 @@ class IPythonParallelBackend(AutoBatchingMixin, ParallelBackendBase):  # type: i
         job.close(abandon=self._aborted)
         line_done, self._line_done = self._line_done, None
         if line_done is not None:
-            line_done(2.0)  # the text display's last line, before the caller goes on
+            line_done(2.0)  # the display's final state, before the caller goes on
 
     def _call_job(self) -> ParallelCallJob:
         """The current call's job (joblib before 1.3 has no start_call: one per backend)."""

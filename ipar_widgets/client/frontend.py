@@ -99,13 +99,15 @@ def follow_progress(
     """Show ``job``'s progress while the caller goes on (a joblib call's batches are sent by
     joblib, not waited for by us): the live widget in a Jupyter kernel, and elsewhere, with
     ``terminal``, the text display (``stream``, default ``sys.stderr``) in a thread of its
-    own.  Returns what waits, up to a number of seconds, for the text display's last line
-    (None when there is nothing to wait for: the widget's update loop sends its final state)."""
+    own.  Returns what the caller runs when the job is over: it waits up to a number of
+    seconds for the display's last word (the widget's final update, sent from the calling
+    thread, or the text display's last line); None when nothing is shown."""
     from ..progress import wait_in_terminal, widgets_wanted
 
     if widgets_wanted(None):
-        display_progress(job)
-        return None
+        from ..widgets.progress import follow_job
+
+        return follow_job(job)
     if not terminal:
         return None
     import sys

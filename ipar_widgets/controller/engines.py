@@ -134,6 +134,11 @@ class EngineState:
             "rss": sample["rss"] if sample else None,
             "peak_rss": self.peak_rss,
             "gpu_memory": sample["gpu_memory"] if sample else None,
+            # what that report named: the function it ran, and its memory cgroup with that
+            # cgroup's OOM kills (a death report compares them: deaths.py)
+            "function": sample["function"] if sample else None,
+            "cgroup": sample["cgroup"] if sample else None,
+            "oom_kills": sample["oom_kills"] if sample else None,
         }
 
 

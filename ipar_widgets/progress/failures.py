@@ -7,7 +7,8 @@ pattern folds what varies from task to task.  :func:`message_pattern` does it, i
 
 1. only the message's first line counts (a multi-line message's details vary);
 2. quoted strings (``'...'``, ``"..."``) become ``<str>``;
-3. UUIDs become ``<uuid>``; ``0x``-prefixed hex numbers and bare hex strings of 8 or more
+3. UUIDs become ``<uuid>``; task ids (``5f3ca2b14e1f_17``, as an ``EngineError`` names the
+   task its engine held) become ``<msg_id>``; ``0x``-prefixed hex numbers and bare hex strings of 8 or more
    characters that hold a digit and a letter (hashes, object ids) become ``<hex>``;
 4. numbers (integers, decimals, exponents, with a sign) standing alone become ``<n>``
    (a digit inside a name, such as ``float64`` or ``x2``, stays);
@@ -46,6 +47,8 @@ _QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
 _UUID = re.compile(
     r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
 )
+#: our msg_ids (session prefix, pid, counter: ``5f3ca2b14e1f_17``), as EngineError names them
+_MSG_ID = re.compile(r"\b[0-9a-fA-F]{9,}_\d+\b")
 _HEX = re.compile(
     r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"
 )
@@ -59,6 +62,7 @@ def message_pattern(message: str) -> str:
     first = message.strip().split("\n", 1)[0]
     text = _QUOTED.sub("<str>", first)
     text = _UUID.sub("<uuid>", text)
+    text = _MSG_ID.sub("<msg_id>", text)
     text = _HEX.sub("<hex>", text)
     text = _NUMBER.sub("<n>", text)
     text = _SPACE.sub(" ", text).strip()

@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED
 from typing import Any
 
@@ -47,7 +48,7 @@ from .loop import Changes, UpdateLoop, get_loop
 from .notify import job_notice, notify_job_ended
 from .stacks import STACKS_TIMEOUT, area_html, asking_html, failed_html
 
-__all__ = ["ProgressView", "display_progress", "wait_with_widget", "REFRESH_PERIOD"]
+__all__ = ["ProgressView", "display_progress", "follow_job", "wait_with_widget", "REFRESH_PERIOD"]
 
 #: least seconds between two refreshes of one widget
 REFRESH_PERIOD = 0.25
@@ -428,6 +429,28 @@ def display_progress(job: Job) -> None:
         view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
     )
     view.show()
+
+
+def follow_job(job: Job) -> Callable[[float], None]:
+    """Show the live widget of a job that the caller's own code waits for (a joblib
+    ``Parallel`` call's batches): no done-notification, since the user is watching the cell.
+    Returns what the caller runs when its wait ends: it waits up to that many seconds for the
+    job to be over, then sends the final update from the calling thread, so a notebook run
+    headless (whose runner stops listening when the cell ends) keeps the final state."""
+    # not ``blocking``: if the caller's wait never ends here (joblib raised and skipped it),
+    # the loop still sends the final state once the job is over
+    view = ProgressView(job)
+    view.clicks_routed = route_off_main_thread(
+        view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
+    )
+    view.show()
+
+    def end(timeout: float) -> None:
+        wait_until(job, condition_for(job, ALL_COMPLETED), timeout, interval=WAIT_SLICE)
+        if job.ready():
+            view.loop.finish(view)  # now, from the cell's thread (a no-op if the loop was first)
+
+    return end
 
 
 def wait_with_widget(

@@ -418,10 +418,11 @@
 
 .ipar-death-report {
   margin: 2px 0 4px 12px;
-  overflow-x: auto;
   font-family: var(--jp-code-font-family);
   font-size: var(--jp-code-font-size);
-  white-space: pre;
+  /* the sidebar is narrow: wrap long lines rather than hide them behind a scrollbar */
+  white-space: pre-wrap;
+  overflow-wrap: anywhere;
 }
 
 .ipar-engines th,
