@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_until
+from enginetasks import hold_memory
 from traitlets.config import Config
 
 import ipar_widgets as ipp
@@ -34,16 +35,6 @@ def spin(seconds: float) -> int:
     while time.monotonic() < end:
         n += 1
     return n
-
-
-@ipp.interactive
-def hold_memory(nbytes: int) -> int:
-    """Allocate ``nbytes`` and touch every page, kept in the engine's namespace."""
-    block = bytearray(nbytes)
-    for i in range(0, nbytes, 4096):
-        block[i] = 1
-    globals()["held_block"] = block
-    return len(block)
 
 
 def engines_of(status: dict[str, Any]) -> dict[int, dict[str, Any]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from enginetasks import hold_memory
 from memcgroup import MemoryCgroup, writable_hierarchy
 from traitlets import TraitError
 
@@ -285,15 +286,6 @@ def test_an_engine_the_controller_did_not_start(make_cluster) -> None:  # type: 
     finally:
         proc.kill()
         proc.wait(10)
-
-
-@ipp.interactive
-def hold_memory(nbytes: int) -> int:
-    block = bytearray(nbytes)
-    for i in range(0, nbytes, 4096):
-        block[i] = 1
-    globals()["held_block"] = block
-    return len(block)
 
 
 @pytest.mark.browser

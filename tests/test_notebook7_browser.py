@@ -13,6 +13,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from kernels import python3_notebook
 from lab import ARTIFACTS, Lab, save_screenshot, start_lab, stop_lab
 from test_widgets_browser import bar_width, output_text, settle, toast_with, wait_for
 
@@ -30,22 +31,16 @@ def notebook7(tmp_path_factory: pytest.TempPathFactory, isolated_dirs: Any) -> I
 
 def test_the_widget_and_the_notification_in_notebook7(notebook7, page, shared_cluster) -> None:  # type: ignore[no-untyped-def]
     profile = shared_cluster.cluster.profile
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(
+    nb = python3_notebook(
+        [
             "import time, ipar_widgets as ipp\n"
             f"rc = ipp.Client(profile={profile!r})\n"
             "rc.wait_for_engines(4, timeout=30)\n"
             "lv = rc.load_balanced_view()\n"
             "ar = lv.map(time.sleep, [0.3] * 24)\n"
             "ar.display()"
-        )
-    ]
+        ]
+    )
     nbformat.write(nb, notebook7.root / "nb7.ipynb")
     page.goto(f"{notebook7.url}/notebooks/nb7.ipynb?token={notebook7.token}")
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=90_000)

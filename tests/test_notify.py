@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from kernels import python3_notebook, run_notebook
 
 from ipar_widgets.progress.snapshot import FirstError, Snapshot
 from ipar_widgets.widgets.notify import EVENT, job_notice
@@ -76,18 +76,6 @@ def test_the_notice_names_the_job_and_its_outcome() -> None:
     }
 
 
-class RecordingClient(NotebookClient):  # type: ignore[misc]
-    """Keeps every comm message the kernel sent."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.comm_msgs: list[dict[str, Any]] = []
-
-    def handle_comm_msg(self, outs: Any, msg: dict[str, Any], cell_index: int) -> None:
-        self.comm_msgs.append(msg)
-        super().handle_comm_msg(outs, msg, cell_index)
-
-
 def export_html(nb: Any, path: Path) -> str:
     """``jupyter nbconvert --to html`` of ``nb`` saved at ``path``: the HTML it wrote."""
     nbformat.write(nb, path)
@@ -105,12 +93,6 @@ def test_display_jobs_notify_once_and_the_export_shows_the_final_state(  # type:
     shared_cluster, tmp_path, caplog
 ) -> None:
     profile = shared_cluster.cluster.profile
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
     cells = [
         "import time, ipar_widgets as ipp\n"
         "from ipar_widgets.widgets.loop import get_loop\n"
@@ -132,9 +114,8 @@ def test_display_jobs_notify_once_and_the_export_shows_the_final_state(  # type:
         "try:\n    ar4.wait_interactive(timeout=0.1)\nexcept TimeoutError:\n    print('stopped waiting')\n"
         "ar4.wait(30)\nassert get_loop().wait_idle(10)",
     ]
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    client = RecordingClient(nb, timeout=120, kernel_name="python3", allow_errors=False)
-    client.execute()
+    nb = python3_notebook(cells)
+    client = run_notebook(nb)
 
     custom = [
         m["content"]["data"]["content"]

@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from conftest import ClusterHandle
+from kernels import click, follow_cell, kernel
 from nbclient import NotebookClient
 
 import ipar_widgets as ipp
@@ -169,30 +171,25 @@ def test_a_retry_click_reaches_a_blocked_cell(rc3) -> None:  # type: ignore[no-u
     """The frontend's click on Retry failed, sent while ``wait_interactive`` blocks the cell,
     is handled at once (in the kernel's subshell): the cell's wait then covers the retried
     task, and the cell sees every result."""
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3")
-    try:
-        setup = kc.execute_interactive(
-            "import ipar_widgets as ipp\n"
-            f"rc = ipp.Client(profile={PROFILE!r})\nrc.wait_for_engines(3, timeout=30)\n"
-            "@ipp.interactive\n"
-            "def slow(x):\n"
-            "    import time\n"
-            "    if x == 0 and not globals().get('fixed'):\n"
-            "        raise ValueError(f'bad input {x}')\n"
-            "    time.sleep(0.4)\n"
-            "    return x * 10",
-            timeout=60,
-        )
-        assert setup["content"]["status"] == "ok"
+    with kernel(
+        "import ipar_widgets as ipp\n"
+        f"rc = ipp.Client(profile={PROFILE!r})\nrc.wait_for_engines(3, timeout=30)\n"
+        "@ipp.interactive\n"
+        "def slow(x):\n"
+        "    import time\n"
+        "    if x == 0 and not globals().get('fixed'):\n"
+        "        raise ValueError(f'bad input {x}')\n"
+        "    time.sleep(0.4)\n"
+        "    return x * 10"
+    ) as kc:
         msg_id = kc.execute(
             "ar = rc.load_balanced_view().map(slow, range(9))\nar.wait_interactive()\n"
             "print(ar.get(timeout=1), len(ar.retried))"
         )
-        retry_comm, text = None, ""
-        while True:
-            msg = kc.get_iopub_msg(timeout=60)
+        retry_comm = None
+
+        def on_message(msg: dict[str, Any]) -> None:
+            nonlocal retry_comm
             kind, content = msg["msg_type"], msg["content"]
             state = content.get("data", {}).get("state", {}) if kind.startswith("comm") else {}
             if kind == "comm_open" and state.get("description") == "Retry failed":
@@ -200,31 +197,11 @@ def test_a_retry_click_reaches_a_blocked_cell(rc3) -> None:  # type: ignore[no-u
             elif kind == "comm_msg" and retry_comm and "1 failed" in str(state.get("value", "")):
                 # the widget shows the failure while the rest runs: fix the cause, click
                 rc3[:].execute("fixed = True", block=True)
-                kc.session.send(
-                    kc.shell_channel.socket,
-                    kc.session.msg(
-                        "comm_msg",
-                        {
-                            "comm_id": retry_comm,
-                            "data": {"method": "custom", "content": {"event": "click"}},
-                        },
-                    ),
-                )
+                click(kc, retry_comm)
                 retry_comm = None
-            elif kind == "stream" and msg["parent_header"].get("msg_id") == msg_id:
-                text += content["text"]
-            elif kind == "error":
-                raise AssertionError("\n".join(content["traceback"]))
-            elif (
-                kind == "status"
-                and content["execution_state"] == "idle"
-                and msg["parent_header"].get("msg_id") == msg_id
-            ):
-                break
-        assert text == "[0, 10, 20, 30, 40, 50, 60, 70, 80] 1\n"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+
+        text = follow_cell(kc, msg_id, on_message)
+    assert text == "[0, 10, 20, 30, 40, 50, 60, 70, 80] 1\n"
 
 
 def test_tasks_of_a_dead_engine_run_on_other_engines(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kernels import click, follow_cell, kernel
 
 import ipar_widgets as ipp
 from ipar_widgets.client.stacks import EngineStack, Stacks
@@ -297,25 +298,22 @@ def test_the_button_answers_while_the_cell_blocks(shared_cluster) -> None:  # ty
     """In a real kernel: the click on "Where is it stuck?", sent while ``wait_interactive``
     blocks the cell, is handled at once (our subshell), and the stacks area shows each
     engine's line, read from the notebook's own cell (the engines do not have its file)."""
-    from jupyter_client.manager import start_new_kernel
-
     profile = shared_cluster.cluster.profile
-    km, kc = start_new_kernel(kernel_name="python3")
-    try:
-        setup = kc.execute_interactive(
-            "import time, ipar_widgets as ipp\n"
-            f"rc = ipp.Client(profile={profile!r})\nrc.wait_for_engines(4, timeout=30)\n"
-            "def work(seconds):\n"
-            "    import time\n"
-            "    time.sleep(seconds)  # where it waits\n",
-            timeout=60,
-        )
-        assert setup["content"]["status"] == "ok"
+    with kernel(
+        "import time, ipar_widgets as ipp\n"
+        f"rc = ipp.Client(profile={profile!r})\nrc.wait_for_engines(4, timeout=30)\n"
+        "def work(seconds):\n"
+        "    import time\n"
+        "    time.sleep(seconds)  # where it waits\n"
+    ) as kc:
         msg_id = kc.execute("rc[:].apply_async(work, 6).wait_interactive()")
-        button, area, shown, ended = None, None, "", None
+        button: str | None = None
+        area: str | None = None
+        shown, ended = "", None
         t0 = time.monotonic()
-        while True:
-            msg = kc.get_iopub_msg(timeout=60)
+
+        def on_message(msg: dict[str, Any]) -> None:
+            nonlocal button, area, shown, ended
             kind, content = msg["msg_type"], msg["content"]
             state = content.get("data", {}).get("state", {}) if kind.startswith("comm") else {}
             if kind == "comm_open" and state.get("description") == "Where is it stuck?":
@@ -323,16 +321,7 @@ def test_the_button_answers_while_the_cell_blocks(shared_cluster) -> None:  # ty
             elif kind == "comm_open" and "ipar-stacks" in state.get("_dom_classes", ()):
                 area = content["comm_id"]
             elif kind == "comm_msg" and button and "4 running" in str(state.get("value", "")):
-                kc.session.send(  # the first wave runs: click, as JupyterLab would
-                    kc.shell_channel.socket,
-                    kc.session.msg(
-                        "comm_msg",
-                        {
-                            "comm_id": button,
-                            "data": {"method": "custom", "content": {"event": "click"}},
-                        },
-                    ),
-                )
+                click(kc, button)  # the first wave runs: click, as JupyterLab would
                 button = None
             elif (
                 kind == "comm_msg"
@@ -340,23 +329,14 @@ def test_the_button_answers_while_the_cell_blocks(shared_cluster) -> None:  # ty
                 and "<details" in str(state.get("value", ""))
             ):
                 shown, ended = state["value"], time.monotonic() - t0
-            elif kind == "error":
-                raise AssertionError("\n".join(content["traceback"]))
-            elif (
-                kind == "status"
-                and content["execution_state"] == "idle"
-                and msg["parent_header"].get("msg_id") == msg_id
-            ):
-                break
+
+        follow_cell(kc, msg_id, on_message)
         cell_took = time.monotonic() - t0
-        assert shown, "the stacks area was never filled"
-        assert ended is not None and ended < cell_took - 1.0  # while the cell still blocked
-        for engine in range(4):
-            assert f"engine {engine}: work, running for " in shown
-        assert shown.count("time.sleep(seconds)  # where it waits") == 4
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    assert shown, "the stacks area was never filled"
+    assert ended is not None and ended < cell_took - 1.0  # while the cell still blocked
+    for engine in range(4):
+        assert f"engine {engine}: work, running for " in shown
+    assert shown.count("time.sleep(seconds)  # where it waits") == 4
 
 
 def test_code_run_with_execute_shows_the_cells_line(rc) -> None:  # type: ignore[no-untyped-def]

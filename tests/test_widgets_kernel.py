@@ -13,36 +13,12 @@ from typing import Any
 
 import nbformat
 import pytest
+from kernels import click, follow_cell, kernel, python3_notebook, run_notebook
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(180)
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-class RecordingClient(NotebookClient):  # type: ignore[misc]
-    """Keeps every comm message the kernel sent, with the kernel's send time."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.comm_msgs: list[dict[str, Any]] = []
-
-    def handle_comm_msg(self, outs: Any, msg: dict[str, Any], cell_index: int) -> None:
-        self.comm_msgs.append(msg)
-        super().handle_comm_msg(outs, msg, cell_index)
-
-
-def run(cells: list[str]) -> tuple[Any, RecordingClient]:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    client = RecordingClient(nb, timeout=120, kernel_name="python3", allow_errors=False)
-    client.execute()
-    return nb, client
 
 
 def sent_at(msg: dict[str, Any]) -> float:
@@ -55,7 +31,7 @@ def sent_at(msg: dict[str, Any]) -> float:
 def test_wait_interactive_and_display_in_a_kernel(make_cluster, profile) -> None:  # type: ignore[no-untyped-def]
     """Eight engines, three live widgets: the budget holds whatever the number of engines."""
     make_cluster(n=8)
-    nb, client = run(
+    nb = python3_notebook(
         [
             "import time, ipar_widgets as ipp\n"
             f"rc = ipp.Client(profile={profile!r})\n"
@@ -76,6 +52,7 @@ def test_wait_interactive_and_display_in_a_kernel(make_cluster, profile) -> None
             "assert get_loop().wait_idle(10)",
         ]
     )
+    client = run_notebook(nb)
     outputs = nb.cells[1].outputs
     assert [o["output_type"] for o in outputs] == ["display_data"]
     data = outputs[0]["data"]
@@ -190,27 +167,22 @@ def test_cancel_click_reaches_a_blocked_cell(shared_cluster) -> None:  # type: i
     """The frontend's click on Cancel, sent while ``wait_interactive`` blocks the cell, is
     handled at once (in our kernel subshell): the pending tasks are aborted and the cell
     returns long before the job would have ended."""
-    from jupyter_client.manager import start_new_kernel
-
     profile = shared_cluster.cluster.profile
-    km, kc = start_new_kernel(kernel_name="python3")
-    try:
-        setup = kc.execute_interactive(
-            "import time, ipar_widgets as ipp\n"
-            f"rc = ipp.Client(profile={profile!r})\nrc.wait_for_engines(4, timeout=30)\n"
-            "lv = rc.load_balanced_view()",
-            timeout=60,
-        )
-        assert setup["content"]["status"] == "ok"
+    with kernel(
+        "import time, ipar_widgets as ipp\n"
+        f"rc = ipp.Client(profile={profile!r})\nrc.wait_for_engines(4, timeout=30)\n"
+        "lv = rc.load_balanced_view()"
+    ) as kc:
         msg_id = kc.execute(
             "t0 = time.monotonic()\nar = lv.map(time.sleep, [1.0] * 40)\n"
             "ar.wait_interactive()\nprint('took', round(time.monotonic() - t0, 1))\n"
             "print('aborted', sum(isinstance(r, ipp.TaskAborted) "
             "for r in ar.get(return_exceptions=True)))"
         )
-        cancel_comm, text = None, ""
-        while True:
-            msg = kc.get_iopub_msg(timeout=60)
+        cancel_comm = None
+
+        def on_message(msg: dict[str, Any]) -> None:
+            nonlocal cancel_comm
             kind, content = msg["msg_type"], msg["content"]
             if kind == "comm_open" and content["data"]["state"].get("description") == "Cancel":
                 cancel_comm = content["comm_id"]
@@ -220,31 +192,11 @@ def test_cancel_click_reaches_a_blocked_cell(shared_cluster) -> None:  # type: i
                 and "4 running" in str(content["data"].get("state", {}).get("value", ""))
             ):
                 # the widget shows the first wave running: click, as JupyterLab would
-                kc.session.send(
-                    kc.shell_channel.socket,
-                    kc.session.msg(
-                        "comm_msg",
-                        {
-                            "comm_id": cancel_comm,
-                            "data": {"method": "custom", "content": {"event": "click"}},
-                        },
-                    ),
-                )
+                click(kc, cancel_comm)
                 cancel_comm = None
-            elif kind == "stream" and msg["parent_header"].get("msg_id") == msg_id:
-                text += content["text"]
-            elif kind == "error":
-                raise AssertionError("\n".join(content["traceback"]))
-            elif (
-                kind == "status"
-                and content["execution_state"] == "idle"
-                and msg["parent_header"].get("msg_id") == msg_id
-            ):
-                break
-        took = float(re.search(r"took ([\d.]+)", text).group(1))  # type: ignore[union-attr]
-        aborted = int(re.search(r"aborted (\d+)", text).group(1))  # type: ignore[union-attr]
-        assert took < 4.0, text  # 40 tasks of 1 s on 4 engines: 10 s without the click
-        assert 32 <= aborted <= 36, text
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+
+        text = follow_cell(kc, msg_id, on_message)
+    took = float(re.search(r"took ([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    aborted = int(re.search(r"aborted (\d+)", text).group(1))  # type: ignore[union-attr]
+    assert took < 4.0, text  # 40 tasks of 1 s on 4 engines: 10 s without the click
+    assert 32 <= aborted <= 36, text

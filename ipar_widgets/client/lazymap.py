@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..error import TaskAborted
 from . import frontend
-from .job import ArrivalLog, JobClient
-from .metadata import Metadata
+from .growingjob import GrowingJob
 from .waiting import deadline_of, timeout_of, wait_until
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ class _Batch:
         self.error = error
 
 
-class LazyMapIterator(ArrivalLog, Iterator[Any]):
+class LazyMapIterator(GrowingJob, Iterator[Any]):
     """The results of ``fn`` over the inputs, in input order (or, with ``ordered=False``, as
     they finish); what ``executor.map`` returns.
 
@@ -110,30 +109,19 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
         self._inputs = zip(*iterables)
         from .baseview import getname
 
-        self._fname = getname(fn)
-        self._client: JobClient = view.client
+        # the Job seam's state (GrowingJob's), and the feed's, under one condition
+        super().__init__(getname(fn), view.client)
         self._total = self._known_length(iterables)
-        # the Job seam's state (ArrivalLog reads these), and the feed's, under one condition
-        self._cond = threading.Condition()
         #: held while inputs are read, so that no input is read once cancel() returns
         self._reading = threading.RLock()
-        self.msg_ids: list[str] = []
-        self._metadata: list[Metadata] = []
-        self._results: dict[str, Any] = {}
-        self._arrival: list[str] = []
-        self._sizes: dict[str, int] = {}
-        #: every AsyncResult this map made, in submission order
-        self.jobs: list[AsyncResult] = []
         self._to_yield: deque[_Batch] = deque()  # ordered: submission order
         self._finished: deque[_Batch] = deque()  # unordered: completion order
-        self._in_flight = 0
         #: paced (imap): room is counted in batches the iteration has not taken yet, so a
         #: map over an endless generator that nobody iterates reads no further
         self._paced = paced
         self._untaken = 0
         self._feeding = True  # more submissions may come
         self._stopped = False  # cancel(), an aborted task, or an error: read no more inputs
-        self._done_callbacks: list[Callable[[Any], object]] = []
         self._results_iter = self._iterate()
         # the first batch here, so a function that cannot be pickled fails at the call
         self._feed_one()
@@ -320,49 +308,15 @@ class LazyMapIterator(ArrivalLog, Iterator[Any]):
                 else:
                     yield value
 
-    # -- the Job seam (the rest is ArrivalLog's) ---------------------------------------------------
-    @property
-    def client(self) -> JobClient:
-        return self._client
-
+    # -- the Job seam (the rest is GrowingJob's) ---------------------------------------------------
     def __len__(self) -> int:
         """Inputs: all of them when their length is known, else those submitted so far."""
         with self._cond:
             return self._total if self._total is not None else sum(self._sizes.values())
 
-    def task_size(self, msg_id: str) -> int:
-        """Inputs one task carries (its chunk's size)."""
-        return self._sizes.get(msg_id, 1)
-
     def ready(self) -> bool:
         """True once no more inputs will be submitted and every task has finished."""
         return not self._feeding and self._in_flight == 0
-
-    def wait_for_change(
-        self, timeout: float | None, since: int | None = None, *, every_result: bool = True
-    ) -> int:
-        """See :meth:`~ipar_widgets.client.job.Job.wait_for_change` (each batch's end wakes
-        it)."""
-        with self._cond:
-            seen = len(self._arrival) if since is None else since
-            self._cond.wait_for(
-                lambda: len(self._arrival) > seen or self.ready(), timeout_of(timeout)
-            )
-            return len(self._arrival)
-
-    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        """Call ``fn(self)`` once the map is over (at once if it is)."""
-        with self._cond:
-            self._done_callbacks.append(fn)
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        with self._cond:
-            if not self.ready():
-                return
-            callbacks, self._done_callbacks = self._done_callbacks, []
-        for fn in callbacks:
-            fn(self)
 
     def __repr__(self) -> str:
         state = "finished" if self.ready() else "running"

@@ -16,13 +16,11 @@ sends none of the batches joblib dispatches after the click, and the call raises
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .job import ArrivalLog, JobClient
-from .metadata import Metadata
-from .waiting import timeout_of
+from .growingjob import GrowingJob
+from .job import JobClient
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult, Jobs
@@ -88,25 +86,14 @@ class _CallClient:
         return getattr(self._client, name)
 
 
-class ParallelCallJob(ArrivalLog):
+class ParallelCallJob(GrowingJob):
     """The batches of one ``Parallel`` call, as one job (see the module docstring)."""
 
     def __init__(self, client: JobClient) -> None:
-        self._fname = "Parallel"
-        self._client = _CallClient(client, self.cancel)
-        self._cond = threading.Condition()
-        self.msg_ids: list[str] = []
-        self._metadata: list[Metadata] = []
-        self._results: dict[str, Any] = {}
-        self._arrival: list[str] = []
-        self._sizes: dict[str, int] = {}
-        #: the AsyncResult of every batch, in submission order
-        self.jobs: list[AsyncResult] = []
-        self._in_flight = 0
+        super().__init__("Parallel", _CallClient(client, self.cancel))
         self._open = True  # the call may send more batches
         self._abandoned = False  # the connection closed: running batches will not report
         self._cancelled = False
-        self._done_callbacks: list[Callable[[Any], object]] = []
 
     # -- the backend's side -----------------------------------------------------------------------
     def add(self, ar: AsyncResult, size: int, name: str = "") -> None:
@@ -158,49 +145,15 @@ class ParallelCallJob(ArrivalLog):
         with self._cond:
             return sum(1 for ar in self.jobs if ar.ready()), len(self.jobs)
 
-    # -- the Job seam (the rest is ArrivalLog's) ---------------------------------------------------
-    @property
-    def client(self) -> JobClient:
-        return self._client
-
+    # -- the Job seam (the rest is GrowingJob's) ---------------------------------------------------
     def __len__(self) -> int:
         """joblib tasks sent so far (all of them once the call has ended)."""
         with self._cond:
             return sum(self._sizes.values())
 
-    def task_size(self, msg_id: str) -> int:
-        """joblib tasks one batch carries."""
-        return self._sizes.get(msg_id, 1)
-
     def ready(self) -> bool:
         """True once the call has ended and its batches have finished."""
         return not self._open and (self._in_flight == 0 or self._abandoned)
-
-    def wait_for_change(
-        self, timeout: float | None, since: int | None = None, *, every_result: bool = True
-    ) -> int:
-        """See :meth:`~ipar_widgets.client.job.Job.wait_for_change` (each batch's end and
-        the call's end wake it)."""
-        with self._cond:
-            seen = len(self._arrival) if since is None else since
-            self._cond.wait_for(
-                lambda: len(self._arrival) > seen or self.ready(), timeout_of(timeout)
-            )
-            return len(self._arrival)
-
-    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        """Call ``fn(self)`` once the job is over (at once if it is)."""
-        with self._cond:
-            self._done_callbacks.append(fn)
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        with self._cond:
-            if not self.ready():
-                return
-            callbacks, self._done_callbacks = self._done_callbacks, []
-        for fn in callbacks:
-            fn(self)
 
     def __repr__(self) -> str:
         state = "finished" if self.ready() else "running"

@@ -57,29 +57,15 @@ class Requests:
         content: dict[str, Any],
         timeout: float = 10,
     ) -> dict[int, Message]:
-        """Send a control message to each engine and wait for every answer."""
-        if self.transport.closed:
-            raise ClientClosed(f"send {msg_type} to engines")
-        futures: dict[int, tuple[str, Future[Message]]] = {}
-        for engine_id in engine_ids:
-            msg_id, frames = build_request(
-                self.wire, msg_type, content, route=control_route(engine_id)
-            )
-            future: Future[Message] = Future()
-            self.queries[msg_id] = future
-            futures[engine_id] = (msg_id, future)
-            self.transport.send(frames)
-        replies = {}
-        deadline = time.monotonic() + timeout
-        for engine_id, (msg_id, future) in futures.items():
-            try:
-                replies[engine_id] = future.result(max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                self.queries.pop(msg_id, None)
+        """Send a control message to each engine and wait for every answer (each checked)."""
+        answers = self.ask_each_engine(engine_ids, msg_type, content, timeout)
+        for engine_id, msg in answers.items():
+            if msg is None:
                 raise TimeoutError(
                     f"engine {engine_id} did not answer {msg_type} within {timeout:g} s; is it "
                     "still running? (see rc.ids, or: ipar list)"
-                ) from None
+                )
+        replies = {engine_id: msg for engine_id, msg in answers.items() if msg is not None}
         for msg in replies.values():
             check_answer(msg, msg_type)
         return replies

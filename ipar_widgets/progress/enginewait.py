@@ -9,13 +9,13 @@ each look at the controller through :class:`EngineWaitTracker`; the text here an
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from .liveline import LiveLine
 from .terminal import format_seconds
 
 __all__ = [
@@ -119,32 +119,20 @@ class EngineWaitTerminal:
     line at each change elsewhere (a log gets no line per look at the controller)."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        isatty = getattr(self.stream, "isatty", None)
-        try:
-            self.tty = bool(isatty()) if isatty else False
-        except ValueError:
-            self.tty = False
-        self._width = 0
+        self._line = LiveLine(stream if stream is not None else sys.stderr)
+        self.stream = self._line.stream
+        self.tty = self._line.tty
         self._last = ""
 
     def update(self, snap: EngineWaitSnapshot) -> None:
         if self.tty:
-            columns = shutil.get_terminal_size((100, 20)).columns
-            line = wait_line(snap)[: max(20, columns - 1)]
-            self.stream.write("\r" + line + " " * max(0, self._width - len(line)))
-            self.stream.flush()
-            self._width = len(line)
+            self._line.redraw(wait_line(snap))
             return
         key = wait_line(snap, elapsed=False)
         if key != self._last:
-            self.stream.write(wait_line(snap) + "\n")
-            self.stream.flush()
+            self._line.write(wait_line(snap))
             self._last = key
 
     def finish(self, snap: EngineWaitSnapshot) -> None:
-        if self.tty and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-        self.stream.write(wait_line(snap) + "\n")
-        self.stream.flush()
-        self._width = 0
+        self._line.clear()
+        self._line.write(wait_line(snap))

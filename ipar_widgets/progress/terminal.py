@@ -7,12 +7,12 @@ tqdm is not one of our dependencies.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from typing import IO
 
 from .failures import groups_line
+from .liveline import LiveLine
 from .snapshot import Snapshot
 
 __all__ = [
@@ -92,51 +92,39 @@ def failures_line(snap: Snapshot) -> str:
 class TerminalDisplay:
     """Writes progress to a stream (default: ``sys.stdout`` when created).
 
-    On a TTY the status line is redrawn in place, cut to the terminal's width.  Elsewhere a
-    line is written at each tenth of the work, and at most every ``every`` seconds between.
+    On a TTY the status line is redrawn in place, cut to the terminal's width
+    (:class:`~.liveline.LiveLine`).  Elsewhere a line is written at each tenth of the work,
+    and at most every ``every`` seconds between.
     """
 
     def __init__(self, stream: IO[str] | None = None, every: float = 10.0) -> None:
-        self.stream = stream if stream is not None else sys.stdout
-        isatty = getattr(self.stream, "isatty", None)
-        try:
-            self.tty = bool(isatty()) if isatty else False
-        except ValueError:  # a closed stream
-            self.tty = False
+        self._line = LiveLine(stream if stream is not None else sys.stdout)
+        self.stream = self._line.stream
+        self.tty = self._line.tty
         self.every = every
         self._last_emit = 0.0
         self._last_decile = -1
-        self._width = 0
         self.lines = 0  # lines written (not counting redraws), for tests and benchmarks
 
     def update(self, snap: Snapshot) -> None:
         line = status_line(snap)
         if self.tty:
-            columns = shutil.get_terminal_size((100, 20)).columns
-            line = line[: max(20, columns - 1)]
-            pad = max(0, self._width - len(line))
-            self.stream.write("\r" + line + " " * pad)
-            self.stream.flush()
-            self._width = len(line)
+            self._line.redraw(line)
             return
         now = time.monotonic()
         decile = int(snap.fraction * 10)
         if decile > self._last_decile or now - self._last_emit >= self.every:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            self._line.write(line)
             self.lines += 1
             self._last_emit = now
             self._last_decile = decile
 
     def finish(self, snap: Snapshot) -> None:
         """Replace the live line with the summary."""
-        if self.tty and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-        self.stream.write(summary_line(snap) + "\n")
+        self._line.clear()
+        self._line.write(summary_line(snap))
         self.lines += 1
         failures = failures_line(snap)
         if failures:
-            self.stream.write(failures + "\n")
+            self._line.write(failures)
             self.lines += 1
-        self.stream.flush()
-        self._width = 0

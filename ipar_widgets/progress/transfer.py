@@ -10,12 +10,12 @@ bytes that are still on their way.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
+from .liveline import LiveLine
 from .terminal import format_seconds
 
 __all__ = [
@@ -107,30 +107,18 @@ class TransferTerminal:
     a line per engine done elsewhere."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        isatty = getattr(self.stream, "isatty", None)
-        try:
-            self.tty = bool(isatty()) if isatty else False
-        except ValueError:
-            self.tty = False
-        self._width = 0
+        self._line = LiveLine(stream if stream is not None else sys.stderr)
+        self.stream = self._line.stream
+        self.tty = self._line.tty
         self._engines_done = -1
 
     def update(self, snap: TransferSnapshot) -> None:
         if self.tty:
-            columns = shutil.get_terminal_size((100, 20)).columns
-            line = transfer_line(snap)[: max(20, columns - 1)]
-            self.stream.write("\r" + line + " " * max(0, self._width - len(line)))
-            self.stream.flush()
-            self._width = len(line)
+            self._line.redraw(transfer_line(snap))
         elif snap.engines_done != self._engines_done:
-            self.stream.write(transfer_line(snap) + "\n")
-            self.stream.flush()
+            self._line.write(transfer_line(snap))
         self._engines_done = snap.engines_done
 
     def finish(self, snap: TransferSnapshot) -> None:
-        if self.tty and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-        self.stream.write(transfer_line(snap) + "\n")
-        self.stream.flush()
-        self._width = 0
+        self._line.clear()
+        self._line.write(transfer_line(snap))

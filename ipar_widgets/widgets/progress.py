@@ -112,45 +112,41 @@ class ProgressView:
             style={"description_width": "initial"},
             layout=w.Layout(flex="1 1 auto", width="auto", max_width="640px"),
         )
-        self.cancel_button = w.Button(
-            description="Cancel",
-            icon="stop",
-            button_style="warning",
-            tooltip="abort the tasks that have not started",
-            layout=w.Layout(width="auto"),
+        self.cancel_button = _action_button(
+            "Cancel",
+            "stop",
+            "abort the tasks that have not started",
+            self._on_cancel,
+            style="warning",
         )
-        self.interrupt_button = w.Button(
-            description="Interrupt running tasks",
-            icon="bolt",
-            button_style="danger",
-            tooltip="send SIGINT to the engines running this job's tasks",
-            layout=w.Layout(width="auto", display="none"),
+        self.interrupt_button = _action_button(
+            "Interrupt running tasks",
+            "bolt",
+            "send SIGINT to the engines running this job's tasks",
+            self._on_interrupt,
+            style="danger",
+            css_display="none",
         )
-        self.cancel_button.on_click(self._on_cancel)
-        self.interrupt_button.on_click(self._on_interrupt)
         # offered only where the job's client can ask engines for their stacks (a Client)
-        self.stacks_button = w.Button(
-            description="Where is it stuck?",
-            icon="search",
-            tooltip="show the Python stack of each running task, the longest-running first",
-            layout=w.Layout(
-                width="auto",
-                display="" if isinstance(self.job.client, StacksClient) else "none",
-            ),
+        self.stacks_button = _action_button(
+            "Where is it stuck?",
+            "search",
+            "show the Python stack of each running task, the longest-running first",
+            self._on_stacks,
+            css_display="" if isinstance(self.job.client, StacksClient) else "none",
         )
-        self.stacks_button.on_click(self._on_stacks)
         self.stacks_area = w.HTML(
             value="", layout=w.Layout(display="none"), _dom_classes=("ipar-stacks",)
         )
         self.controls = w.HBox([self.cancel_button, self.interrupt_button, self.stacks_button])
-        self.retry_button = w.Button(
-            description="Retry failed",
-            icon="redo",
-            button_style="warning",
-            tooltip="run the failed tasks again (on other engines where their engine died)",
-            layout=w.Layout(width="auto", display="none"),
+        self.retry_button = _action_button(
+            "Retry failed",
+            "redo",
+            "run the failed tasks again (on other engines where their engine died)",
+            self._on_retry,
+            style="warning",
+            css_display="none",
         )
-        self.retry_button.on_click(self._on_retry)
         self.bar_row = w.HBox(
             [self.bar, self.controls, self.retry_button], layout=w.Layout(align_items="center")
         )
@@ -404,6 +400,28 @@ class ProgressView:
             return []
         ours = set(unfinished(self.job))
         return sorted(e for e, m in placement.running.items() if m in ours)
+
+
+def _action_button(
+    description: str,
+    icon: str,
+    tooltip: str,
+    on_click: Callable[[w.Button], None],
+    *,
+    style: str = "",
+    css_display: str | None = None,
+) -> w.Button:
+    """One of the display's buttons, as wide as its label (``css_display="none"``: hidden until
+    the display shows it)."""
+    button = w.Button(
+        description=description,
+        icon=icon,
+        button_style=style,
+        tooltip=tooltip,
+        layout=w.Layout(width="auto", display=css_display),
+    )
+    button.on_click(on_click)
+    return button
 
 
 def _differs(current: Any, wanted: Any) -> bool:
