@@ -38,7 +38,7 @@ from .widgetprogress import WidgetProgress
 
 #: seconds an interrupted execution waits for the engines it signalled to stop (it returns
 #: anyway after that; ``--no-stream`` output is shown only if they stopped)
-INTERRUPTED_WAIT = 1.0
+INTERRUPTED_WAIT = 3.0
 
 
 def _in_kernel(shell: Any) -> bool:

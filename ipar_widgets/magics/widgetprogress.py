@@ -12,10 +12,15 @@ HTML, as every progress widget does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..client import frontend
 from ..client.job import Job
 
 __all__ = ["WidgetProgress"]
+
+#: seconds the final call waits for the job to be over before it leaves it to the loop
+FINAL_WAIT = 1.0
 
 
 class WidgetProgress:
@@ -24,6 +29,7 @@ class WidgetProgress:
     def __init__(self, job: Job) -> None:
         self._job = job
         self._shown = False
+        self._end: Callable[[float], None] | None = None
 
     @property
     def shown(self) -> bool:
@@ -32,9 +38,15 @@ class WidgetProgress:
 
     def show(self, text: str, final: bool = False) -> None:
         """The wait's progress call: the first one puts the widget up (``text`` is the line
-        form's and not used: the widget draws the job itself); later ones, and the final
-        one, leave it to the update loop, which sends the final state when the job ends."""
-        if self._shown or final:
+        form's and not used: the widget draws the job itself); later ones leave it to the
+        update loop; the final one sends the final state from the cell's thread when the job
+        is over (a job interrupted and still running: the loop sends it when it ends)."""
+        if final:
+            if self._end is not None:
+                self._end(FINAL_WAIT)
+            return
+        if self._shown:
             return
         self._shown = True
-        frontend.display_progress(self._job)
+        # the user watches the blocked cell: no done-notification (frontend.follow_progress)
+        self._end = frontend.follow_progress(self._job)

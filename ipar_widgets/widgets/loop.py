@@ -172,6 +172,22 @@ class UpdateLoop:
         except Exception:
             log.exception("final update of a progress widget failed")
 
+    def send_message(self, send: Callable[[], object], n: int = 1) -> None:
+        """Run ``send``, which publishes ``n`` messages that are not trait updates (a custom
+        widget message), within the same budget: it waits, as a final update does, until
+        they fit."""
+        with self._send_lock:
+            delay = self.budget.delay_for(n)
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                send()
+            finally:
+                now = self.budget.clock()
+                self.budget.spend(n, now)
+                if self.log is not None:
+                    self.log.append((now, n))
+
     # -- sending --------------------------------------------------------------------------------
     def _send(self, view: LiveView, final: bool) -> float:
         """One refresh of ``view``: 0.0 once sent, else the seconds to wait for room.

@@ -202,8 +202,9 @@ class ProgressView:
             return  # nowhere to publish (the widget's model was used without a shell)
         update_display(self.bundle(snap), raw=True, display_id=self.display_id)
         if first and self.notify_when_done:
-            self.loop.budget.spend(1)  # the notice's one message counts like an update
-            notify_job_ended(self.box, job_notice(snap, self.state_word))
+            notice = job_notice(snap, self.state_word)
+            # one message, within the budget the updates keep
+            self.loop.send_message(lambda: notify_job_ended(self.box, notice))
 
     # -- the loop's side --------------------------------------------------------------------------
     def done(self) -> bool:
