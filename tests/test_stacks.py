@@ -228,8 +228,7 @@ def test_the_widgets_button_fills_the_stacks_area(rc) -> None:  # type: ignore[n
     assert view.stacks_button.description == "Where is it stuck?"
     assert view.stacks_button.layout.display == ""
     assert view.stacks_button in view.controls.children
-    assert "ipar-stacks" in view.stacks_area._dom_classes
-    assert view.stacks_area.layout.display == "none" and view.stacks_area in view.box.children
+    assert view.stacks_area is None  # made at the first click, complete
     loop.add(view)
     try:
         for engine in range(4):
@@ -237,12 +236,12 @@ def test_the_widgets_button_fills_the_stacks_area(rc) -> None:  # type: ignore[n
         view._on_stacks()  # what a click runs (in a subshell, in a kernel)
         assert not view.stacks_asking
         deadline = time.monotonic() + 10
-        while view.stacks_area.value != view.stacks_html:  # the loop sends the change
-            assert time.monotonic() < deadline, "the update loop never sent the stacks area"
+        while view.stacks_area is None or view.stacks_area not in view.box.children:
+            assert time.monotonic() < deadline, "the update loop never showed the stacks area"
             time.sleep(0.05)
+        assert "ipar-stacks" in view.stacks_area._dom_classes
         lineno, _ = line_of(spin, "the spinning line")
         value = view.stacks_area.value
-        assert view.stacks_area.layout.display == ""
         assert "Where the running tasks were at " in value
         assert value.count("<details") == 4 and value.count("<details open>") == 1
         for engine in range(4):
@@ -319,13 +318,13 @@ def test_the_button_answers_while_the_cell_blocks(shared_cluster) -> None:  # ty
             state = content.get("data", {}).get("state", {}) if kind.startswith("comm") else {}
             if kind == "comm_open" and state.get("description") == "Where is it stuck?":
                 button = content["comm_id"]
-            elif kind == "comm_open" and "ipar-stacks" in state.get("_dom_classes", ()):
-                area = content["comm_id"]
             elif kind == "comm_msg" and button and "4 running" in str(state.get("value", "")):
                 click(kc, button)  # the first wave runs: click, as JupyterLab would
                 button = None
-            elif (
-                kind == "comm_msg"
+            if kind == "comm_open" and "ipar-stacks" in state.get("_dom_classes", ()):
+                area = content["comm_id"]  # made at the click, opened with its first value
+            if (
+                kind in ("comm_open", "comm_msg")
                 and content["comm_id"] == area
                 and "<details" in str(state.get("value", ""))
             ):

@@ -95,9 +95,8 @@ class ProgressView:
         self._publish_lock = threading.Lock()  # the final picture, against a retry
         self._published_groups: tuple[FailureGroup, ...] = ()
         self._build()
-        # what a retry of an ended job brings back, and where the failure groups go
+        # what a retry of an ended job brings back
         self._live_controls = tuple(self.controls.children)
-        self._base_children = tuple(self.box.children)
 
     # -- the widgets ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -135,27 +134,19 @@ class ProgressView:
             self._on_stacks,
             css_display="" if isinstance(self.job.client, StacksClient) else "none",
         )
-        self.stacks_area = w.HTML(
-            value="", layout=w.Layout(display="none"), _dom_classes=("ipar-stacks",)
-        )
+        # made when first needed, each complete in its opening message: every widget made
+        # up front costs its opening messages in every job's display, most of which never
+        # fail nor get asked where they are stuck
+        self.stacks_area: w.HTML | None = None
+        self.retry_button: w.Button | None = None
         self.controls = w.HBox([self.cancel_button, self.interrupt_button, self.stacks_button])
-        self.retry_button = _action_button(
-            "Retry failed",
-            "redo",
-            "run the failed tasks again (on other engines where their engine died)",
-            self._on_retry,
-            style="warning",
-            css_display="none",
-        )
-        self.bar_row = w.HBox(
-            [self.bar, self.controls, self.retry_button], layout=w.Layout(align_items="center")
-        )
+        self.bar_row = w.HBox([self.bar, self.controls], layout=w.Layout(align_items="center"))
         self.body = w.HTML(value="")
         self.failure: w.Accordion | None = None  # the failure groups, made at the first failure
         self._group_panes: list[w.HTML] = []  # the sections' contents, reused as groups change
         self.note_html = w.HTML(value="")
         self.box = w.VBox(
-            [self.style, self.bar_row, self.body, self.stacks_area, self.note_html],
+            [self.style, self.bar_row, self.body, self.note_html],
             layout=w.Layout(width="100%"),
             _dom_classes=("ipar-progress",),
         )
@@ -248,11 +239,36 @@ class ProgressView:
                 )
             )
         wanted.append((self.note_html, {"value": self._note_html()}))
-        wanted.append((self.stacks_area, {"value": self.stacks_html}))
-        wanted.append((self.stacks_area.layout, {"display": "" if self.stacks_html else "none"}))
+        if self.stacks_html and self.stacks_area is None:
+            self.stacks_area = w.HTML(value=self.stacks_html, _dom_classes=("ipar-stacks",))
+        if self.stacks_area is not None:
+            wanted.append((self.stacks_area, {"value": self.stacks_html}))
         first, rest = self._failures_wanted(snap)
         wanted[2:2] = first  # showing the failure area comes right after the bar and body
         return wanted + rest
+
+    def _retry_button(self) -> w.Button:
+        """The Retry button, made at the first failure of a job that can retry."""
+        if self.retry_button is None:
+            self.retry_button = _action_button(
+                "Retry failed",
+                "redo",
+                "run the failed tasks again (on other engines where their engine died)",
+                self._on_retry,
+                style="warning",
+            )
+            if self.clicks_routed:
+                route_off_main_thread(self.retry_button)
+        return self.retry_button
+
+    def route_clicks(self) -> bool:
+        """Have the buttons' clicks handled while the cell blocks (widgets/clicks.py); the
+        Retry button, made later, follows.  False where the kernel cannot."""
+        buttons = [self.cancel_button, self.interrupt_button, self.stacks_button]
+        if self.retry_button is not None:
+            buttons.append(self.retry_button)
+        self.clicks_routed = route_off_main_thread(*buttons)
+        return self.clicks_routed
 
     def _failures_wanted(self, snap: Snapshot) -> tuple[Changes, Changes]:
         """The Retry button and the failure groups (one Accordion section each, after the
@@ -260,12 +276,15 @@ class ProgressView:
         the fetch of its first tasks' arguments."""
         retriable = isinstance(self.job, RetriedTasks) and snap.failed_tasks > 0
         first: Changes = []
-        wanted: Changes = [
-            (self.retry_button, {"disabled": self.retrying}),
-            (self.retry_button.layout, {"display": "" if retriable else "none"}),
-        ]
+        wanted: Changes = []
+        if retriable or self.retry_button is not None:
+            button = self._retry_button()
+            first.append((self.bar_row, {"children": (self.bar, self.controls, button)}))
+            wanted.append((button, {"disabled": self.retrying}))
+            wanted.append((button.layout, {"display": "" if retriable else "none"}))
         groups = snap.failure_groups[:GROUPS_SHOWN]
-        if not groups and self.failure is None:
+        if self.failure is None and not groups:
+            first.append((self.box, {"children": self._box_children(False)}))
             return first, wanted
         panes = self._failure_panes(groups)
         titles = tuple(g.label[:200] for g in groups)
@@ -276,10 +295,7 @@ class ProgressView:
                 selected_index=None,
                 _dom_classes=("ipar-failure-groups",),
             )
-        children = list(self._base_children)
-        if groups:
-            children.insert(children.index(self.body) + 1, self.failure)
-        first.append((self.box, {"children": tuple(children)}))
+        first.append((self.box, {"children": self._box_children(bool(groups))}))
         # last: a count may lag a refresh when the budget is short
         wanted += [(pane, {"value": group_details_html(g)}) for pane, g in zip(panes, groups)]
         wanted.append((self.failure, {"children": panes, "titles": titles}))
@@ -288,6 +304,16 @@ class ProgressView:
             # fetched off this thread; a refresh follows when they are in
             self.tracker.fetch_arguments(on_done=self._arguments_in)
         return first, wanted
+
+    def _box_children(self, failures: bool) -> tuple[Any, ...]:
+        """The box's widgets: the failure groups after the body, then the stacks area."""
+        children: list[Any] = [self.style, self.bar_row, self.body]
+        if failures and self.failure is not None:
+            children.append(self.failure)
+        if self.stacks_area is not None:
+            children.append(self.stacks_area)
+        children.append(self.note_html)
+        return tuple(children)
 
     def _arguments_in(self) -> None:
         """The failed tasks' arguments came (in the fetching thread): shown at the next
@@ -444,9 +470,7 @@ def display_progress(job: Job) -> None:
         return
     view = ProgressView(job)
     view.notify_when_done = True
-    view.clicks_routed = route_off_main_thread(
-        view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
-    )
+    view.route_clicks()
     view.show()
 
 
@@ -459,9 +483,7 @@ def follow_job(job: Job) -> Callable[[float], None]:
     # not ``blocking``: if the caller's wait never ends here (joblib raised and skipped it),
     # the loop still sends the final state once the job is over
     view = ProgressView(job)
-    view.clicks_routed = route_off_main_thread(
-        view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
-    )
+    view.route_clicks()
     view.show()
 
     def end(timeout: float) -> None:
@@ -486,9 +508,7 @@ def wait_with_widget(
     """
     period = REFRESH_PERIOD if interval is None else max(REFRESH_PERIOD, float(interval))
     view = ProgressView(job, blocking=True, period=period)
-    view.clicks_routed = route_off_main_thread(
-        view.cancel_button, view.interrupt_button, view.stacks_button, view.retry_button
-    )
+    view.route_clicks()
     if not view.clicks_routed:
         view.cancel_button.tooltip = (
             "this kernel handles the click once the cell returns; "
