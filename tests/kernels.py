@@ -20,6 +20,7 @@ __all__ = [
     "click",
     "cell_ended",
     "follow_cell",
+    "stop_cluster_of_profile",
 ]
 
 
@@ -104,3 +105,20 @@ def follow_cell(kc: Any, msg_id: str, handle: Callable[[dict[str, Any]], None]) 
             return text
         else:
             handle(msg)
+
+
+def stop_cluster_of_profile(profile: str) -> None:
+    """Stop the cluster a kernel started under ``profile`` (its last cell stops it, unless a
+    cell failed first): by its cluster file, then its controller's process group."""
+    import contextlib
+
+    from conftest import kill_group_of
+
+    import ipar_widgets as ipp
+
+    with contextlib.suppress(Exception):
+        left = ipp.Cluster.from_file(profile=profile, cluster_id="")
+        pid = left._data["controller_pid"] if left._data else None
+        left.stop_cluster_sync()
+        if pid:
+            kill_group_of(pid)

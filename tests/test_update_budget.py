@@ -11,16 +11,13 @@ is counted: never more than 10 in any one second, as ``widgets/loop.py`` promise
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kill_group_of
-from kernels import click, follow_cell, kernel
+from kernels import click, follow_cell, kernel, stop_cluster_of_profile
 
-import ipar_widgets as ipp
 from ipar_widgets.widgets.loop import MESSAGES_PER_SECOND
 
 pytestmark = pytest.mark.timeout(180)
@@ -116,12 +113,7 @@ def test_all_live_displays_at_once_stay_within_the_budget(profile: str, tmp_path
             )
             follow_cell(kc, done, on_message)
     finally:
-        with contextlib.suppress(Exception):  # the kernel stopped it, unless a cell failed
-            left = ipp.Cluster.from_file(profile=profile, cluster_id="")
-            pid = left._data["controller_pid"] if left._data else None
-            left.stop_cluster_sync()
-            if pid:
-                kill_group_of(pid)
+        stop_cluster_of_profile(profile)
 
     assert clicked == {"stacks", "retry"}, clicked
     results, retried = printed.splitlines()

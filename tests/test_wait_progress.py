@@ -4,13 +4,13 @@ as the terminal line."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterator
 
 import nbformat
 import pytest
 from conftest import kill_group_of
+from kernels import stop_cluster_of_profile
 from nbclient import NotebookClient
 
 import ipar_widgets as ipp
@@ -150,12 +150,7 @@ def test_cluster_start_and_wait_show_the_widget_in_a_kernel(profile: str) -> Non
     try:
         NotebookClient(nb, timeout=90, kernel_name="python3").execute()
     finally:
-        with contextlib.suppress(Exception):  # the kernel stopped it, unless a cell failed
-            left = ipp.Cluster.from_file(profile=profile, cluster_id="")
-            pid = left._data["controller_pid"] if left._data else None
-            left.stop_cluster_sync()
-            if pid:
-                kill_group_of(pid)
+        stop_cluster_of_profile(profile)
 
     def widgets(i: int) -> list[dict[str, str]]:
         return [dict(o["data"]) for o in nb.cells[i].outputs if WIDGET_VIEW in o.get("data", {})]
