@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import stat
 import subprocess
@@ -32,9 +35,33 @@ def stop_after(profile: str):  # type: ignore[no-untyped-def]
         p.kill()
 
 
+def wait_lines(stderr: str) -> list[str]:
+    """The engine wait's lines of a command's stderr (not a terminal: whole lines, no
+    carriage returns nor escape codes); each says ``engines: ``."""
+    assert "\r" not in stderr and "\x1b" not in stderr, repr(stderr)
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("engines: ") for line in lines), lines
+    # a log gets a line when what it says changes, never the same twice in a row
+    said = [re.sub(r", \d+\.\d s", "", line) for line in lines]
+    assert all(a != b for a, b in zip(said, said[1:])), lines
+    return lines
+
+
 def test_start_list_grow_shrink_stop(profile: str, stop_after: None) -> None:
-    out = ipar("start", "-n", "2", "--profile", profile).stdout
+    started = ipar("start", "-n", "2", "--profile", profile)
+    out = started.stdout
     assert f"Cluster started in profile {profile!r}: 2 engine(s)" in out
+    # the wait for the engines, on stderr: its last line says how it ended
+    waited = wait_lines(started.stderr)
+    assert re.fullmatch(
+        r"engines: 2/2 registered, \d+\.\d s; local: 2/2 engines registered", waited[-1]
+    ), waited
+    for line in waited[:-1]:  # while waiting: fewer registered, the rest starting
+        assert re.fullmatch(
+            r"engines: ([01])/2 registered, \d+\.\d s; local: \1/2 engines registered "
+            r"\([12] starting\)",
+            line,
+        ), waited
     assert f"Client(profile={profile!r})" in out
 
     security = paths.profile_dir(profile) / "security"
@@ -70,7 +97,12 @@ def test_start_list_grow_shrink_stop(profile: str, stop_after: None) -> None:
     ]
     assert table[1].split()[:4] == [profile, "-", "running", "2/2"]
 
-    assert "Added 2 engine(s)" in ipar("engines", "add", "-n", "2", "--profile", profile).stdout
+    added = ipar("engines", "add", "-n", "2", "--profile", profile)
+    assert "Added 2 engine(s)" in added.stdout
+    assert re.fullmatch(
+        r"engines: 4/4 registered, \d+\.\d s; local: 4/4 engines registered",
+        wait_lines(added.stderr)[-1],
+    ), added.stderr
     rc = ipp.Client(profile=profile)
     try:
         assert rc.ids == [0, 1, 2, 3]
@@ -137,6 +169,13 @@ def test_engines_that_fail_to_register_are_reported_with_their_log(
         (profile_path / "ipython_config.py").unlink()
     assert result.returncode == 1
     assert "the cluster did not start: engine 0 exited with code" in result.stderr
+    # the wait's last line says what ended it, before the error says why
+    waited = wait_lines(result.stderr.split("\nipar start: error: ")[0])
+    assert re.fullmatch(
+        r"engines: 0/1 registered, \d+\.\d s \[EngineStartFailed: engine 0 exited with code "
+        r"1.*\]; local: 0/1 engines registered( \(1 starting\))?",
+        waited[-1],
+    ), waited
     assert "broken engine configuration" in result.stderr  # the tail of the engine's log
     assert procs_of(profile) == []
 
@@ -217,3 +256,50 @@ def test_python_m_and_console_script_agree() -> None:
         )
         assert version.stdout.strip() == f"ipar_widgets {ipp.__version__}"
     assert ipar("--version").stdout.strip() == f"ipar_widgets {ipp.__version__}"
+
+
+def test_start_redraws_its_wait_line_on_a_terminal(profile: str, stop_after: None) -> None:
+    """stderr a terminal (a pty): the wait's line is redrawn in place, then its last state
+    is left on the line, ended by a newline."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ipar_widgets", "start", "-n", "2", "--profile", profile],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        deadline = time.monotonic() + 60
+        while True:  # until the command closes its end of the terminal
+            assert time.monotonic() < deadline, drawn
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: no process holds the terminal any more
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, drawn
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert f"Cluster started in profile {profile!r}: 2 engine(s)" in out
+    text = drawn.decode()
+    frames = text.split("\r")
+    assert frames[0] == "" and len(frames) >= 3, repr(text)  # each frame starts with \r
+    # the last frame stays, its "\n" made "\r\n" by the terminal; the one before blanked
+    # the redrawn line
+    assert frames[-1] == "\n" and frames[-3].strip() == "", repr(text)
+    assert re.fullmatch(
+        r"engines: 2/2 registered, \d+\.\d s; local: 2/2 engines registered", frames[-2]
+    ), repr(text)
+    assert re.match(r"engines: 0/2 registered, \d+\.\d s; local: 0/2 engines registered", frames[1])
+    assert "\x1b" not in text

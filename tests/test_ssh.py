@@ -222,7 +222,16 @@ def test_ipar_start_over_ssh_with_the_profile_s_config_and_the_loopback_rule(
     try:
         started = ipar("start", "--engines", "ssh", "--profile", profile, check=False)
         assert started.returncode == 0, started.stderr
-        assert "2/2 engines registered" not in started.stderr  # the last line is not repeated
+        # the wait's lines (stderr is no terminal: whole lines), the set's ssh sessions in
+        # each; the last says it ended, once
+        waited = started.stderr.splitlines()
+        assert all(line.startswith("engines: ") for line in waited), waited
+        assert re.fullmatch(
+            r"engines: 2/2 registered, \d+\.\d s; \S+: 2/2 engines registered "
+            r"\(1/1 ssh sessions open\)",
+            waited[-1],
+        ), waited
+        assert sum("2/2 engines registered" in line for line in waited) == 1, waited
         rc = ipp.Client(profile=profile)
         pids = rc[:].apply_sync(os.getpid)
         assert len(pids) == 2

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import nbformat
 import pytest
 from conftest import kill_group_of
-from kernels import stop_cluster_of_profile
+from enginegate import gate_engines
+from kernels import follow_cell, kernel, stop_cluster_of_profile
 from nbclient import NotebookClient
 
 import ipar_widgets as ipp
@@ -122,6 +123,29 @@ def test_terminal_display_redraws_on_a_tty() -> None:
     assert text.endswith("\rengines: 2/2 registered, 1.5 s; s: 2/2 engines registered (RUNNING)\n")
 
 
+def test_a_log_gets_a_line_per_change_at_most_one_a_second() -> None:
+    import io
+
+    out = io.StringIO()  # not a terminal
+    line = EngineWaitTerminal(out)
+
+    def snap(registered: int, elapsed: float, outcome: str | None = None) -> EngineWaitSnapshot:
+        sets = (EngineSetState("s", registered, 4, "RUNNING"),)
+        return EngineWaitSnapshot(registered, 4, sets, elapsed, outcome)
+
+    line.update(snap(0, 0.1))
+    line.update(snap(0, 0.6))  # the same: no line
+    line.update(snap(1, 0.7))  # changed within the second: held back
+    line.update(snap(2, 1.1))  # a second after the last line: shown
+    line.update(snap(3, 1.5))  # held back, then the wait ends
+    line.finish(snap(4, 1.6, "ready"))
+    assert out.getvalue().splitlines() == [
+        "engines: 0/4 registered, 0.1 s; s: 0/4 engines registered (RUNNING)",
+        "engines: 2/4 registered, 1.1 s; s: 2/4 engines registered (RUNNING)",
+        "engines: 4/4 registered, 1.6 s; s: 4/4 engines registered (RUNNING)",
+    ]
+
+
 @pytest.mark.timeout(150)
 def test_cluster_start_and_wait_show_the_widget_in_a_kernel(profile: str) -> None:
     nb = nbformat.v4.new_notebook()
@@ -206,6 +230,60 @@ def test_cluster_start_and_wait_show_the_widget_in_a_kernel(profile: str) -> Non
         ("push", push_total, push_total, "success"),
         ("scatter", scatter_total, scatter_total, "success"),
     ]
+
+
+@pytest.mark.timeout(150)
+def test_awaited_cluster_start_shows_the_wait_as_it_goes(profile, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``await cluster.start_and_connect()`` (the wait runs in a worker thread) shows the
+    widget in the awaiting cell: first with no engine registered (the engines wait for a go
+    file, created once the widget is seen), at the end with both."""
+    go = gate_engines(tmp_path, monkeypatch)
+    bars: dict[str, list[dict[str, object]]] = {}  # the wait's bar: its states, by comm
+    shown: list[str] = []  # the cell's display's text, as displayed then updated
+
+    def handle(msg: dict[str, object]) -> None:
+        kind, content = msg["msg_type"], msg["content"]
+        assert isinstance(content, dict)
+        if kind == "comm_open":
+            state = content["data"]["state"]
+            if state.get("_model_name") == "IntProgressModel":
+                bars[content["comm_id"]] = [state]
+                if state.get("description") == "engines":
+                    go.touch()  # seen waiting: the engines may start
+        elif kind == "comm_msg" and content["comm_id"] in bars:
+            bars[content["comm_id"]].append(content["data"].get("state", {}))
+        elif kind in ("display_data", "update_display_data"):
+            shown.append(content["data"]["text/plain"])
+
+    start = (
+        "from ipar_widgets.widgets.loop import get_loop\n"
+        f"cluster = ipp.Cluster(n=2, profile={profile!r}, cluster_id='')\n"
+        "rc = await cluster.start_and_connect()\n"
+        "assert get_loop().wait_idle(10)\n"
+        "print(rc.ids)"
+    )
+    try:
+        with kernel("import ipar_widgets as ipp") as kc:
+            printed = follow_cell(kc, kc.execute(start), handle)
+            follow_cell(kc, kc.execute("rc.close(); await cluster.stop_cluster()"), handle)
+    finally:
+        stop_cluster_of_profile(profile)
+    assert printed == "[0, 1]\n"
+    [states] = bars.values()  # one wait, one bar: what it showed after each message
+    seen: list[tuple[object, ...]] = []
+    bar: dict[str, object] = {}
+    for state in states:
+        bar.update(state)
+        seen.append((bar["description"], bar["value"], bar["max"], bar["bar_style"]))
+    assert ("engines", 0, 2, "info") in seen[:2], seen  # at its first update: none of 2
+    assert seen[-1] == ("engines", 2, 2, "success"), seen
+    set_text = r"\S+: {n}/2 engines registered \(running \(2 of 2 engine processes\)\)"
+    assert re.fullmatch(r"engines: 0/2 registered, \d+\.\d s; " + set_text.format(n=0), shown[0]), (
+        shown
+    )
+    assert re.fullmatch(
+        r"engines: 2/2 registered, \d+\.\d s; " + set_text.format(n=2), shown[-1]
+    ), shown
 
 
 # -- large data: push / scatter / pull / gather -----------------------------------------------------

@@ -17,7 +17,7 @@ from . import frontend
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["EngineWaitReport", "WaitDisplay", "engine_set_rows"]
+__all__ = ["EngineWaitReport", "WaitDisplay", "engine_set_rows", "outcome_of"]
 
 #: one engine set: (set id, registered, engines asked for or None, its job state)
 SetReport = tuple[str, int, "int | None", str]
@@ -26,7 +26,9 @@ SetReport = tuple[str, int, "int | None", str]
 class WaitDisplay(Protocol):
     """What shows a wait (the progress layer's tracker, feeding the widget or the line)."""
 
-    def update(self, registered: int, wanted: int, sets: Sequence[SetReport]) -> None: ...
+    def update(
+        self, registered: int, wanted: int, sets: Sequence[SetReport], show: bool = True
+    ) -> None: ...
 
     def finish(self, outcome: str) -> None: ...
 
@@ -62,6 +64,17 @@ def engine_set_rows(client: Client) -> list[SetReport]:
     return rows
 
 
+def outcome_of(error: BaseException | None) -> str:
+    """What a wait's display says at its end: "ready", "interrupted", or the error that ended
+    it (its class name and the first line of its text)."""
+    if error is None:
+        return "ready"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 class EngineWaitReport:
     """The display side of one wait (see the module docstring)."""
 
@@ -83,7 +96,9 @@ class EngineWaitReport:
         self._wanted = wanted
         if self._tracker is None:
             return False
-        self._tracker.update(registered, wanted, engine_set_rows(self._client))
+        # the look that ends the wait is shown by finish(), once
+        rows = engine_set_rows(self._client)
+        self._tracker.update(registered, wanted, rows, show=registered < wanted)
         return True
 
     def finish(self, error: BaseException | None) -> None:
@@ -91,12 +106,7 @@ class EngineWaitReport:
         if self._tracker is None:
             return
         if error is None:
-            outcome = "ready"
-        elif isinstance(error, KeyboardInterrupt):
-            outcome = "interrupted"
-        else:
-            outcome = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        if error is None:
             # the last look may predate the registrations that ended the wait
-            self._tracker.update(len(self._client), self._wanted, engine_set_rows(self._client))
-        self._tracker.finish(outcome)
+            rows = engine_set_rows(self._client)
+            self._tracker.update(len(self._client), self._wanted, rows, show=False)
+        self._tracker.finish(outcome_of(error))

@@ -789,14 +789,19 @@ class Cluster(LoggingConfigurable):
 
             local = all(self._is_local(la) for la in launchers)
             display = EngineWaitReport(rc, None, None)
+            shown = False
+
+            def look(count: int) -> None:
+                nonlocal shown
+                shown = display.update(count, n)
 
             def report(line: str) -> None:
-                if not display.update(len(rc.ids), n) and not local:
+                if not shown and not local:  # no display: a line at each change
                     self._report_progress(line)
 
             try:
                 enginesets.wait_for_engine_sets(
-                    lambda: len(rc.ids), n, launchers, timeout, report=report
+                    lambda: len(rc.ids), n, launchers, timeout, report=report, on_look=look
                 )
             except BaseException as exc:
                 display.finish(exc)

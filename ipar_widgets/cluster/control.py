@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from traitlets.config import Config, Configurable
 from .. import paths
 from ..client.controlplane import ask_once
 from ..client.controlplane import wait_for_engines as wait_until_registered
+from ..client.waitprogress import WaitDisplay, outcome_of
 from ..controller.launcher import tail
 from ..error import ClusterError, ControllerRefused, EngineStartFailed, NoAnswer
 from ..processes import group_alive, pid_alive
@@ -134,7 +135,7 @@ def start_cluster(
     engine_timeout: float = 60.0,
     engines: str = "local",
     config: Config | None = None,
-    report: Callable[[str], None] | None = None,
+    progress: WaitDisplay | None = None,
 ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
     """Start a controller and ``n`` engines; return once the engines registered.  The
     controller starts local ones; another launcher (``engines='mpi'``) starts them from this
@@ -145,7 +146,7 @@ def start_cluster(
     controller's log) or EngineStartFailed (the failing engine's log, or the launcher's
     output).  The ``ipar`` command and the JupyterLab server extension both start clusters
     through here.  ``config`` configures the engine launcher (``c.SSHEngineSetLauncher...``);
-    ``report`` gets the launcher's status lines while its engines are awaited.
+    ``progress`` shows the wait for the engines (the ``ipar`` command's line on stderr).
     """
     launcher_class = find_launcher_class(engines, "EngineSet")  # ValueError: unknown name
     local = issubclass(launcher_class, LocalEngineSetLauncher)
@@ -161,9 +162,9 @@ def start_cluster(
     try:
         data = wait_for_cluster_file(profile_path, cluster_id, proc)
         if local:
-            wait_for_engines(data, n, engine_timeout)
+            wait_for_engines(data, n, engine_timeout, progress)
         elif n:
-            add_engine_set(data, launcher_class, n, engine_timeout, config, report)
+            add_engine_set(data, launcher_class, n, engine_timeout, config, progress)
     except (ClusterError, EngineStartFailed):
         _abandon(profile_path, cluster_id, proc)
         raise
@@ -179,11 +180,12 @@ def add_engine_set(
     n: int,
     timeout: float,
     config: Config | None = None,
-    report: Callable[[str], None] | None = None,
+    progress: WaitDisplay | None = None,
 ) -> str:
     """Start ``n`` engines with a launcher other than the controller's, and wait until they
     registered (EngineStartFailed at once if the launcher's process ends first); returns
-    the engine set's id."""
+    the engine set's id.  ``progress`` shows the wait: the cluster's engines, and the new
+    set's with its launcher's state ("PENDING (Resources)", "1/1 ssh sessions open")."""
 
     def registered() -> int:
         return int(request(cluster, "status_request").content["engines_registered"])
@@ -192,9 +194,23 @@ def add_engine_set(
     set_id, launcher = enginesets.start_engine_set(
         cluster, launcher_class, n, parent=Configurable(config=config or Config())
     )
-    enginesets.wait_for_engine_sets(
-        registered, before + int(getattr(launcher, "n", n)), [launcher], timeout, report
-    )
+    size = int(getattr(launcher, "n", n))
+    wanted = before + size
+
+    def show(count: int, look: bool = True) -> None:
+        if progress is not None:
+            row = (set_id, count - before, size, launcher.status_text())
+            progress.update(count, wanted, [row], show=look)
+
+    try:
+        enginesets.wait_for_engine_sets(registered, wanted, [launcher], timeout, on_look=show)
+    except BaseException as exc:
+        if progress is not None:
+            progress.finish(outcome_of(exc))
+        raise
+    if progress is not None:
+        show(registered(), look=False)
+        progress.finish("ready")
     return set_id
 
 
@@ -214,23 +230,46 @@ def _abandon(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes])
         pass
 
 
-def wait_for_engines(cluster: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
+def wait_for_engines(
+    cluster: dict[str, Any], n: int, timeout: float, progress: WaitDisplay | None = None
+) -> dict[str, Any]:
     """Wait until ``n`` engines registered; EngineStartFailed (with the failing engine's log)
     if one exits first, EnginesNotReady (with the end of the newest engine log) if time runs
-    out."""
+    out.  ``progress`` shows the wait, the controller's engines as the set "local" (how many
+    of its engine processes are still starting)."""
 
     def newest_log_tail() -> str:
         pattern = f"ipar-engine{'-' + cluster['cluster_id'] if cluster['cluster_id'] else ''}-*.log"
         logs = sorted(Path(cluster["log_dir"]).glob(pattern))
         return f"\nthe end of {logs[-1]}:\n{tail(logs[-1])}" if logs else ""
 
-    status = wait_until_registered(
-        lambda: request(cluster, "status_request").content,
-        n,
-        timeout,
-        lambda seconds: time.sleep(min(seconds, 0.05)),
-        timeout_detail=newest_log_tail,
-    )
+    def show(status: Mapping[str, Any], look: bool = True) -> None:
+        if progress is not None:
+            registered = int(status.get("engines_registered", 0))
+            starting = int(status.get("engines_starting") or 0)
+            row = ("local", registered, n, f"{starting} starting" if starting else "")
+            progress.update(registered, n, [row], show=look and registered < n)
+
+    def look() -> Mapping[str, Any]:
+        status = request(cluster, "status_request").content
+        show(status)
+        return status
+
+    try:
+        status = wait_until_registered(
+            look,
+            n,
+            timeout,
+            lambda seconds: time.sleep(min(seconds, 0.05)),
+            timeout_detail=newest_log_tail,
+        )
+    except BaseException as exc:
+        if progress is not None:
+            progress.finish(outcome_of(exc))
+        raise
+    if progress is not None:
+        show(status, look=False)
+        progress.finish("ready")
     return dict(status)
 
 

@@ -183,17 +183,21 @@ def wait_for_engine_sets(
     launchers: list[BaseLauncher],
     timeout: float,
     report: Callable[[str], None] | None = None,
+    on_look: Callable[[int], None] | None = None,
 ) -> None:
     """Wait until ``registered()`` reaches ``wanted``.  EngineStartFailed at once when a
     launcher's process (or batch job) ends first, with what it printed; EnginesNotReady after
     ``timeout`` seconds, not counting the time a batch job waits in its queue (``pending``).
-    ``report`` gets a line whenever the launchers' status changes ("PENDING (Resources)")."""
+    ``report`` gets a line whenever the launchers' status changes ("PENDING (Resources)");
+    ``on_look`` the count at every look while engines are missing (a display's redraw)."""
     deadline = time.monotonic() + timeout
     last = ""
     while True:
         count = registered()
         if count >= wanted:
             return
+        if on_look is not None:
+            on_look(count)
         now = time.monotonic()
         for launcher in launchers:
             if launcher.ended_early():

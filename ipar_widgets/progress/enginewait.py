@@ -27,6 +27,9 @@ __all__ = [
     "set_text",
 ]
 
+#: a log (stderr not a terminal) gets at most one line a second while the wait goes on
+LOG_LINE_INTERVAL = 1.0
+
 
 @dataclass(frozen=True)
 class EngineSetState:
@@ -95,15 +98,19 @@ class EngineWaitTracker:
         self._start = time.monotonic()
         self.last: EngineWaitSnapshot | None = None
 
-    def update(self, registered: int, wanted: int, sets: Sequence[SetReport]) -> None:
-        """What the latest look at the controller (and the launchers) said."""
+    def update(
+        self, registered: int, wanted: int, sets: Sequence[SetReport], show: bool = True
+    ) -> None:
+        """What the latest look at the controller (and the launchers) said; ``show=False``
+        only records it (the look that ended the wait: :meth:`finish` shows it)."""
         self.last = EngineWaitSnapshot(
             registered,
             wanted,
             tuple(EngineSetState(*row) for row in sets),
             time.monotonic() - self._start,
         )
-        self._show(self.last)
+        if show:
+            self._show(self.last)
 
     def finish(self, outcome: str) -> None:
         """The wait ended: ``"ready"``, or what stopped it."""
@@ -115,23 +122,30 @@ class EngineWaitTracker:
 
 
 class EngineWaitTerminal:
-    """The wait's line on a stream (default ``sys.stderr``): redrawn in place on a TTY, a new
-    line at each change elsewhere (a log gets no line per look at the controller)."""
+    """The wait's line on a stream (default ``sys.stderr``): redrawn in place on a TTY.  In a
+    log, a whole line when what it says changed, at most one a second (``interval``): a log
+    gets no line per look at the controller, nor one per engine of a large cluster; a change
+    held back shows at the next look after the second, and the end always has its line."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, interval: float = LOG_LINE_INTERVAL) -> None:
         self._line = LiveLine(stream if stream is not None else sys.stderr)
         self.stream = self._line.stream
         self.tty = self._line.tty
+        self._interval = interval
         self._last = ""
+        self._last_at: float | None = None
 
     def update(self, snap: EngineWaitSnapshot) -> None:
         if self.tty:
             self._line.redraw(wait_line(snap))
             return
         key = wait_line(snap, elapsed=False)
-        if key != self._last:
-            self._line.write(wait_line(snap))
-            self._last = key
+        if key == self._last:
+            return
+        if self._last_at is not None and snap.elapsed - self._last_at < self._interval:
+            return
+        self._line.write(wait_line(snap))
+        self._last, self._last_at = key, snap.elapsed
 
     def finish(self, snap: EngineWaitSnapshot) -> None:
         self._line.clear()
