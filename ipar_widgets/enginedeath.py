@@ -53,7 +53,9 @@ class EngineDeath:
     the engine's log file (engines on the controller's host).  ``replaced_by`` is the id of
     the engine started in its place (``Cluster(restart_engines=True)``); ``replacement`` is
     ``"starting"`` until it registered, ``"limit"`` when none was started because
-    ``max_engine_restarts`` were used (``restarts_left``: how many remain), else ``""``.
+    ``max_engine_restarts`` were used (``restarts_left``: how many remain), ``"failed"`` when
+    the replacement's process exited before it registered (``replacement_error`` says how),
+    else ``""``.
     """
 
     engine_id: int
@@ -79,6 +81,8 @@ class EngineDeath:
     log_path: str = ""
     replaced_by: int | None = None
     replacement: str = ""
+    #: why its replacement never registered (``replacement == "failed"``)
+    replacement_error: str = ""
     restarts_left: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -97,11 +101,14 @@ class EngineDeath:
 
     @property
     def replacement_words(self) -> str:
-        """``replaced by engine 7``, ``a replacement is starting``, ``not replaced: ...``."""
+        """``replaced by engine 7``, ``a replacement is starting``, ``not replaced: ...``,
+        ``its replacement failed: ...``."""
         if self.replaced_by is not None:
             return f"replaced by engine {self.replaced_by}"
         if self.replacement == "starting":
             return "a replacement is starting"
+        if self.replacement == "failed":
+            return f"its replacement failed: {self.replacement_error}"
         if self.replacement == "limit":
             return "not replaced: max_engine_restarts reached"
         return ""
@@ -179,3 +186,7 @@ class EngineDeath:
     def replaced(self, engine_id: int) -> EngineDeath:
         """The same record, noting the engine started in its place."""
         return dataclasses.replace(self, replaced_by=engine_id, replacement="")
+
+    def replacement_failed(self, error: str) -> EngineDeath:
+        """The same record, noting that its replacement never registered, and why."""
+        return dataclasses.replace(self, replacement="failed", replacement_error=error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from memcgroup import MemoryCgroup, writable_hierarchy
 from traitlets import TraitError
 
 import ipar_widgets as ipp
+from ipar_widgets import paths
 from ipar_widgets.enginedeath import EngineDeath, format_bytes
 from ipar_widgets.progress import ProgressTracker
 from ipar_widgets.server.operations import deaths_json
@@ -235,6 +237,36 @@ def test_restart_engines_replaces_dead_local_engines_up_to_the_limit(make_cluste
     cluster.stop_engine_sync(1)
     wait_until(lambda: rc.ids == [], 30, 0.05, "engine 1 stopped")
     assert 1 not in rc.engine_deaths and rc.status()["engines_starting"] == 0
+
+
+def test_a_replacement_that_never_registers_is_reported(make_cluster, profile) -> None:  # type: ignore[no-untyped-def]
+    handle = make_cluster(n=1, restart_engines=True, max_engine_restarts=2)
+    rc = handle.rc
+    rc.wait_for_engines(1, timeout=30)
+    # from now on an engine process exits at start-up (the profile's config is read by each)
+    config = paths.profile_dir(profile) / "ipython_config.py"
+    config.write_text("raise SystemExit('broken engine configuration')\n")
+    ar = rc[0].apply_async(exits_with_3)
+    assert "a replacement is starting" in str(engine_error_of(ar))
+    wait_until(
+        lambda: 0 in rc.engine_deaths and rc.engine_deaths[0].replacement == "failed",
+        30,
+        0.05,
+        "the notice that the replacement failed",
+    )
+    death = rc.engine_deaths[0]
+    assert re.fullmatch(
+        r"its process exited with code 1 before registering \(log: \S+\.log\)",
+        death.replacement_error,
+    ), death.replacement_error
+    words = f"its replacement failed: {death.replacement_error}"
+    assert death.replacement_words == words
+    [row] = ProgressTracker(ar).snapshot().engines
+    assert row.death.endswith(", " + words) and row.replaced_by is None
+    # the controller's own record (what the lab panel and late clients read) says the same
+    [shown] = deaths_json(rc.status())
+    assert shown["engine_id"] == 0 and shown["summary"].endswith(", " + words), shown
+    assert rc.ids == [] and rc.status()["engines_starting"] == 0  # not started again
 
 
 def test_restart_engines_keyword_and_method() -> None:

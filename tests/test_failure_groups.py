@@ -162,6 +162,31 @@ def test_a_map_with_two_kinds_of_failure(rc) -> None:  # type: ignore[no-untyped
     )
 
 
+@ipp.interactive
+def in_case(x: int) -> int:
+    """Thirteen kinds of failure: "case a" .. "case m"; item 13 is "case a" again."""
+    raise ValueError("case " + "abcdefghijklm"[x % 13])
+
+
+def test_more_groups_than_shown_are_counted_under_them(rc) -> None:  # type: ignore[no-untyped-def]
+    ar = rc.load_balanced_view().map(in_case, range(14))
+    ar.wait(30)
+    view = ProgressView(ar, loop=UpdateLoop(), placement=False)
+    apply(view.changes(final=True))
+    snap = view.last_snapshot
+    assert snap is not None and len(snap.failure_groups) == 13
+    assert view.failure is not None and len(view.failure.titles) == 10
+    assert view.failure.titles[0] == "ValueError: case a ×2"
+    # the three groups not shown are counted on a line of their own, under the groups
+    more = view.more_failures
+    assert more is not None
+    children = list(view.box.children)
+    assert children.index(more) == children.index(view.failure) + 1
+    line = '<div class="ipar-muted">and 3 more kinds of failure (3 tasks)</div>'
+    assert more.value == line
+    assert line in progress_html(snap)  # the static picture says the same
+
+
 class RetriedHandMadeJob(HandMadeJob):
     """test_job's hand-made job, with the RetriedTasks seam: the test replaces tasks."""
 

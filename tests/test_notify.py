@@ -10,6 +10,7 @@ The toast itself is checked in the browser (test_widgets_browser.py).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -113,6 +114,11 @@ def test_display_jobs_notify_once_and_the_export_shows_the_final_state(  # type:
         "ar4 = lv.map(time.sleep, [0.5] * 4)\n"
         "try:\n    ar4.wait_interactive(timeout=0.1)\nexcept TimeoutError:\n    print('stopped waiting')\n"
         "ar4.wait(30)\nassert get_loop().wait_idle(10)",
+        # a job shorter than JobNotifications.min_seconds: no notice
+        "from ipar_widgets.widgets.notify import JobNotifications\n"
+        "JobNotifications.instance().min_seconds = 30.0\n"
+        "ar5 = lv.map(abs, range(3))\nar5.display()\nar5.wait(30)\n"
+        "assert get_loop().wait_idle(10)",
     ]
     nb = python3_notebook(cells)
     client = run_notebook(nb)
@@ -122,7 +128,9 @@ def test_display_jobs_notify_once_and_the_export_shows_the_final_state(  # type:
         for m in client.comm_msgs
         if m["msg_type"] == "comm_msg" and m["content"]["data"].get("method") == "custom"
     ]
-    # none for the watched wait_interactive, one for the one that stopped waiting
+    # none for the watched wait_interactive, one for the one that stopped waiting, none for
+    # the one shorter than min_seconds (its widget shows its end all the same)
+    assert nb.cells[5].outputs[0]["data"]["text/plain"].startswith("abs: 3/3 tasks done (0 failed)")
     assert [c["ipar_widgets"] for c in custom] == [EVENT, EVENT, EVENT]
     first, second, fourth = (c["notice"] for c in custom)
     assert "stopped waiting" in "".join(o.get("text", "") for o in nb.cells[4].outputs)
@@ -157,7 +165,7 @@ def test_display_jobs_notify_once_and_the_export_shows_the_final_state(  # type:
     assert "8/8 items done" in html
     assert '4/6 items done · <span class="ipar-failed">2 failed</span>' in html
     assert "5/5 items done" in html
-    assert html.count('class="ipar-table"') == 4
+    assert html.count('class="ipar-table"') == 5
     assert "widget-view+json" not in html
     # With the widget state nbclient saves, nbconvert embeds the widgets instead (rendered by
     # the ipywidgets HTML manager it loads from a CDN); their saved state is the final one
@@ -169,4 +177,35 @@ def test_display_jobs_notify_once_and_the_export_shows_the_final_state(  # type:
         for m in state.values()
         if m["model_name"] == "IntProgressModel"
     )
-    assert bars == [(4, 4, "success"), (5, 5, "success"), (6, 6, "danger"), (8, 8, "success")]
+    assert bars == [
+        (3, 3, "success"),
+        (4, 4, "success"),
+        (5, 5, "success"),
+        (6, 6, "danger"),
+        (8, 8, "success"),
+    ]
+
+
+def test_the_settings_come_from_the_profile_s_ipython_config(tmp_path: Path) -> None:
+    """``c.JobNotifications.*`` and ``c.TransferProgress.*`` in ipython_config.py reach the
+    instances the displays use (a real IPython reading its profile)."""
+    profile = tmp_path / "profile_default"
+    profile.mkdir()
+    (profile / "ipython_config.py").write_text(
+        "c.JobNotifications.min_seconds = 12.5\nc.TransferProgress.min_bytes = 123\n"
+    )
+    code = (
+        "from ipar_widgets.widgets.notify import JobNotifications\n"
+        "from ipar_widgets.client.transfer import TransferProgress\n"
+        "print(JobNotifications.instance().min_seconds, TransferProgress.instance().min_bytes)"
+    )
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
+    ran = subprocess.run(
+        [sys.executable, "-m", "IPython", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "12.5 123", ran.stdout

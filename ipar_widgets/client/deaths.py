@@ -57,6 +57,13 @@ class DeathBook(Mapping[int, EngineDeath]):
             while len(self._deaths) > KEPT:
                 del self._deaths[next(iter(self._deaths))]
 
+    def replacement_failed(self, dead: int, error: str) -> None:
+        """The replacement of the dead engine ``dead`` exited before it registered."""
+        with self._lock:
+            death = self._deaths.get(dead)
+            if death is not None:
+                self._deaths[dead] = death.replacement_failed(error)
+
     def replaced(self, dead: int, engine_id: int) -> None:
         """Engine ``engine_id`` registered in place of the dead engine ``dead``."""
         with self._lock:

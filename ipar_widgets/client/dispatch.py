@@ -255,6 +255,8 @@ class Inbound:
         elif msg.msg_type == "engine_unregistered":
             self.deaths.died(content)  # before the table: a reader of rc.ids finds it there
             self.engines.unregistered([int(content["engine_id"])])
+        elif msg.msg_type == "engine_replacement_failed":
+            self.deaths.replacement_failed(int(content["engine_id"]), str(content.get("error")))
         self._tell_listeners(None, None, msg.msg_type, content)
 
     def _tell_listeners(

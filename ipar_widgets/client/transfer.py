@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import zmq
 from traitlets import Bool, Float, Int
-from traitlets.config import SingletonConfigurable
 
 from ..protocol.wire import Frame
 from . import frontend
+from .settings import SessionSettings
 from .waiting import wait_until
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ __all__ = ["TransferProgress", "ReplySizes", "frames_size", "wait_showing_transf
 TICK = 0.1
 
 
-class TransferProgress(SingletonConfigurable):
+class TransferProgress(SessionSettings):
     """When large data moves, show how much has (``TransferProgress.instance()``)."""
 
     enabled = Bool(

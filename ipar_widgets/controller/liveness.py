@@ -110,6 +110,13 @@ class Liveness:
                     code,
                     local.log_path,
                 )
+                if self.restarts is not None:
+                    error = f"its process {end.words()} before registering (log: {local.log_path})"
+                    dead = self.restarts.failed(local, error)
+                    if dead is not None:
+                        self.router.publish(
+                            "engine_replacement_failed", {"engine_id": dead, "error": error}
+                        )
         self.launcher.kill_overdue(self.shutdown_grace)
         if self.lifecycle.stopping:
             self.lifecycle.finish_shutdown_if_done()

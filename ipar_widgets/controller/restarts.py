@@ -6,7 +6,9 @@ dies without being asked to stop, a new engine process starts in its place, up t
 other launchers (ssh, MPI, batch: their launcher owns them) and engines lost while the
 cluster shuts down are not replaced.  The replacement registers with a new id; its
 ``engine_registered`` notice names the engine it replaces (``replaces``), and the dead
-engine's death record says ``replaced by engine <id>``.
+engine's death record says ``replaced by engine <id>``.  A replacement whose process exits
+before it registers is not retried: the record says why (``engine_replacement_failed``
+notice), so no display says "a replacement is starting" for ever.
 """
 
 from __future__ import annotations
@@ -76,6 +78,21 @@ class EngineRestarts:
         if death is not None:
             death["replaced_by"] = engine.id
             death["replacement"] = ""
+        return dead
+
+    def failed(self, local: LocalEngine, error: str) -> int | None:
+        """A replacement's process exited before it registered: note ``error`` in the dead
+        engine's record (no other replacement is started: what made this one fail would
+        most likely fail the next); return the dead engine's id (None when ``local``
+        replaces none)."""
+        dead = local.replaces
+        if dead is None:
+            return None
+        death = self.engines.death_of(dead)
+        if death is not None:
+            death["replacement"] = "failed"
+            death["replacement_error"] = error
+        log.error("the replacement of engine %d did not start: %s", dead, error)
         return dead
 
 

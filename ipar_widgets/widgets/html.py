@@ -213,13 +213,23 @@ def failure_groups_html(snap: Snapshot) -> str:
         templates.FAILURE_GROUP.format(title=_e(g.label), body=group_details_html(g))
         for g in groups[:GROUPS_SHOWN]
     ]
-    if len(groups) > GROUPS_SHOWN:
-        rest = sum(g.count for g in groups[GROUPS_SHOWN:])
-        sections.append(
-            f'<div class="ipar-muted">and {len(groups) - GROUPS_SHOWN} more kinds of '
-            f"failure ({rest} tasks)</div>"
-        )
+    more = more_failures_html(groups)
+    if more:
+        sections.append(more)
     return templates.FAILURE_GROUPS.format(sections="".join(sections))
+
+
+def more_failures_html(groups: tuple[FailureGroup, ...]) -> str:
+    """The line under the shown groups that counts the rest ('' when all are shown): the
+    live widget and the static picture both end their groups with it."""
+    if len(groups) <= GROUPS_SHOWN:
+        return ""
+    rest = sum(g.count for g in groups[GROUPS_SHOWN:])
+    kinds = len(groups) - GROUPS_SHOWN
+    return (
+        f'<div class="ipar-muted">and {kinds} more kind{"s" if kinds > 1 else ""} of '
+        f"failure ({rest} task{'s' if rest > 1 else ''})</div>"
+    )
 
 
 def progress_html(

@@ -23,17 +23,44 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from traitlets import Bool, Float
+
+from ..client.settings import SessionSettings
 from ..progress.snapshot import Snapshot
 from ..progress.terminal import format_seconds
 
 log = logging.getLogger("ipar_widgets.widgets")
 
-__all__ = ["EVENT", "Notice", "job_notice", "notify_job_ended"]
+__all__ = ["EVENT", "JobNotifications", "Notice", "job_notice", "notify_job_ended"]
 
 #: the custom message's marker (labextension/src/notify.ts checks the same)
 EVENT = "job-ended"
 #: JupyterLab cuts a notification's message at 140 characters; the name gets at most this
 _NAME_CHARS = 40
+
+
+class JobNotifications(SessionSettings):
+    """Which ended jobs notify (``JobNotifications.instance()``, or
+    ``c.JobNotifications.*`` in the profile's ``ipython_config.py``)."""
+
+    enabled = Bool(
+        True,
+        config=True,
+        help="Send the JupyterLab notification when a job shown with ar.display() ends (or "
+        "one whose wait_interactive() stopped waiting before its end).",
+    )
+    min_seconds = Float(
+        0.0,
+        min=0.0,
+        config=True,
+        help="Only jobs that ran at least this many seconds (wall time, submission to last "
+        "result) notify: a job that ends before you look away needs no notice.  Default 0: "
+        "every such job notifies.",
+    )
+
+    def wanted(self, notice: Notice) -> bool:
+        """Whether a job that ended as ``notice`` says notifies."""
+        return self.enabled and notice.wall >= self.min_seconds
 
 
 @dataclass(frozen=True)

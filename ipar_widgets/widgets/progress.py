@@ -43,9 +43,9 @@ from ..progress.placement import query_placement
 from ..progress.snapshot import ProgressTracker, Snapshot
 from . import templates
 from .clicks import route_off_main_thread
-from .html import group_details_html, progress_html, progress_text
+from .html import group_details_html, more_failures_html, progress_html, progress_text
 from .loop import Changes, UpdateLoop, get_loop
-from .notify import job_notice, notify_job_ended
+from .notify import JobNotifications, job_notice, notify_job_ended
 from .stacks import STACKS_TIMEOUT, area_html, asking_html, failed_html
 
 __all__ = ["ProgressView", "display_progress", "follow_job", "wait_with_widget", "REFRESH_PERIOD"]
@@ -144,6 +144,7 @@ class ProgressView:
         self.body = w.HTML(value="")
         self.failure: w.Accordion | None = None  # the failure groups, made at the first failure
         self._group_panes: list[w.HTML] = []  # the sections' contents, reused as groups change
+        self.more_failures: w.HTML | None = None  # "and K more kinds of failure", when needed
         self.note_html = w.HTML(value="")
         self.box = w.VBox(
             [self.style, self.bar_row, self.body, self.note_html],
@@ -194,8 +195,9 @@ class ProgressView:
         update_display(self.bundle(snap), raw=True, display_id=self.display_id)
         if first and self.notify_when_done:
             notice = job_notice(snap, self.state_word)
-            # one message, within the budget the updates keep
-            self.loop.send_message(lambda: notify_job_ended(self.box, notice))
+            if JobNotifications.instance().wanted(notice):
+                # one message, within the budget the updates keep
+                self.loop.send_message(lambda: notify_job_ended(self.box, notice))
 
     # -- the loop's side --------------------------------------------------------------------------
     def done(self) -> bool:
@@ -295,9 +297,14 @@ class ProgressView:
                 selected_index=None,
                 _dom_classes=("ipar-failure-groups",),
             )
+        more = more_failures_html(snap.failure_groups)
+        if more and self.more_failures is None:
+            self.more_failures = w.HTML(value=more)
         first.append((self.box, {"children": self._box_children(bool(groups))}))
         # last: a count may lag a refresh when the budget is short
         wanted += [(pane, {"value": group_details_html(g)}) for pane, g in zip(panes, groups)]
+        if self.more_failures is not None:
+            wanted.append((self.more_failures, {"value": more}))
         wanted.append((self.failure, {"children": panes, "titles": titles}))
         if groups:
             # the arguments of tasks shown for the first time (a no-op when none is new),
@@ -310,6 +317,8 @@ class ProgressView:
         children: list[Any] = [self.style, self.bar_row, self.body]
         if failures and self.failure is not None:
             children.append(self.failure)
+            if self.more_failures is not None:
+                children.append(self.more_failures)
         if self.stacks_area is not None:
             children.append(self.stacks_area)
         children.append(self.note_html)
