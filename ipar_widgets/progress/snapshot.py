@@ -270,52 +270,79 @@ class ProgressTracker:
                 self._first_submitted = submitted
         self._known = len(msg_ids)
 
-    def _engine(self, engine_id: int) -> _EngineTotals:
-        row = self._engines.get(engine_id)
-        if row is None:
-            row = self._engines[engine_id] = _EngineTotals()
-        return row
-
     def _fold(self, arrived: list[tuple[str, Any]]) -> None:
+        # the hot loop of every refresh (once per finished task): a task that succeeded
+        # takes the short path, with the lookups bound to locals
         job = self.job
         metadata = job.task_metadata
-        for msg_id, value in arrived:
-            i = self._index.get(msg_id)
-            if i is None:
-                continue
-            self._finished.add(msg_id)
-            md = metadata[i]
-            n = job.task_size(msg_id)
-            engine_id = md["engine_id"]
-            # not an int: a coalescing broadcast's one task ran on a list of engines
-            row = self._engine(engine_id) if isinstance(engine_id, int) else None
-            took = _seconds(md["started"], md["completed"])
-            if took is not None:
-                self._serial += took
-                self._durations.append(took / max(1, n))
-                if row is not None:
-                    row.busy += took
-            if isinstance(value, TaskAborted) or md["status"] == "aborted":
-                self._aborted += n
-                if row is not None:
-                    row.aborted += n
-                self._failed_folds[msg_id] = ("aborted", n, engine_id, took or 0.0)
-            elif isinstance(value, BaseException):
-                self._failed += n
-                self._failed_tasks += 1
-                if row is not None:
-                    row.failed += n
-                if self._first_error is None:
-                    self._first_error = _error_of(value, engine_id)
-                    self._first_error_id = msg_id
-                self._failed_folds[msg_id] = ("failed", n, engine_id, took or 0.0)
-                self._groups.add(msg_id, value, engine_id if isinstance(engine_id, int) else None)
-            else:
-                self._done += n
-                if row is not None:
-                    row.done += n
-            if row is not None and md["stdout"]:
-                row.stdout = _last_line(md["stdout"]) or row.stdout
+        task_size = job.task_size
+        index = self._index
+        finished = self._finished
+        engines = self._engines
+        durations = self._durations
+        serial = self._serial
+        done = 0
+        try:
+            for msg_id, value in arrived:
+                i = index.get(msg_id)
+                if i is None:
+                    continue
+                finished.add(msg_id)
+                md = metadata[i]
+                n = task_size(msg_id)
+                engine_id = md["engine_id"]
+                # not an int: a coalescing broadcast's one task ran on a list of engines
+                row = None
+                if isinstance(engine_id, int):
+                    row = engines.get(engine_id)
+                    if row is None:
+                        row = engines[engine_id] = _EngineTotals()
+                started, completed = md["started"], md["completed"]
+                took = None
+                if started is not None and completed is not None:
+                    took = (completed - started).total_seconds()
+                    serial += took
+                    durations.append(took / n if n > 1 else took)
+                    if row is not None:
+                        row.busy += took
+                if isinstance(value, BaseException) or md["status"] == "aborted":
+                    self._fold_failure(msg_id, value, md, n, engine_id, row, took)
+                else:
+                    done += n
+                    if row is not None:
+                        row.done += n
+                if row is not None and md["stdout"]:
+                    row.stdout = _last_line(md["stdout"]) or row.stdout
+        finally:
+            self._serial = serial
+            self._done += done
+
+    def _fold_failure(
+        self,
+        msg_id: str,
+        value: Any,
+        md: Any,
+        n: int,
+        engine_id: Any,
+        row: _EngineTotals | None,
+        took: float | None,
+    ) -> None:
+        """A task that was aborted, or failed (``value`` its exception)."""
+        if isinstance(value, TaskAborted) or md["status"] == "aborted":
+            self._aborted += n
+            if row is not None:
+                row.aborted += n
+            self._failed_folds[msg_id] = ("aborted", n, engine_id, took or 0.0)
+            return
+        self._failed += n
+        self._failed_tasks += 1
+        if row is not None:
+            row.failed += n
+        if self._first_error is None:
+            self._first_error = _error_of(value, engine_id)
+            self._first_error_id = msg_id
+        self._failed_folds[msg_id] = ("failed", n, engine_id, took or 0.0)
+        self._groups.add(msg_id, value, engine_id if isinstance(engine_id, int) else None)
 
     # -- retried tasks ------------------------------------------------------------------------
     def _apply_replacements(self, replaced: list[tuple[str, str]]) -> None:
