@@ -20,7 +20,7 @@ import zmq
 from ipykernel.control import ControlThread
 from ipykernel.iostream import IOPubThread
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
-from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, observe, validate
 
 from ..paths import CONNECTION_INFO_VARIABLE, ENGINE_SET_VARIABLE
 from ..protocol.routing import (
@@ -359,6 +359,58 @@ class EngineApp(IPKernelApp):
                 shell.user_ns.update(mpi_namespace())
 
 
+class IPEngine(EngineApp):
+    """The engine as ipyparallel names it, so a profile written for ipyparallel configures it:
+    the profile's ``ipengine_config.py`` is read (after ``ipython_config.py``), and
+    ``c.IPEngine.*`` applies (``c.EngineApp.*`` too: the settings above).
+
+    Of ipyparallel's own ``IPEngine`` settings, the ones that mean something here are taken:
+    ``startup_command`` and ``startup_script`` (run after the IPython startup code:
+    ``exec_lines``, ``exec_files``, the profile's ``startup/`` files), ``use_mpi`` (as
+    ``mpi``) and ``url_file`` (as ``file``).  Others (``sshserver``, ``location``, ...) are
+    named in the engine's log as not recognised.
+    """
+
+    startup_command = Unicode(
+        "",
+        help="Python code every engine runs once it started, before it takes tasks (as "
+        "ipyparallel's IPEngine.startup_command); an error in it is logged, the engine runs.",
+    ).tag(config=True)
+    startup_script = Unicode(
+        "",
+        help="A Python file every engine runs once it started, before it takes tasks (as "
+        "ipyparallel's IPEngine.startup_script); an error in it is logged, the engine runs.",
+    ).tag(config=True)
+    use_mpi = Bool(
+        False, help="ipyparallel's name of the mpi setting: import mpi4py's MPI, rank as id."
+    ).tag(config=True)
+    url_file = Unicode(
+        "", help="ipyparallel's name of the file setting: the controller's engine file."
+    ).tag(config=True)
+
+    @default("config_file_name")
+    def _default_config_file_name(self) -> str:
+        return "ipengine_config.py"
+
+    @observe("use_mpi")
+    def _use_mpi_is_mpi(self, change: Any) -> None:
+        if change["new"]:
+            self.mpi = True
+
+    @observe("url_file")
+    def _url_file_is_file(self, change: Any) -> None:
+        if change["new"] and not self.file:
+            self.file = change["new"]
+
+    def init_code(self) -> None:
+        # ipyparallel runs these after the shell's own startup code, in this order
+        if self.startup_script:
+            self.exec_files = [*self.exec_files, self.startup_script]
+        if self.startup_command:
+            self.exec_lines = [*self.exec_lines, self.startup_command]
+        super().init_code()  # type: ignore[no-untyped-call]
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -366,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         datefmt="%H:%M:%S",
         stream=sys.__stderr__,
     )
-    app = EngineApp.instance()
+    app = IPEngine.instance()
     try:
         app.initialize(argv)  # type: ignore[no-untyped-call]
     except RegistrationFailed as exc:
