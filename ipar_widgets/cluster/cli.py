@@ -19,8 +19,9 @@ from traitlets.config import Config, Configurable
 
 from .. import paths
 from .._version import __version__
+from ..client import frontend
 from ..error import ClusterError, EngineStartFailed
-from ..progress.enginewait import EngineWaitTerminal, EngineWaitTracker
+from ..progress.enginewait import EngineWaitTracker
 from ..progress.terminal import format_seconds
 from . import control, enginesets, remotecontroller
 from .discovery import RUNNING, STALE, ClusterInfo, find_cluster, find_clusters
@@ -390,8 +391,9 @@ def _wait_line() -> EngineWaitTracker:
     """The wait for engines as one line on stderr: redrawn in place on a terminal, whole
     lines as it changes in a log (at most one a second), and always a last line that says
     how it ended ("engines: 4/4 registered, 1.2 s; local: 4/4 engines registered")."""
-    line = EngineWaitTerminal(sys.stderr)
-    return EngineWaitTracker(line.update, line.finish)
+    line = frontend.engine_wait_display(interactive=True, widget=False)
+    assert line is not None  # asked for: never None
+    return line
 
 
 def cmd_engines_stop(args: argparse.Namespace) -> int:

@@ -11,9 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from traitlets.config import Config, Configurable
 
@@ -38,6 +38,8 @@ __all__ = [
     "wait_for_engines",
     "stop_cluster",
 ]
+
+R = TypeVar("R")
 
 
 def request(
@@ -202,16 +204,27 @@ def add_engine_set(
             row = (set_id, count - before, size, launcher.status_text())
             progress.update(count, wanted, [row], show=look)
 
+    def wait() -> None:
+        count = enginesets.wait_for_engine_sets(
+            registered, wanted, [launcher], timeout, on_look=show
+        )
+        show(count, look=False)  # the count that ended the wait: finish() shows it
+
+    _ending_shown(progress, wait)
+    return set_id
+
+
+def _ending_shown(progress: WaitDisplay | None, wait: Callable[[], R]) -> R:
+    """Run ``wait``; then ``progress`` (if any) says how it ended: ready, or the error."""
     try:
-        enginesets.wait_for_engine_sets(registered, wanted, [launcher], timeout, on_look=show)
+        result = wait()
     except BaseException as exc:
         if progress is not None:
             progress.finish(outcome_of(exc))
         raise
     if progress is not None:
-        show(registered(), look=False)
         progress.finish("ready")
-    return set_id
+    return result
 
 
 def _abandon(profile_path: Path, cluster_id: str, proc: subprocess.Popen[bytes]) -> None:
@@ -243,33 +256,26 @@ def wait_for_engines(
         logs = sorted(Path(cluster["log_dir"]).glob(pattern))
         return f"\nthe end of {logs[-1]}:\n{tail(logs[-1])}" if logs else ""
 
-    def show(status: Mapping[str, Any], look: bool = True) -> None:
+    def look() -> Mapping[str, Any]:
+        # the look that ends the wait is recorded, not shown: finish() shows it
+        status = request(cluster, "status_request").content
         if progress is not None:
             registered = int(status.get("engines_registered", 0))
             starting = int(status.get("engines_starting") or 0)
             row = ("local", registered, n, f"{starting} starting" if starting else "")
-            progress.update(registered, n, [row], show=look and registered < n)
-
-    def look() -> Mapping[str, Any]:
-        status = request(cluster, "status_request").content
-        show(status)
+            progress.update(registered, n, [row], show=registered < n)
         return status
 
-    try:
-        status = wait_until_registered(
+    status = _ending_shown(
+        progress,
+        lambda: wait_until_registered(
             look,
             n,
             timeout,
             lambda seconds: time.sleep(min(seconds, 0.05)),
             timeout_detail=newest_log_tail,
-        )
-    except BaseException as exc:
-        if progress is not None:
-            progress.finish(outcome_of(exc))
-        raise
-    if progress is not None:
-        show(status, look=False)
-        progress.finish("ready")
+        ),
+    )
     return dict(status)
 
 

@@ -184,8 +184,8 @@ def wait_for_engine_sets(
     timeout: float,
     report: Callable[[str], None] | None = None,
     on_look: Callable[[int], None] | None = None,
-) -> None:
-    """Wait until ``registered()`` reaches ``wanted``.  EngineStartFailed at once when a
+) -> int:
+    """Wait until ``registered()`` reaches ``wanted``; return the count that did.  EngineStartFailed at once when a
     launcher's process (or batch job) ends first, with what it printed; EnginesNotReady after
     ``timeout`` seconds, not counting the time a batch job waits in its queue (``pending``).
     ``report`` gets a line whenever the launchers' status changes ("PENDING (Resources)");
@@ -195,7 +195,7 @@ def wait_for_engine_sets(
     while True:
         count = registered()
         if count >= wanted:
-            return
+            return count
         if on_look is not None:
             on_look(count)
         now = time.monotonic()
